@@ -1,0 +1,92 @@
+"""Every name the parts of hrw agree on: API group, kinds, labels, annotations, environment.
+
+One place, so that the operator, the proxy, the agent and the CLI can never spell a label
+two ways. Nothing here talks to anything.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "hrw.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+# Kinds and their plural resource names.
+RUNBOOK: Final = "Runbook"
+ASSET: Final = "Asset"
+WORKER_GROUP: Final = "WorkerGroup"
+RUNBOOK_JOB: Final = "RunbookJob"
+PLURALS: Final[dict[str, str]] = {
+    RUNBOOK: "runbooks",
+    ASSET: "assets",
+    WORKER_GROUP: "workergroups",
+    RUNBOOK_JOB: "runbookjobs",
+}
+CATEGORY: Final = "hrw"
+
+# Labels (selectable) and annotations (informational). Our own prefix throughout.
+LABEL_WORKER_GROUP: Final = "hrw.dev/worker-group"
+LABEL_WORKER: Final = "hrw.dev/worker"
+LABEL_JOB: Final = "hrw.dev/job"
+LABEL_ATTEMPT: Final = "hrw.dev/attempt"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "hrw"
+
+# Worker metadata an agent publishes on its Lease (annotations, so the Lease stays a Lease).
+ANNOTATION_HOSTNAME: Final = "hrw.dev/hostname"
+ANNOTATION_AGENT_VERSION: Final = "hrw.dev/agent-version"
+ANNOTATION_INTERPRETERS: Final = "hrw.dev/interpreters"  # comma-separated
+ANNOTATION_CAPACITY: Final = "hrw.dev/capacity"  # integer: jobs this worker runs at once
+ANNOTATION_DRAINING: Final = "hrw.dev/draining"  # "true" while the agent shuts down
+
+# The operator's own prefix for what kopf persists (never the default kopf.zalando.org).
+OPERATOR_PREFIX: Final = "operator.hrw.dev"
+
+# Secrets the operator manages for a WorkerGroup.
+REGISTRATION_TOKEN_KEY: Final = "token"
+SECRET_TYPE_REGISTRATION: Final = "hrw.dev/registration-token"
+SECRET_TYPE_WORKER_CREDENTIAL: Final = "hrw.dev/worker-credential"
+WORKER_CREDENTIAL_HASH_KEY: Final = "sha256"
+
+# Output chunks an agent appends for a job: ConfigMaps owned by the job (garbage-collected with it).
+OUTPUT_CHUNK_KEY: Final = "chunk"
+OUTPUT_STREAM_KEY: Final = "stream"
+
+
+def registration_secret_name(group: str) -> str:
+    """The Secret holding a WorkerGroup's registration token."""
+    return f"{group}-registration"
+
+
+def lease_name(group: str, worker: str) -> str:
+    """The coordination.k8s.io Lease a worker renews. Dots cannot occur in either DNS label."""
+    return f"hrw.{group}.{worker}"
+
+
+def worker_secret_name(group: str, worker: str) -> str:
+    """The Secret that records a registered worker (its credential's hash only)."""
+    return f"hrw-worker.{group}.{worker}"
+
+
+def output_chunk_name(job: str, attempt: int, seq: int) -> str:
+    """Deterministic, so a re-sent chunk is a 409 AlreadyExists rather than a duplicate."""
+    return f"{job}.out.{attempt}.{seq:06d}"
+
+
+# What a runbook process sees.
+ENV_PARAMETERS_FILE: Final = "HRW_PARAMETERS_FILE"
+ENV_OUTPUTS_FILE: Final = "HRW_OUTPUTS"
+ENV_ASSETS_DIR: Final = "HRW_ASSETS_DIR"
+ENV_JOB_NAME: Final = "HRW_JOB_NAME"
+ENV_JOB_NAMESPACE: Final = "HRW_JOB_NAMESPACE"
+ENV_JOB_ATTEMPT: Final = "HRW_JOB_ATTEMPT"
+ENV_WORKER_NAME: Final = "HRW_WORKER_NAME"
+ENV_PARAM_PREFIX: Final = "HRW_PARAM_"
+ENV_ASSET_PREFIX: Final = "HRW_ASSET_"
+
+
+def env_name(name: str) -> str:
+    """An object or field name as an environment variable suffix: `db-password` -> `DB_PASSWORD`."""
+    return "".join(c if c.isalnum() else "_" for c in name).upper()

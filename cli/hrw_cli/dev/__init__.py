@@ -1,0 +1,1 @@
+"""Development tooling: building and running a local Kubernetes control plane."""
