@@ -1,0 +1,90 @@
+"""Fixtures shared by all of hrw's tests: a real cluster, the CRDs, namespaces, project processes.
+
+- ``cluster`` (session): the local control plane, or ``USE_EXISTING_CLUSTER=true`` +
+  ``KUBECONFIG``, or kind with ``HRW_TEST_CLUSTER=kind`` (see ``tests/support/clusters.py``).
+  It never skips: a cluster that cannot start errors every test that needs it.
+- ``crds`` (session): ``crds/*.yaml`` applied and served.
+- ``namespace`` (function): a fresh namespace, deleted after the test.
+- ``processes`` (function) / ``session_processes`` (session): start ``hrw-operator``,
+  ``hrw-proxy``, ``hrw-agent`` or any command as real subprocesses; always killed at the end,
+  and their logs attached to the report of a failing test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
+from hrw_cli.dev.crds import CrdInfo, apply_crds
+
+from tests.support import ProcessFactory, open_session_cluster, unique_name
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_FACTORIES = pytest.StashKey[list[ProcessFactory]]()
+_LOG_TAIL_LINES = 200
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ControlPlane | ExistingCluster]:
+    """The session's Kubernetes cluster, with pytest-kind's surface (``name``, ``kubeconfig_path``, ``kubectl``)."""
+    with open_session_cluster("hrw-test") as session_cluster:
+        yield session_cluster
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: ControlPlane | ExistingCluster) -> list[CrdInfo]:
+    """hrw's CRDs from ``crds/`` applied, Established, and answering lists."""
+    return apply_crds(cluster, REPO_ROOT / "crds")
+
+
+@pytest.fixture
+def namespace(cluster: ControlPlane | ExistingCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test; deleted (without waiting) afterwards."""
+    name = unique_name(request.node.name, max_length=50)
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, "hrw.dev/test=true")
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+def _register(node: pytest.Item | pytest.Session, factory: ProcessFactory) -> None:
+    node.stash.setdefault(_FACTORIES, []).append(factory)
+
+
+@pytest.fixture
+def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProcessFactory]:
+    """Start project processes for one test: ``processes.start("hrw-agent", "--config", ...)``."""
+    factory = ProcessFactory(tmp_path / "processes")
+    _register(request.node, factory)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="session")
+def session_processes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProcessFactory]:
+    """Like ``processes`` for processes that live the whole session (e.g. one shared operator)."""
+    factory = ProcessFactory(tmp_path_factory.mktemp("session-processes"))
+    _register(request.session, factory)
+    yield factory
+    factory.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the logs of the test's processes (and the session's) to a failing test's report."""
+    report: pytest.TestReport = yield
+    if report.failed:
+        factories = item.stash.get(_FACTORIES, []) + item.session.stash.get(_FACTORIES, [])
+        for factory in factories:
+            for process in factory.processes:
+                item.user_properties.append((f"log:{process.name}", str(process.log_path)))
+                report.sections.append(
+                    (f"process {process.name} ({process!r}) last {_LOG_TAIL_LINES} lines of {process.log_path}",
+                     process.log_tail(_LOG_TAIL_LINES))
+                )
+    return report
