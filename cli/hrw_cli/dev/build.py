@@ -130,7 +130,8 @@ def find_kubectl() -> Path:
 
 
 def _go() -> str:
-    go = shutil.which("go")
+    # Go's official installer puts it in /usr/local/go, which a non-login shell may not have on PATH.
+    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
     if go is None:
         raise BuildError(
             "Go is not installed or not on PATH. hrw builds kube-apiserver, kube-controller-manager "

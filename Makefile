@@ -1,0 +1,37 @@
+# The two commands of the README. Each does its own set-up on a fresh machine with Python 3.11
+# and Go: a virtualenv in .venv, the project with its dev extra, and the control-plane binaries
+# (built from Go modules once per machine, cached in ~/.cache/hrw/controlplane).
+#
+#   make test   ruff, then the whole pytest suite against a real local control plane
+#   make demo   bring up a control plane, apply the CRDs and examples, show them served
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall when the project's metadata changes, not on every run.
+INSTALLED := $(VENV)/.installed-dev
+
+.PHONY: test demo setup lint controlplane
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -p no:cacheprovider --timeout=600
+
+demo: setup
+	$(BIN)/hrw dev demo
+
+setup: $(INSTALLED) controlplane
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+
+controlplane: $(INSTALLED)
+	$(BIN)/hrw dev build
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
