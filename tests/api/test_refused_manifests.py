@@ -1,0 +1,250 @@
+"""Bad manifests are refused by `kubectl apply` at once, with a message that names the field or rule.
+
+Each case is a manifest a person could plausibly write, applied with the real kubectl against
+the real apiserver with hrw's CRDs; the assertion is on kubectl's stderr, because that is what
+the person reads. The schema (enums, patterns, bounds, list types) and the CEL rules in
+crds/*.yaml do the refusing; nothing of hrw needs to run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
+from hrw_cli.dev.crds import CrdInfo
+
+Cluster = ControlPlane | ExistingCluster
+
+
+@dataclass(frozen=True)
+class Bad:
+    manifest: str
+    says: tuple[str, ...]  # substrings kubectl's stderr must contain
+
+
+RUNBOOK = """
+apiVersion: hrw.dev/v1alpha1
+kind: Runbook
+metadata: {{name: bad}}
+spec:
+{spec}
+"""
+ASSET = """
+apiVersion: hrw.dev/v1alpha1
+kind: Asset
+metadata: {{name: bad}}
+spec:
+{spec}
+"""
+WORKER_GROUP = """
+apiVersion: hrw.dev/v1alpha1
+kind: WorkerGroup
+metadata: {{name: {name}}}
+spec:
+{spec}
+"""
+JOB = """
+apiVersion: hrw.dev/v1alpha1
+kind: RunbookJob
+metadata: {{name: bad}}
+spec:
+  runbookRef: {{name: hello}}
+  workerGroup: datacenter-a
+{spec}
+"""
+
+CASES: dict[str, Bad] = {
+    # Runbook
+    "runbook_with_unknown_interpreter": Bad(
+        RUNBOOK.format(spec="  interpreter: perl\n  content: print 1"),
+        ("spec.interpreter", "Unsupported value", '"perl"'),
+    ),
+    "runbook_with_content_and_content_from": Bad(
+        RUNBOOK.format(spec=(
+            "  interpreter: bash\n  content: echo hi\n"
+            "  contentFrom: {configMapKeyRef: {name: scripts, key: hi.sh}}"
+        )),
+        ("exactly one of spec.content and spec.contentFrom must be set",),
+    ),
+    "runbook_with_neither_content_nor_content_from": Bad(
+        RUNBOOK.format(spec="  interpreter: bash"),
+        ("exactly one of spec.content and spec.contentFrom must be set",),
+    ),
+    "runbook_with_badly_formed_parameter_name": Bad(
+        RUNBOOK.format(spec="  interpreter: bash\n  content: echo\n  parameters: [{name: 1st-name}]"),
+        ("spec.parameters[0].name", "should match"),
+    ),
+    "runbook_with_duplicate_parameter_names": Bad(
+        RUNBOOK.format(spec="  interpreter: bash\n  content: echo\n  parameters: [{name: who}, {name: who}]"),
+        ("spec.parameters[1]", "Duplicate value"),
+    ),
+    "runbook_with_unknown_parameter_type": Bad(
+        RUNBOOK.format(spec="  interpreter: bash\n  content: echo\n  parameters: [{name: who, type: date}]"),
+        ("spec.parameters[0].type", "Unsupported value"),
+    ),
+    "runbook_with_pattern_on_an_integer_parameter": Bad(
+        RUNBOOK.format(spec=(
+            "  interpreter: bash\n  content: echo\n  parameters: [{name: size, type: integer, pattern: '^1$'}]"
+        )),
+        ("spec.parameters[0].pattern", "pattern is allowed only for parameters of type string"),
+    ),
+    "runbook_with_badly_formed_asset_name": Bad(
+        RUNBOOK.format(spec="  interpreter: bash\n  content: echo\n  assets: [Not_A_Name]"),
+        ("spec.assets[0]", "should match"),
+    ),
+    "runbook_with_duplicate_asset_names": Bad(
+        RUNBOOK.format(spec="  interpreter: bash\n  content: echo\n  assets: [greeting, greeting]"),
+        ("spec.assets[1]", "Duplicate value"),
+    ),
+    "runbook_with_zero_timeout": Bad(
+        RUNBOOK.format(spec="  interpreter: bash\n  content: echo\n  timeoutSeconds: 0"),
+        ("spec.timeoutSeconds", "greater than or equal to 1"),
+    ),
+    "runbook_with_content_from_without_key": Bad(
+        RUNBOOK.format(spec="  interpreter: bash\n  contentFrom: {configMapKeyRef: {name: scripts}}"),
+        ("spec.contentFrom.configMapKeyRef.key", "Required value"),
+    ),
+    # Asset
+    "asset_of_unknown_type": Bad(
+        ASSET.format(spec="  type: Password\n  value: x"),
+        ("spec.type", "Unsupported value"),
+    ),
+    "credential_without_password_from": Bad(
+        ASSET.format(spec="  type: Credential\n  username: admin"),
+        ("spec.passwordFrom", "a Credential needs spec.passwordFrom"),
+    ),
+    "credential_with_a_plain_value": Bad(
+        ASSET.format(spec=(
+            "  type: Credential\n  username: admin\n  value: hunter2\n"
+            "  passwordFrom: {secretKeyRef: {name: db, key: password}}"
+        )),
+        ("a Credential has only spec.username and spec.passwordFrom",),
+    ),
+    "variable_with_value_and_value_from": Bad(
+        ASSET.format(spec="  type: Variable\n  value: x\n  valueFrom: {secretKeyRef: {name: s, key: k}}"),
+        ("a Variable needs exactly one of spec.value and spec.valueFrom",),
+    ),
+    "variable_with_a_username": Bad(
+        ASSET.format(spec="  type: Variable\n  value: x\n  username: admin"),
+        ("a Variable has only spec.value or spec.valueFrom",),
+    ),
+    "certificate_without_certificate_from": Bad(
+        ASSET.format(spec="  type: Certificate"),
+        ("spec.certificateFrom", "a Certificate needs spec.certificateFrom"),
+    ),
+    "connection_with_empty_fields": Bad(
+        ASSET.format(spec="  type: Connection\n  fields: []"),
+        ("spec.fields", "a Connection needs at least one entry in spec.fields"),
+    ),
+    "connection_field_with_value_and_value_from": Bad(
+        ASSET.format(spec=(
+            "  type: Connection\n  fields:\n"
+            "    - {name: host, value: db.example, valueFrom: {secretKeyRef: {name: s, key: host}}}"
+        )),
+        ("spec.fields[0]", "each Connection field needs exactly one of value and valueFrom"),
+    ),
+    "connection_with_duplicate_field_names": Bad(
+        ASSET.format(spec="  type: Connection\n  fields: [{name: host, value: a}, {name: host, value: b}]"),
+        ("spec.fields[1]", "Duplicate value"),
+    ),
+    # WorkerGroup
+    "worker_group_requiring_signatures_without_trusted_keys": Bad(
+        WORKER_GROUP.format(name="dc", spec="  requireSignedRunbooks: true"),
+        ("spec.trustedKeys", "requireSignedRunbooks needs at least one entry in spec.trustedKeys"),
+    ),
+    "worker_group_with_duplicate_key_ids": Bad(
+        WORKER_GROUP.format(name="dc", spec=(
+            "  trustedKeys: [{keyId: k1, publicKey: QUJD}, {keyId: k1, publicKey: REVG}]"
+        )),
+        ("spec.trustedKeys[1]", "Duplicate value"),
+    ),
+    "worker_group_name_longer_than_a_dns_label": Bad(
+        WORKER_GROUP.format(name="d" * 64, spec="  maxJobsPerWorker: 1"),
+        ("must be a DNS-1123 label",),
+    ),
+    "worker_group_name_with_dots": Bad(
+        WORKER_GROUP.format(name="datacenter.a", spec="  maxJobsPerWorker: 1"),
+        ("must be a DNS-1123 label",),
+    ),
+    "worker_group_with_unknown_interpreter": Bad(
+        WORKER_GROUP.format(name="dc", spec="  interpreters: [bash, ruby]"),
+        ("spec.interpreters[1]", "Unsupported value"),
+    ),
+    "worker_group_with_zero_jobs_per_worker": Bad(
+        WORKER_GROUP.format(name="dc", spec="  maxJobsPerWorker: 0"),
+        ("spec.maxJobsPerWorker", "greater than or equal to 1"),
+    ),
+    "worker_group_with_a_five_second_lease": Bad(
+        WORKER_GROUP.format(name="dc", spec="  leaseDurationSeconds: 5"),
+        ("spec.leaseDurationSeconds", "greater than or equal to 10"),
+    ),
+    # RunbookJob
+    "job_with_zero_timeout": Bad(
+        JOB.format(spec="  timeoutSeconds: 0"),
+        ("spec.timeoutSeconds", "greater than or equal to 1"),
+    ),
+    "job_with_a_timeout_over_a_week": Bad(
+        JOB.format(spec="  timeoutSeconds: 604801"),
+        ("spec.timeoutSeconds", "less than or equal to 604800"),
+    ),
+    "job_with_zero_max_attempts": Bad(
+        JOB.format(spec="  retryPolicy: {maxAttempts: 0}"),
+        ("spec.retryPolicy.maxAttempts", "greater than or equal to 1"),
+    ),
+    "job_with_unknown_retry_on": Bad(
+        JOB.format(spec="  retryPolicy: {retryOn: [WorkerLost, Timeout]}"),
+        ("spec.retryPolicy.retryOn[1]", "Unsupported value"),
+    ),
+    "job_with_negative_ttl": Bad(
+        JOB.format(spec="  ttlSecondsAfterFinished: -1"),
+        ("spec.ttlSecondsAfterFinished", "greater than or equal to 0"),
+    ),
+    "job_with_worker_group_that_is_not_a_dns_label": Bad(
+        JOB.format(spec="").replace("workerGroup: datacenter-a", "workerGroup: Datacenter.A"),
+        ("spec.workerGroup", "should match"),
+    ),
+    "job_without_runbook_ref": Bad(
+        JOB.format(spec="").replace("  runbookRef: {name: hello}\n", ""),
+        ("spec.runbookRef", "Required value"),
+    ),
+    "job_with_parameters_that_are_not_an_object": Bad(
+        JOB.format(spec="  parameters: [World]"),
+        ("spec.parameters", "must be of type object"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_manifest_is_refused_with_a_message_naming_the_field(
+    cluster: Cluster, crds: list[CrdInfo], namespace: str, case: str
+) -> None:
+    bad = CASES[case]
+    result = cluster.kubectl_run("apply", "-n", namespace, "-f", "-", input=bad.manifest)
+    assert result.returncode != 0, f"{case} was accepted:\n{result.stdout}"
+    for text in bad.says:
+        assert text in result.stderr, f"{case}: {text!r} not in kubectl's stderr:\n{result.stderr}"
+
+
+def test_each_bad_manifest_differs_from_a_good_one_only_in_its_fault(
+    cluster: Cluster, crds: list[CrdInfo], namespace: str
+) -> None:
+    """The templates themselves are valid, so each refusal above is for the fault it names."""
+    good = [
+        RUNBOOK.format(spec="  interpreter: bash\n  content: echo\n  parameters: [{name: who}]\n  assets: [greeting]"),
+        ASSET.format(spec="  type: Variable\n  value: x").replace("name: bad", "name: variable"),
+        ASSET.format(spec="  type: Credential\n  username: admin\n  passwordFrom: {secretKeyRef: {name: db, key: pw}}")
+        .replace("name: bad", "name: credential"),
+        ASSET.format(spec="  type: Certificate\n  certificateFrom: {secretRef: {name: tls}}")
+        .replace("name: bad", "name: certificate"),
+        ASSET.format(spec="  type: Connection\n  fields: [{name: host, value: a}, {name: pw, valueFrom: "
+                          "{secretKeyRef: {name: s, key: pw}}}]").replace("name: bad", "name: connection"),
+        WORKER_GROUP.format(
+            name="dc", spec="  requireSignedRunbooks: true\n  trustedKeys: [{keyId: k1, publicKey: QUJD}]"
+        ),
+        WORKER_GROUP.format(name="d" * 63, spec="  maxJobsPerWorker: 256"),
+        JOB.format(spec="  timeoutSeconds: 604800\n  retryPolicy: {maxAttempts: 10, retryOn: [WorkerLost, Failed]}\n"
+                        "  ttlSecondsAfterFinished: 0\n  parameters: {who: World}"),
+    ]
+    for manifest in good:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
