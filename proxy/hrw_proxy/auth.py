@@ -1,0 +1,151 @@
+"""Worker identity: the credential format, registration, and verifying a credential on each request.
+
+A worker credential is `hrw1.<namespace>.<group>.<worker>.<secret>`. Namespace, group and worker
+are DNS-1123 labels (no dots), so the proxy finds the worker's record — the Secret
+`names.worker_secret_name(group, worker)` in that namespace — with one GET, never a cluster-wide
+search. The cluster stores only `sha256(credential)`; the proxy compares digests in constant
+time. Deleting the Secret (or its WorkerGroup, which owns it) revokes the worker.
+
+Verification caches each worker's stored hash for a short TTL (`--credential-cache-ttl`, at most
+5 s): a revoked credential stops working within that TTL. A presented credential that does not
+match a cached hash refetches it (at most once a second per worker), so a re-registered worker is
+accepted at once by a proxy that had cached its old hash.
+
+Registration tokens and credentials are never logged: only `<ns>/<group>/<worker>` is.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+CREDENTIAL_PREFIX = "hrw1"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_SECRET_PART = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
+_REFETCH_AFTER_MISMATCH = 1.0
+_CACHE_SIZE = 10_000
+
+
+def is_dns_label(value: object) -> bool:
+    return isinstance(value, str) and bool(_DNS_LABEL.match(value))
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """Who is calling: the worker `worker` of WorkerGroup `group` in `namespace`."""
+
+    namespace: str
+    group: str
+    worker: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.group}/{self.worker}"
+
+
+def new_credential(identity: WorkerIdentity) -> str:
+    """A fresh credential for `identity` (256 bits of randomness)."""
+    return f"{CREDENTIAL_PREFIX}.{identity.namespace}.{identity.group}.{identity.worker}.{secrets.token_urlsafe(32)}"
+
+
+def parse_credential(credential: str) -> WorkerIdentity | None:
+    """The identity a credential claims, or None if it is not of our format (then: 401)."""
+    parts = credential.split(".")
+    if len(parts) != 5 or parts[0] != CREDENTIAL_PREFIX:
+        return None
+    _, namespace, group, worker, secret = parts
+    if not (is_dns_label(namespace) and is_dns_label(group) and is_dns_label(worker)):
+        return None
+    if not _SECRET_PART.match(secret):
+        return None
+    return WorkerIdentity(namespace, group, worker)
+
+
+def credential_hash(credential: str) -> str:
+    """What the cluster stores: the hex sha256 of the whole credential."""
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
+def tokens_equal(presented: str, expected: str) -> bool:
+    """Constant-time comparison of two tokens (or digests)."""
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def decode_secret_value(secret: dict[str, object], key: str) -> str | None:
+    """A Secret's `data[key]` decoded, or None when absent or not valid base64/UTF-8."""
+    data = secret.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get(key), str):
+        return None
+    try:
+        return base64.b64decode(data[key], validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+# (ns, group, worker) -> the stored hash, or None when there is no (valid) record.
+HashFetcher = Callable[[WorkerIdentity], Awaitable[str | None]]
+
+
+@dataclass
+class _Entry:
+    stored: str | None
+    fetched_at: float
+
+
+class CredentialVerifier:
+    """Checks worker credentials against the hashes stored in the cluster, with a short-TTL cache.
+
+    The cache is an optimisation only: every process verifies on its own, so several proxies
+    serve the same workers and a restart loses nothing.
+    """
+
+    def __init__(self, fetch: HashFetcher, *, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._fetch = fetch
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: OrderedDict[WorkerIdentity, _Entry] = OrderedDict()
+
+    def remember(self, identity: WorkerIdentity, stored: str) -> None:
+        """Record a hash this process just wrote (registration), so its own next check needs no GET."""
+        self._put(identity, stored)
+
+    def _put(self, identity: WorkerIdentity, stored: str | None) -> None:
+        self._cache[identity] = _Entry(stored, self._clock())
+        self._cache.move_to_end(identity)
+        while len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    async def verify(self, credential: str) -> WorkerIdentity | None:
+        """The caller's identity, or None: malformed, unknown, revoked or wrong credential."""
+        identity = parse_credential(credential)
+        if identity is None:
+            return None
+        presented = credential_hash(credential)
+        now = self._clock()
+        entry = self._cache.get(identity)
+        if entry is not None and now - entry.fetched_at < self._ttl:
+            if entry.stored is not None and tokens_equal(presented, entry.stored):
+                return identity
+            if now - entry.fetched_at < _REFETCH_AFTER_MISMATCH:
+                return None
+        stored = await self._fetch(identity)
+        self._put(identity, stored)
+        if stored is not None and tokens_equal(presented, stored):
+            return identity
+        return None

@@ -1,0 +1,82 @@
+"""`hrw-proxy`: parse settings, open the upstream client, serve TLS for agents and HTTP for metrics.
+
+Exit codes: 0 after SIGTERM/SIGINT, 2 for bad flags (argparse), 1 if it cannot start (unreadable
+certificate, unusable kubeconfig, port in use), with a log line saying which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+from hrw_api.kubeclient import KubeClient
+
+from .audit import configure, log
+from .metrics import Metrics
+from .server import ProxyServer
+from .settings import Settings, parse_settings
+from .upstream import Upstream
+
+logger = logging.getLogger("hrw_proxy")
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
+
+
+async def serve(settings: Settings) -> None:
+    metrics = Metrics()
+    client = KubeClient.from_environment(settings.kubeconfig, timeout=settings.upstream_timeout,
+                                         user_agent="hrw-proxy")
+    server = ProxyServer(settings, Upstream(client, timeout=settings.upstream_timeout, metrics=metrics), metrics)
+    runners: list[web.AppRunner] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        # handler_cancellation: a watch whose agent went away stops at once (and so does its upstream watch).
+        runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, settings.listen.host, settings.listen.port, ssl_context=tls_context(settings),
+                          shutdown_timeout=5.0).start()
+        if settings.metrics_listen is not None:
+            metrics_runner = web.AppRunner(server.metrics_app(), access_log=None)
+            await metrics_runner.setup()
+            runners.append(metrics_runner)
+            await web.TCPSite(metrics_runner, settings.metrics_listen.host, settings.metrics_listen.port).start()
+        log(logger, "hrw-proxy listening", listen=f"https://{settings.listen}",
+            metrics=f"http://{settings.metrics_listen}/metrics" if settings.metrics_listen else "off",
+            upstream=client.server)
+        await stop.wait()
+        log(logger, "hrw-proxy stopping")
+    finally:
+        for each in reversed(runners):
+            with contextlib.suppress(Exception):
+                await each.cleanup()
+        await client.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    configure(settings.log_format, settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except (OSError, ssl.SSLError, KeyError, ValueError) as exc:
+        log(logger, "hrw-proxy cannot start", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

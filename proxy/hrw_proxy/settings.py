@@ -1,0 +1,115 @@
+"""The proxy's settings: flags, each also read from an `HRW_PROXY_*` environment variable.
+
+A flag wins over its environment variable, which wins over the default. The environment form
+exists for the Helm chart (one Deployment env block) and for systemd units.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+ENV_PREFIX = "HRW_PROXY_"
+MAX_CREDENTIAL_CACHE_TTL = 5.0
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104 -- an explicit ':PORT' means all
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: HostPort
+    """Where agents connect (TLS)."""
+    tls_cert: str
+    """PEM serving certificate (chain) file."""
+    tls_key: str
+    """PEM private key of the serving certificate."""
+    kubeconfig: str | None = None
+    """Kubeconfig for the apiserver; None: in-cluster ServiceAccount, else $KUBECONFIG."""
+    metrics_listen: HostPort | None = None
+    """Plain-HTTP Prometheus endpoint (/metrics, /healthz, /readyz); None: no metrics listener."""
+    max_body_bytes: int = 256 * 1024
+    """Largest request body accepted (413 above). An output chunk is at most 64 KiB of data."""
+    rate_limit_rps: float = 20.0
+    """Requests per second each worker may sustain (token bucket refill rate)."""
+    rate_limit_burst: int = 40
+    """Requests a worker may make at once (token bucket size)."""
+    upstream_timeout: float = 10.0
+    """Seconds to wait for the apiserver on a non-watch call (504 after)."""
+    max_watch_seconds: int = 300
+    """Upper bound (and default) of a watch's timeoutSeconds."""
+    credential_cache_ttl: float = 2.0
+    """Seconds a worker credential's hash is cached; revocation takes effect within this (max 5)."""
+    log_format: str = "text"
+    """`text` (key=value) or `json`."""
+    log_level: str = "INFO"
+
+
+def _env(environ: Mapping[str, str], flag: str) -> str | None:
+    return environ.get(ENV_PREFIX + flag.upper().replace("-", "_"))
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="hrw-proxy", description="hrw API proxy: the only door for agents.")
+
+    def add(flag: str, help_text: str, *, required: bool = False, choices: Sequence[str] | None = None) -> None:
+        default = _env(environ, flag)
+        parser.add_argument(f"--{flag}", default=default, required=required and default is None,
+                            help=f"{help_text} (env {ENV_PREFIX}{flag.upper().replace('-', '_')})",
+                            choices=choices)
+
+    add("listen", "HOST:PORT for agents (TLS)", required=True)
+    add("tls-cert", "serving certificate PEM file", required=True)
+    add("tls-key", "serving key PEM file", required=True)
+    add("kubeconfig", "kubeconfig for the apiserver (default: in-cluster, then $KUBECONFIG)")
+    add("metrics-listen", "HOST:PORT for Prometheus /metrics (plain HTTP)")
+    add("max-body-bytes", "largest request body in bytes")
+    add("rate-limit-rps", "requests per second per worker")
+    add("rate-limit-burst", "burst of requests per worker")
+    add("upstream-timeout", "seconds to wait for the apiserver")
+    add("max-watch-seconds", "upper bound of a watch's timeoutSeconds")
+    add("credential-cache-ttl", f"seconds a credential hash is cached (<= {MAX_CREDENTIAL_CACHE_TTL:g})")
+    add("log-format", "log format", choices=("json", "text"))
+    add("log-level", "log level")
+    args = parser.parse_args(argv)
+    defaults = Settings(HostPort("0.0.0.0", 8443), "", "")  # noqa: S104
+    try:
+        ttl = float(args.credential_cache_ttl) if args.credential_cache_ttl else defaults.credential_cache_ttl
+        if not 0 <= ttl <= MAX_CREDENTIAL_CACHE_TTL:
+            raise ValueError(f"--credential-cache-ttl must be between 0 and {MAX_CREDENTIAL_CACHE_TTL:g}")
+        settings = Settings(
+            listen=HostPort.parse(args.listen),
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            kubeconfig=args.kubeconfig or None,
+            metrics_listen=HostPort.parse(args.metrics_listen) if args.metrics_listen else None,
+            max_body_bytes=int(args.max_body_bytes or defaults.max_body_bytes),
+            rate_limit_rps=float(args.rate_limit_rps or defaults.rate_limit_rps),
+            rate_limit_burst=int(args.rate_limit_burst or defaults.rate_limit_burst),
+            upstream_timeout=float(args.upstream_timeout or defaults.upstream_timeout),
+            max_watch_seconds=int(args.max_watch_seconds or defaults.max_watch_seconds),
+            credential_cache_ttl=ttl,
+            log_format=args.log_format or defaults.log_format,
+            log_level=(args.log_level or defaults.log_level).upper(),
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if settings.rate_limit_rps <= 0 or settings.rate_limit_burst < 1 or settings.max_body_bytes < 1024:
+        parser.error("--rate-limit-rps must be > 0, --rate-limit-burst >= 1, --max-body-bytes >= 1024")
+    return settings

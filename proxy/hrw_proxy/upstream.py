@@ -1,0 +1,165 @@
+"""The proxy's only door to the apiserver: a thin layer over `hrw_api.kubeclient.KubeClient`.
+
+It runs with the proxy's own ServiceAccount (deploy/rbac/proxy.yaml), never with anything the
+agent sent. Failures are mapped once, here: an apiserver `Status` error passes back to the agent
+as is (e.g. the 422 of a lost claim race), a timeout is a 504 and an unreachable apiserver a
+503, both as `Status` objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import httpx
+from hrw_api import names
+from hrw_api.errors import ApiError
+from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, LEASES, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
+
+from .auth import WorkerIdentity, decode_secret_value
+from .metrics import Metrics
+from .status import ProxyError
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+
+
+class Upstream:
+    def __init__(self, client: KubeClient, *, timeout: float, metrics: Metrics) -> None:
+        self.client = client
+        self._timeout = timeout
+        self._metrics = metrics
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(call, self._timeout)
+        except ApiError as exc:
+            raise ProxyError(exc.code, exc.message, reason=exc.reason, status=exc.status or None) from None
+        except (TimeoutError, httpx.TimeoutException):
+            self._metrics.upstream_errors.labels("timeout").inc()
+            raise ProxyError(504, f"the Kubernetes API did not answer within {self._timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            self._metrics.upstream_errors.labels("unreachable").inc()
+            raise ProxyError(503, f"the Kubernetes API is unreachable: {type(exc).__name__}") from None
+
+    async def _get_or_none(self, path: str) -> JSON | None:
+        try:
+            return await self._call(self.client.get(path))
+        except ProxyError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    # ------------------------------------------------------------------------------- readiness
+
+    async def ready(self) -> bool:
+        try:
+            await self._call(self.client.get("/version"))
+        except ProxyError:
+            return False
+        return True
+
+    # --------------------------------------------------------------------------- credentials
+
+    async def registration_token(self, namespace: str, group: str) -> str | None:
+        secret = await self._get_or_none(SECRETS.path(namespace, names.registration_secret_name(group)))
+        return None if secret is None else decode_secret_value(secret, names.REGISTRATION_TOKEN_KEY)
+
+    async def worker_hash(self, identity: WorkerIdentity) -> str | None:
+        secret = await self._get_or_none(
+            SECRETS.path(identity.namespace, names.worker_secret_name(identity.group, identity.worker)))
+        if secret is None or secret.get("type") != names.SECRET_TYPE_WORKER_CREDENTIAL:
+            return None
+        if secret.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        return decode_secret_value(secret, names.WORKER_CREDENTIAL_HASH_KEY)
+
+    async def store_worker_secret(self, secret: JSON) -> None:
+        """Create the worker's record, or replace its hash (re-registration) if it exists."""
+        meta = secret["metadata"]
+        try:
+            await self._call(self.client.create(SECRETS.path(meta["namespace"]), secret))
+        except ProxyError as exc:
+            if exc.code != 409:
+                raise
+            patch = {"metadata": {"labels": meta["labels"], "annotations": meta.get("annotations", {}),
+                                  "ownerReferences": meta["ownerReferences"]},
+                     "data": secret["data"]}
+            await self._call(self.client.patch(SECRETS.path(meta["namespace"], meta["name"]), patch))
+
+    # ------------------------------------------------------------------------------ hrw kinds
+
+    async def get_group(self, namespace: str, group: str) -> JSON:
+        return await self._call(self.client.get(WORKER_GROUPS.path(namespace, group)))
+
+    async def get_job(self, namespace: str, job: str) -> JSON:
+        return await self._call(self.client.get(RUNBOOK_JOBS.path(namespace, job)))
+
+    async def list_jobs(self, namespace: str, params: dict[str, str]) -> JSON:
+        return await self._call(self.client.list(RUNBOOK_JOBS.path(namespace), **params))
+
+    async def watch_jobs(self, namespace: str, params: dict[str, str]) -> AsyncIterator[JSON]:
+        """Watch events as they arrive. Errors (also an upstream ERROR event) raise ProxyError."""
+        query = dict(params)
+        query.pop("watch", None)
+        resource_version = query.pop("resourceVersion", None)
+        timeout_seconds = int(query.pop("timeoutSeconds"))
+        bookmarks = query.pop("allowWatchBookmarks", "false").lower() in {"true", "1"}
+        stream: AsyncGenerator[JSON, None] = self.client.watch(  # type: ignore[assignment]
+            RUNBOOK_JOBS.path(namespace), resource_version=resource_version, timeout_seconds=timeout_seconds,
+            bookmarks=bookmarks, **query)
+        try:
+            while True:
+                try:
+                    event = await stream.__anext__()
+                except StopAsyncIteration:
+                    return
+                except ApiError as exc:
+                    raise ProxyError(exc.code, exc.message, reason=exc.reason, status=exc.status or None) from None
+                except httpx.HTTPError as exc:
+                    self._metrics.upstream_errors.labels("watch").inc()
+                    raise ProxyError(503, f"the watch on the Kubernetes API broke: {type(exc).__name__}") from None
+                yield event
+        finally:
+            await stream.aclose()
+
+    async def patch_job_status(self, namespace: str, job: str, patch: list[Any]) -> JSON:
+        return await self._call(self.client.patch(RUNBOOK_JOBS.path(namespace, job, "status"), patch,
+                                                  json_patch=True))
+
+    async def get_runbook(self, namespace: str, name: str) -> JSON:
+        return await self._call(self.client.get(RUNBOOKS.path(namespace, name)))
+
+    async def get_asset(self, namespace: str, name: str) -> JSON | None:
+        return await self._get_or_none(ASSETS.path(namespace, name))
+
+    async def get_secret(self, namespace: str, name: str) -> JSON | None:
+        return await self._get_or_none(SECRETS.path(namespace, name))
+
+    async def get_configmap(self, namespace: str, name: str) -> JSON | None:
+        return await self._get_or_none(CONFIG_MAPS.path(namespace, name))
+
+    async def create_configmap(self, configmap: JSON) -> bool:
+        """Create it; False if one of that name exists already (an idempotent re-send)."""
+        try:
+            await self._call(self.client.create(CONFIG_MAPS.path(configmap["metadata"]["namespace"]), configmap))
+        except ProxyError as exc:
+            if exc.code == 409:
+                return False
+            raise
+        return True
+
+    # ---------------------------------------------------------------------------------- leases
+
+    async def lease(self, method: str, namespace: str, name: str | None, body: JSON | None = None) -> JSON:
+        if method == "GET":
+            return await self._call(self.client.get(LEASES.path(namespace, name)))
+        if method == "POST":
+            assert body is not None
+            return await self._call(self.client.create(LEASES.path(namespace), body))
+        if method == "PUT":
+            assert body is not None
+            return await self._call(self.client.replace(LEASES.path(namespace, name), body))
+        return await self._call(self.client.patch(LEASES.path(namespace, name), body))
+
