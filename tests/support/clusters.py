@@ -36,7 +36,7 @@ __all__ = ["open_session_cluster", "unique_name"]
 @contextmanager
 def _kind_cluster(name: str) -> Iterator[ExistingCluster]:
     try:
-        from pytest_kind import KindCluster  # type: ignore[import-not-found]  # pytest-kind-ng
+        from pytest_kind import KindCluster  # pytest-kind-ng
     except ImportError as exc:
         raise ControlPlaneError(
             "HRW_TEST_CLUSTER=kind needs pytest-kind-ng (pip install pytest-kind-ng), Docker and kind"
