@@ -1,0 +1,182 @@
+"""Start a real `hrw-proxy` for tests, running as exactly its own ServiceAccount, and register workers.
+
+Used by the proxy's tests and by anyone who needs a proxy in front of the cluster (the agent's
+tests, end-to-end tests). The small API, in the order a test uses it:
+
+    kubeconfig = proxy_kubeconfig(cluster, tmp_dir)          # RBAC applied, SA token minted
+    tls = proxy_tls(tmp_dir)                                 # CA + serving cert for 127.0.0.1
+    proxy = start_proxy(processes, kubeconfig, tls)          # hrw-proxy running, /readyz answered
+    token = create_registration_secret(cluster, ns, group)   # what the operator does for a group
+    credential = register_worker(proxy, ns, group, "w1", token)
+    async with proxy.client(credential) as kube: ...         # a KubeClient talking to the proxy
+    proxy_kubectl(cluster, proxy, credential, "get", "rbj", "-n", ns)   # kubectl itself, at the proxy
+
+The proxy never runs as admin here: its kubeconfig carries a token of the `hrw-proxy`
+ServiceAccount, bound only by `deploy/rbac/proxy.yaml`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import ssl
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+from hrw_api import names, wire
+from hrw_api.kubeclient import KubeClient, ssl_context
+from hrw_cli.dev import certs
+from hrw_cli.dev.controlplane import Cluster, free_port
+
+from tests.support.processes import ManagedProcess, ProcessFactory
+from tests.support.waiting import wait_until
+
+__all__ = [
+    "PROXY_NAMESPACE",
+    "PROXY_SERVICE_ACCOUNT",
+    "RBAC_PATH",
+    "ProxyTLS",
+    "RunningProxy",
+    "create_registration_secret",
+    "proxy_kubeconfig",
+    "proxy_kubectl",
+    "proxy_tls",
+    "register_worker",
+    "start_proxy",
+]
+
+RBAC_PATH = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "proxy.yaml"
+PROXY_NAMESPACE = "hrw-system"
+PROXY_SERVICE_ACCOUNT = "hrw-proxy"
+
+
+@dataclass(frozen=True)
+class ProxyTLS:
+    """The CA agents trust and the proxy's serving certificate (SANs localhost, 127.0.0.1)."""
+
+    ca_path: Path
+    cert_path: Path
+    key_path: Path
+
+
+@dataclass(frozen=True)
+class RunningProxy:
+    """A started `hrw-proxy`: its URL, the CA to verify it, its metrics URL and its process."""
+
+    url: str
+    ca_path: Path
+    metrics_url: str
+    process: ManagedProcess
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl_context(ca_file=str(self.ca_path))
+
+    def client(self, credential: str | None = None, *, timeout: float = 15.0) -> KubeClient:
+        """A KubeClient (the agent's own client) talking to the proxy with `credential`."""
+        return KubeClient(self.url, verify=self.ssl_context(), token=credential, timeout=timeout)
+
+    def http(self, credential: str | None = None, *, timeout: float = 15.0) -> httpx.AsyncClient:
+        """A raw httpx client for requests KubeClient would not send (malformed bodies, no token)."""
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        return httpx.AsyncClient(base_url=self.url, verify=self.ssl_context(), headers=headers, timeout=timeout)
+
+
+def proxy_kubeconfig(cluster: Cluster, directory: Path, *, duration: str = "4h") -> Path:
+    """Apply deploy/rbac/proxy.yaml and write a kubeconfig authenticating as the hrw-proxy ServiceAccount."""
+    if cluster.kubectl_run("get", "namespace", PROXY_NAMESPACE).returncode != 0:
+        cluster.kubectl("create", "namespace", PROXY_NAMESPACE)
+    cluster.kubectl("apply", "-f", str(RBAC_PATH))
+    token = wait_until(
+        lambda: cluster.kubectl_run("create", "token", PROXY_SERVICE_ACCOUNT, "-n", PROXY_NAMESPACE,
+                                    f"--duration={duration}").stdout.strip(),
+        timeout=30, message=f"a token for ServiceAccount {PROXY_NAMESPACE}/{PROXY_SERVICE_ACCOUNT}",
+    )
+    cluster_entry: dict[str, str] = {"server": cluster.server}
+    if cluster.ca_path is not None:
+        cluster_entry["certificate-authority"] = str(cluster.ca_path)
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "hrw", "cluster": cluster_entry}],
+        "users": [{"name": PROXY_SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "hrw-proxy", "context": {"cluster": "hrw", "user": PROXY_SERVICE_ACCOUNT}}],
+        "current-context": "hrw-proxy",
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "hrw-proxy.kubeconfig"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yaml.safe_dump(config, handle)
+    return path
+
+
+def proxy_tls(directory: Path) -> ProxyTLS:
+    """A throwaway CA and a serving certificate for the proxy on the loopback interface."""
+    ca = certs.create_ca(directory, name="proxy-ca", common_name="hrw-proxy-test-ca")
+    cert, key = certs.issue_serving_cert(ca, directory, "proxy")
+    return ProxyTLS(ca.cert_path, cert, key)
+
+
+def start_proxy(processes: ProcessFactory, kubeconfig: Path, tls: ProxyTLS, *args: str,
+                name: str = "hrw-proxy", ready_timeout: float = 30.0) -> RunningProxy:
+    """Start `hrw-proxy` on free ports with `args` added (e.g. `--rate-limit-rps`), and wait for /readyz."""
+    port, metrics_port = free_port(), free_port()
+    process = processes.start(
+        "hrw-proxy", "--listen", f"127.0.0.1:{port}", "--tls-cert", str(tls.cert_path),
+        "--tls-key", str(tls.key_path), "--kubeconfig", str(kubeconfig),
+        "--metrics-listen", f"127.0.0.1:{metrics_port}", *args, name=name,
+        env={"KUBECONFIG": str(kubeconfig)},
+    )
+    proxy = RunningProxy(f"https://127.0.0.1:{port}", tls.ca_path, f"http://127.0.0.1:{metrics_port}/metrics",
+                         process)
+    context = proxy.ssl_context()
+
+    def ready() -> bool:
+        if not process.alive:
+            raise AssertionError(f"hrw-proxy exited with {process.returncode}:\n{process.log_tail()}")
+        return httpx.get(f"{proxy.url}/readyz", verify=context, timeout=2).status_code == 200
+
+    wait_until(ready, timeout=ready_timeout, ignore=(httpx.HTTPError,), message="hrw-proxy /readyz")
+    return proxy
+
+
+def create_registration_secret(cluster: Cluster, namespace: str, group: str, token: str | None = None) -> str:
+    """Create the group's registration-token Secret as admin (the operator's job) and return the token."""
+    token = token or secrets.token_urlsafe(24)
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "type": names.SECRET_TYPE_REGISTRATION,
+        "metadata": {"name": names.registration_secret_name(group), "namespace": namespace,
+                     "labels": {names.LABEL_WORKER_GROUP: group}},
+        "data": {names.REGISTRATION_TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
+    return token
+
+
+def register_worker(proxy: RunningProxy, namespace: str, group: str, worker: str, registration_token: str, *,
+                    hostname: str = "test-host", interpreters: Sequence[str] = ("bash", "sh", "python3")) -> str:
+    """Register `worker` through the proxy with the group's token; return its worker credential."""
+    request = wire.RegisterRequest(worker, hostname, "test", tuple(interpreters))
+    response = httpx.post(f"{proxy.url}{wire.register_path(namespace, group)}", json=request.to_dict(),
+                          headers={"Authorization": f"Bearer {registration_token}"},
+                          verify=proxy.ssl_context(), timeout=15)
+    if response.status_code != 200:
+        raise AssertionError(f"registering {worker} failed: {response.status_code} {response.text}")
+    credential: str = response.json()["credential"]
+    return credential
+
+
+def proxy_kubectl(cluster: Cluster, proxy: RunningProxy, credential: str, *args: str,
+                  cache_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run kubectl itself against the proxy with a worker credential (no kubeconfig involved)."""
+    kubectl = getattr(cluster, "kubectl_path", None) or "kubectl"
+    argv = [str(kubectl), "--kubeconfig=/dev/null", f"--server={proxy.url}", f"--token={credential}",
+            f"--certificate-authority={proxy.ca_path}", "--request-timeout=20s", *args]
+    if cache_dir is not None:
+        argv.insert(1, f"--cache-dir={cache_dir}")
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
