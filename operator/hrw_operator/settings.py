@@ -1,0 +1,53 @@
+"""The operator's settings: what the command line decides, with the tunables it does not expose.
+
+One frozen dataclass, built once by `main` and handed to every controller, so no module reads
+`sys.argv` or the environment on its own. Each field says why it has its default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...] = ()
+    """The namespaces to serve; empty together with `all_namespaces` false means the kubeconfig's
+    namespace or `default`."""
+
+    all_namespaces: bool = False
+    """Serve every namespace (kopf's cluster-wide mode)."""
+
+    kubeconfig: str | None = None
+    """A kubeconfig path; None means `$KUBECONFIG`, in-cluster, or `~/.kube/config`."""
+
+    log_format: LogFormat = "text"
+    """`text` (key=value) or `json` (one object per line)."""
+
+    verbose: bool = False
+    """Debug logging of our own decisions (never of object bodies)."""
+
+    watch_server_timeout: float = 300.0
+    """Seconds the API server keeps one watch request open (`timeoutSeconds`)."""
+
+    watch_client_timeout: float = 330.0
+    """Seconds the client waits on one watch request before giving up on it."""
+
+    connect_timeout: float = 10.0
+    """Seconds to establish a connection to the API server."""
+
+    pending_retry_seconds: float = 2.0
+    """How soon a job whose runbook or assets are not evaluated yet is looked at again."""
+
+    pending_give_up_seconds: float = 60.0
+    """A job still waiting for its runbook or assets to be evaluated after this long is rejected,
+    so that no job stays Pending for ever."""
+
+    error_retry_seconds: float = 5.0
+    """How soon a reconcile that failed on an API error (not a conflict) is retried."""
+
+    reporting_instance: str = field(default="hrw-operator")
+    """`reportingInstance` of the Events we post (host name and pid by default, set by main)."""
