@@ -137,6 +137,7 @@ def agent_patch_intent(patch: Sequence[Mapping[str, Any]]) -> AgentIntent:
     """
     tests: dict[str, Any] = {}
     sets: dict[str, Any] = {}
+    changed = False
     for op in patch:
         if not isinstance(op, Mapping):
             raise ValueError("each JSON Patch operation must be an object")
@@ -144,8 +145,14 @@ def agent_patch_intent(patch: Sequence[Mapping[str, Any]]) -> AgentIntent:
         if not isinstance(path, str) or not path.startswith("/status/"):
             raise ValueError(f"an agent may only patch /status fields, not {path!r}")
         if kind == "test":
+            # A test after a write could test the patch's own write (add claim/worker=me, then test
+            # it): the fence would hold for anyone. The builders put every test first.
+            if changed:
+                raise ValueError("the test operations must come before any add or remove")
             tests[path] = op.get("value")
-        elif kind == "add":
+            continue
+        changed = True
+        if kind == "add":
             sets[path] = op.get("value")
         elif kind != "remove":
             raise ValueError(f"JSON Patch op {kind!r} is not allowed here")
@@ -169,6 +176,12 @@ def agent_patch_intent(patch: Sequence[Mapping[str, Any]]) -> AgentIntent:
         raise ValueError("a retry must set /status/attempt to the tested attempt + 1")
     if target is not JobPhase.QUEUED and "/status/attempt" in sets:
         raise ValueError("only a retry may change /status/attempt")
+    claim_writes = [p for p in sets if p == "/status/claim" or p.startswith("/status/claim/")]
+    if claim_writes and target is not JobPhase.CLAIMED:
+        raise ValueError("only a claim may write /status/claim")
+    if target is JobPhase.CLAIMED and (claim_writes != ["/status/claim"] or not isinstance(claim_value, Mapping)
+                                       or claim_value.get("attempt") != attempt):
+        raise ValueError("a claim must record the attempt it tests in /status/claim/attempt")
     return AgentIntent(source, target, attempt, worker if isinstance(worker, str) else None,
                        claim_worker if isinstance(claim_worker, str) else None)
 
