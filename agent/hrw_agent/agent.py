@@ -1,0 +1,284 @@
+"""The agent's orchestration: heartbeat, watch, claim, run, deliver, drain.
+
+Four loops share one `Agent`:
+- heartbeat: re-read the group's settings and renew the Lease every third of its duration;
+- watch: keep an up-to-date view of the group's Queued jobs and of the jobs this worker holds
+  (stopping a held job the operator cancelled, timed out, requeued or deleted);
+- claim: while there is free capacity and the agent is not draining, claim Queued jobs with the
+  contract's test-and-set patch (422: another worker won; move on);
+- delivery: send the spool (output chunks, results) to the proxy.
+
+Jobs keep running while the proxy is unreachable; their reports wait in the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import Mapping
+
+from hrw_api import patches
+from hrw_api.errors import Invalid, InvalidObject
+from hrw_api.models import Interpreter, RetryOn, RunbookJob, WorkerGroupSpec
+from hrw_api.phases import JobPhase, Reason
+
+from . import lease
+from .backoff import Backoff
+from .client import CallError, ProxyClient, is_transient
+from .config import AgentConfig
+from .delivery import Delivery
+from .jobs import JobTask
+from .logs import log
+from .spool import AttemptKey, Spool
+from .watcher import JobWatcher
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, client: ProxyClient, interpreters: Mapping[Interpreter, str]) -> None:
+        self.config = config
+        self.client = client
+        self.interpreters = dict(interpreters)
+        self.settings = WorkerGroupSpec()
+        self.settings_loaded = asyncio.Event()
+        self.spool = Spool(config.spool_dir)
+        self.delivery = Delivery(self.spool, client, self._attempt_active)
+        self.watcher = JobWatcher(client, self._on_sync, self._on_event)
+        self.tasks: dict[str, JobTask] = {}
+        self._task_handles: set[asyncio.Task[None]] = set()
+        self.claiming: set[str] = set()
+        self.queued: dict[str, RunbookJob] = {}
+        self.draining = False
+        self._wake_claim = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._lease_now = asyncio.Event()
+
+    # ------------------------------------------------------------------------------ capacity
+
+    @property
+    def capacity(self) -> int:
+        cap = self.settings.max_jobs_per_worker
+        if self.config.max_concurrent_jobs is not None:
+            cap = min(cap, self.config.max_concurrent_jobs)
+        return max(cap, 0)
+
+    @property
+    def free(self) -> int:
+        return self.capacity - len(self.tasks) - len(self.claiming)
+
+    def _attempt_active(self, key: AttemptKey) -> bool:
+        task = self.tasks.get(key.job)
+        return task is not None and task.attempt == key.attempt
+
+    def _interpreter_names(self) -> list[str]:
+        return [i.value for i in self.interpreters]
+
+    # ------------------------------------------------------------------------------ heartbeat
+
+    async def _refresh_settings(self) -> None:
+        group = await self.client.get_group()
+        old = self.settings
+        self.settings = group.spec
+        if not self.settings_loaded.is_set() or old != group.spec:
+            log.info("group.settings", group=self.config.group, max_jobs_per_worker=group.spec.max_jobs_per_worker,
+                     capacity=self.capacity, lease_duration=group.spec.lease_duration_seconds,
+                     require_signed=group.spec.require_signed_runbooks,
+                     grace=group.spec.job_grace_period_seconds)
+        self.settings_loaded.set()
+        if old.max_jobs_per_worker != group.spec.max_jobs_per_worker:
+            self._wake_claim.set()
+
+    async def heartbeat_once(self) -> None:
+        await self._refresh_settings()
+        await lease.renew(self.client, duration_seconds=self.settings.lease_duration_seconds,
+                          interpreters=self._interpreter_names(), capacity=self.capacity, draining=self.draining)
+
+    async def _heartbeat_loop(self) -> None:
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        while True:
+            interval = max(1.0, self.settings.lease_duration_seconds / 3)
+            try:
+                await self.heartbeat_once()
+                if backoff.failures:
+                    log.info("lease.renewed.again", after_failures=backoff.failures)
+                backoff.reset()
+            except (*CallError, InvalidObject) as exc:
+                interval = min(interval, backoff.next_delay())
+                log.warning("lease.renew.failed", error=type(exc).__name__, detail=str(exc)[:200],
+                            retry_in=f"{interval:.2f}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lease_now.wait(), timeout=interval)
+            self._lease_now.clear()
+
+    # ---------------------------------------------------------------------------------- watch
+
+    def _check_held(self, job: RunbookJob) -> None:
+        task = self.tasks.get(job.meta.name)
+        if task is None:
+            return
+        status = job.status
+        if status.attempt != task.attempt:
+            task.supersede(f"the job is at attempt {status.attempt}")
+        elif status.phase.terminal:
+            task.supersede(f"the job is {status.phase.value} ({status.reason})")
+        elif status.phase is JobPhase.QUEUED or (status.phase.held and job.holder != self.config.worker):
+            task.supersede(f"the job is {status.phase.value}, held by {job.holder}")
+
+    async def _on_sync(self, jobs: list[RunbookJob]) -> None:
+        names = {job.meta.name for job in jobs}
+        for name, task in list(self.tasks.items()):
+            if name not in names:
+                task.supersede("the job was deleted")
+        self.queued = {job.meta.name: job for job in jobs if job.status.phase is JobPhase.QUEUED}
+        for job in jobs:
+            self._check_held(job)
+            if job.holder == self.config.worker and job.meta.name not in self.tasks \
+                    and job.meta.name not in self.claiming:
+                await self._orphan(job)
+        self._wake_claim.set()
+
+    async def _on_event(self, kind: str, job: RunbookJob) -> None:
+        name = job.meta.name
+        if kind == "DELETED":
+            self.queued.pop(name, None)
+            task = self.tasks.get(name)
+            if task is not None:
+                task.supersede("the job was deleted")
+            return
+        if job.status.phase is JobPhase.QUEUED and not job.meta.deletion_timestamp:
+            self.queued[name] = job
+            self._wake_claim.set()
+        else:
+            self.queued.pop(name, None)
+        self._check_held(job)
+
+    async def _orphan(self, job: RunbookJob) -> None:
+        """A job this worker holds but does not run (the agent restarted mid-job): end that attempt."""
+        key = AttemptKey(job.meta.namespace or self.config.namespace, job.meta.name, job.status.attempt)
+        if await asyncio.to_thread(self.spool.has_result, key):
+            return  # its result waits in the spool
+        message = "the agent restarted while the job ran; its process is gone"
+        phase = job.status.phase
+        if phase is JobPhase.RUNNING and job.spec.retry_policy.allows(job.status.attempt, RetryOn.WORKER_LOST):
+            patch = patches.retry(job.status.attempt, self.config.worker, Reason.WORKER_LOST.value, message)
+            target = JobPhase.QUEUED
+        else:
+            result = patches.JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message)
+            patch = patches.finish(job.status.attempt, self.config.worker, result, from_phase=phase)
+            target = JobPhase.FAILED
+        log.warning("job.orphaned", job=job.meta.name, attempt=job.status.attempt, phase=phase.value,
+                    to=target.value)
+        await asyncio.to_thread(self.spool.put_result, key, {"patch": patch, "phase": target.value})
+        self.delivery.wake()
+
+    # ---------------------------------------------------------------------------------- claim
+
+    async def _claim_loop(self) -> None:
+        await self.settings_loaded.wait()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_claim.wait(), timeout=5.0)
+            self._wake_claim.clear()
+            if self.draining:
+                continue
+            candidates = sorted(self.queued.values(),
+                                key=lambda j: (j.status.queued_time or "", j.meta.creation_timestamp or "",
+                                               j.meta.name))
+            for job in candidates:
+                if self.free <= 0 or self.draining:
+                    break
+                name = job.meta.name
+                if name in self.tasks or name in self.claiming or self.queued.get(name) is not job:
+                    continue
+                if not await self._claim(job):
+                    break
+
+    async def _claim(self, job: RunbookJob) -> bool:
+        """Try to claim; False if the proxy is unreachable (stop this round)."""
+        name = job.meta.name
+        self.claiming.add(name)
+        try:
+            claimed = await self.client.patch_job_status(name, patches.claim(job.status.attempt, self.config.worker))
+        except Invalid:
+            log.debug("job.claim.lost", job=name, attempt=job.status.attempt)
+            self.queued.pop(name, None)
+            return True
+        except CallError as exc:
+            if is_transient(exc):
+                log.info("job.claim.deferred", job=name, error=type(exc).__name__)
+                return False
+            log.warning("job.claim.refused", job=name, code=getattr(exc, "code", None), detail=str(exc)[:200])
+            self.queued.pop(name, None)
+            return True
+        finally:
+            self.claiming.discard(name)
+        self.queued.pop(name, None)
+        task = JobTask(claimed, client=self.client, spool=self.spool, settings=lambda: self.settings,
+                       interpreters=self.interpreters, work_dir=self.config.work_dir, notify=self.delivery.wake)
+        self.tasks[name] = task
+        handle = asyncio.create_task(self._run_task(task), name=f"job-{name}")
+        self._task_handles.add(handle)
+        handle.add_done_callback(self._task_handles.discard)
+        return True
+
+    async def _run_task(self, task: JobTask) -> None:
+        try:
+            await task.run()
+        finally:
+            if self.tasks.get(task.name) is task:
+                del self.tasks[task.name]
+            self.delivery.wake()
+            self._wake_claim.set()
+
+    # -------------------------------------------------------------------------------- lifecycle
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        shutil.rmtree(self.config.work_dir, ignore_errors=True)  # a crash may have left asset files behind
+        self.config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log.info("agent.starting", group=self.config.group, worker=self.config.worker,
+                 namespace=self.config.namespace, proxy=self.config.proxy_url, spooled=self.spool.pending())
+        loops = [asyncio.create_task(coro, name=name) for name, coro in (
+            ("heartbeat", self._heartbeat_loop()), ("delivery", self.delivery.run()),
+            ("watch", self._watch_after_settings()), ("claim", self._claim_loop()),
+        )]
+        try:
+            await self._stop.wait()
+            await self._drain()
+        finally:
+            for loop in loops:
+                loop.cancel()
+            for loop in loops:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await loop
+        log.info("agent.stopped", undelivered=self.spool.pending())
+        return 0
+
+    async def _watch_after_settings(self) -> None:
+        await self.settings_loaded.wait()
+        log.info("agent.ready", group=self.config.group, worker=self.config.worker, capacity=self.capacity,
+                 interpreters=",".join(self._interpreter_names()))
+        await self.watcher.run()
+
+    async def _drain(self) -> None:
+        self.draining = True
+        grace = self.config.shutdown_grace_seconds
+        log.info("agent.draining", running=len(self.tasks), grace=grace)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(lease.renew(self.client, duration_seconds=self.settings.lease_duration_seconds,
+                                               interpreters=self._interpreter_names(), capacity=self.capacity,
+                                               draining=True), timeout=5.0)
+        handles = set(self._task_handles)
+        if handles:
+            _, pending = await asyncio.wait(handles, timeout=grace)
+            if pending:
+                log.warning("agent.grace.expired", stopping=len(pending))
+                for task in list(self.tasks.values()):
+                    task.shutdown()
+                await asyncio.wait(pending, timeout=self.settings.job_grace_period_seconds + 10)
+        delivered = await self.delivery.drain(within=15.0)
+        if not delivered:
+            log.warning("agent.spool.left", undelivered=self.spool.pending(),
+                        note="delivered on the next start")

@@ -1,0 +1,117 @@
+"""The agent's only door: the hrw API proxy, spoken to as a Kubernetes API with the worker
+credential, over TLS verified against the configured CA bundle.
+
+All HTTP goes through `hrw_api.kubeclient.KubeClient`, so failures arrive as the contract's
+error tree (`Invalid` for a failed patch `test`, `Gone` for a stale watch, ...). Transport
+failures (proxy down, connection reset) surface as `httpx.TransportError`; callers treat both
+those and 5xx/429 answers as "try again later" (`is_transient`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+from hrw_api import wire
+from hrw_api.errors import ApiError, TooManyRequests
+from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, RUNBOOKS, KubeClient, ssl_context
+from hrw_api.models import ResolvedAsset, Runbook, RunbookJob, WorkerGroup
+from hrw_api.patches import JsonPatch
+
+from . import __version__
+from .config import AgentConfig
+
+JSON = dict[str, Any]
+
+
+CallError = (httpx.HTTPError, ApiError)
+"""What a proxy call may raise: catch this tuple, then ask `is_transient`. Keeps httpx in this module."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying later: the proxy is unreachable, overloaded or failing."""
+    if isinstance(exc, httpx.TransportError | TooManyRequests):
+        return True
+    return isinstance(exc, ApiError) and exc.code >= 500
+
+
+def _kube(config: AgentConfig, token: str, *, timeout: float = 30.0) -> KubeClient:
+    verify = ssl_context(ca_file=str(config.ca_file) if config.ca_file else None)
+    return KubeClient(config.proxy_url, verify=verify, token=token, timeout=timeout,
+                      user_agent=f"hrw-agent/{__version__}")
+
+
+async def register(config: AgentConfig, registration_token: str,
+                   request: wire.RegisterRequest) -> wire.RegisterResponse:
+    """POST the registration with the group's token; the answer carries the worker credential."""
+    async with _kube(config, registration_token) as kube:
+        body = await kube.create(wire.register_path(config.namespace, config.group), request.to_dict())
+    credential = body.get("credential")
+    if not isinstance(credential, str) or not credential:
+        raise ApiError(502, "BadGateway", "the proxy's registration answer carries no credential")
+    return wire.RegisterResponse(worker=str(body.get("worker") or request.worker), credential=credential)
+
+
+class ProxyClient:
+    """Typed calls for everything a worker may do."""
+
+    def __init__(self, config: AgentConfig, credential: str, *, kube: KubeClient | None = None) -> None:
+        self.namespace = config.namespace
+        self.group = config.group
+        self.worker = config.worker
+        self._kube = kube or _kube(config, credential)
+
+    async def aclose(self) -> None:
+        await self._kube.aclose()
+
+    # ---------------------------------------------------------------------------------- group
+
+    async def get_group(self) -> WorkerGroup:
+        return WorkerGroup.parse(await self._kube.get(wire.group_path(self.namespace, self.group)))
+
+    # ----------------------------------------------------------------------------------- jobs
+
+    @property
+    def _field_selector(self) -> str:
+        return f"spec.workerGroup={self.group}"
+
+    async def list_jobs(self) -> tuple[list[JSON], str]:
+        body = await self._kube.list(RUNBOOK_JOBS.path(self.namespace), fieldSelector=self._field_selector)
+        return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch_jobs(self, resource_version: str, timeout_seconds: int = 240) -> AsyncIterator[JSON]:
+        return self._kube.watch(RUNBOOK_JOBS.path(self.namespace), resource_version=resource_version,
+                                timeout_seconds=timeout_seconds, fieldSelector=self._field_selector)
+
+    async def get_job(self, name: str) -> RunbookJob:
+        return RunbookJob.parse(await self._kube.get(RUNBOOK_JOBS.path(self.namespace, name)))
+
+    async def patch_job_status(self, name: str, patch: JsonPatch) -> RunbookJob:
+        body = await self._kube.patch(RUNBOOK_JOBS.path(self.namespace, name, "status"), patch, json_patch=True)
+        return RunbookJob.parse(body)
+
+    async def get_runbook(self, name: str) -> Runbook:
+        return Runbook.parse(await self._kube.get(RUNBOOKS.path(self.namespace, name)))
+
+    async def get_assets(self, job: str) -> list[ResolvedAsset]:
+        body = await self._kube.get(wire.assets_path(self.namespace, job))
+        return [ResolvedAsset.parse(item) for item in body.get("items") or []]
+
+    async def post_output(self, job: str, chunk: wire.OutputChunk) -> None:
+        await self._kube.create(wire.output_path(self.namespace, job), chunk.to_dict())
+
+    # ---------------------------------------------------------------------------------- lease
+
+    def _lease_path(self, name: str | None = None) -> str:
+        return LEASES.path(self.namespace, name)
+
+    async def patch_lease(self, name: str, body: JSON) -> JSON:
+        return await self._kube.patch(self._lease_path(name), body)
+
+    async def create_lease(self, body: JSON) -> JSON:
+        return await self._kube.create(self._lease_path(), body)
+
+
+def interpreters_csv(interpreters: Sequence[str]) -> str:
+    return ",".join(interpreters)

@@ -1,0 +1,245 @@
+"""One claimed attempt of one job, from the claim to the spooled result.
+
+Checks before anything runs: the runbook content hashes to the job's `runbookDigest` (the job
+runs exactly what was queued), its signature verifies when the group demands signed runbooks,
+and its interpreter is present here and allowed by the group. Then the assets, `Running`, the
+process, the output, and the result: written to the spool first, delivered by `Delivery`.
+
+A job whose attempt was superseded (the operator requeued it, cancelled it, timed it out, or
+deleted it) is stopped and its reports are dropped: they would be stale, and the proxy would
+refuse them anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from hrw_api import patches
+from hrw_api.errors import ApiError
+from hrw_api.models import (
+    Interpreter,
+    ResolvedAsset,
+    RetryOn,
+    Runbook,
+    RunbookJob,
+    WorkerGroupSpec,
+    content_digest,
+)
+from hrw_api.params import check
+from hrw_api.phases import JobPhase, Reason
+
+from . import runner, signing
+from .backoff import Backoff
+from .client import CallError, ProxyClient, is_transient
+from .logs import log
+from .masking import Masker
+from .output import OutputStream
+from .runner import Execution, StopReason
+from .spool import AttemptKey, Spool
+
+T = TypeVar("T")
+
+
+class Abandoned(Exception):
+    """The attempt is no longer ours (superseded, cancelled, deleted): report nothing."""
+
+
+class SetupFailed(Exception):
+    """The job cannot start; `reason` and the message go into its status."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def exit_code_of(returncode: int | None) -> int:
+    """A shell-style exit code: a process killed by signal N reports 128 + N."""
+    if returncode is None:
+        return 255
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class JobTask:
+    def __init__(self, job: RunbookJob, *, client: ProxyClient, spool: Spool, settings: Callable[[], WorkerGroupSpec],
+                 interpreters: Mapping[Interpreter, str], work_dir: Any, notify: Callable[[], None]) -> None:
+        self.job = job
+        self.name = job.meta.name
+        self.attempt = job.status.attempt
+        self.key = AttemptKey(job.meta.namespace or client.namespace, self.name, self.attempt)
+        self._client = client
+        self._spool = spool
+        self._settings = settings
+        self._interpreters = interpreters
+        self._work_dir = work_dir
+        self._notify = notify
+        self.execution = Execution(grace_seconds=float(settings().job_grace_period_seconds))
+        self.superseded = False
+        self.reported = False
+        self.phase = JobPhase.CLAIMED
+
+    @property
+    def worker(self) -> str:
+        return self._client.worker
+
+    def supersede(self, why: str) -> None:
+        """The attempt moved on without us: stop the process, drop its reports."""
+        if self.reported or self.superseded:
+            return
+        self.superseded = True
+        log.info("job.superseded", job=self.name, attempt=self.attempt, why=why)
+        self.execution.stop(StopReason.CANCELLED)
+
+    def shutdown(self) -> None:
+        """The agent is stopping and the grace period is over."""
+        self.execution.stop(StopReason.SHUTDOWN)
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry `call` through proxy outages until it answers, or the attempt is abandoned."""
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        while True:
+            if self.superseded:
+                raise Abandoned()
+            try:
+                return await call()
+            except CallError as exc:
+                if not is_transient(exc):
+                    raise
+                delay = backoff.next_delay()
+                log.info("job.call.retry", job=self.name, attempt=self.attempt, call=what, error=type(exc).__name__,
+                         retry_in=f"{delay:.2f}")
+                await asyncio.sleep(delay)
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except Abandoned:
+            await asyncio.to_thread(self._spool.drop, self.key)
+            log.info("job.abandoned", job=self.name, attempt=self.attempt)
+        except Exception as exc:  # a bug must not take the agent down, and the job must still end
+            log.error("job.crashed", job=self.name, attempt=self.attempt, error=repr(exc)[:300])
+            if not self.reported and not self.superseded:
+                await self._report_setup_failure(SetupFailed(Reason.SETUP_FAILED, f"the agent failed: {exc!r}"[:500]))
+        finally:
+            self._notify()
+
+    async def _prepare(self) -> tuple[Runbook, str, str, list[ResolvedAsset]]:
+        settings = self._settings()
+        try:
+            runbook = await self._call("get-runbook", lambda: self._client.get_runbook(self.job.spec.runbook))
+        except ApiError as exc:
+            raise SetupFailed(Reason.SETUP_FAILED, f"cannot read runbook {self.job.spec.runbook!r}: {exc}") from None
+        content = runbook.spec.content
+        if content is None:
+            raise SetupFailed(Reason.SETUP_FAILED, "the proxy returned the runbook without its content")
+        digest = content_digest(content)
+        if digest != self.job.status.runbook_digest:
+            raise SetupFailed(Reason.DIGEST_MISMATCH,
+                              f"runbook content hashes to {digest}, the job was queued for "
+                              f"{self.job.status.runbook_digest}; not running changed content")
+        if settings.require_signed_runbooks:
+            problem = signing.verify(digest, runbook.spec.signature, settings.trusted_keys)
+            if problem is not None:
+                raise SetupFailed(Reason.SIGNATURE_INVALID, problem)
+        interpreter = runbook.spec.interpreter
+        if interpreter not in settings.interpreters:
+            raise SetupFailed(Reason.INTERPRETER_MISSING,
+                              f"interpreter {interpreter.value} is not allowed by worker group "
+                              f"{self.job.spec.worker_group}")
+        path = self._interpreters.get(interpreter)
+        if path is None:
+            have = ", ".join(i.value for i in self._interpreters) or "none"
+            raise SetupFailed(Reason.INTERPRETER_MISSING,
+                              f"interpreter {interpreter.value} is not installed on worker {self.worker} (has: {have})")
+        try:
+            assets = await self._call("get-assets", lambda: self._client.get_assets(self.name))
+        except ApiError as exc:
+            raise SetupFailed(Reason.SETUP_FAILED, f"cannot read the job's assets: {exc}") from None
+        return runbook, content, path, assets
+
+    async def _report_setup_failure(self, failure: SetupFailed) -> None:
+        log.warning("job.setup.failed", job=self.name, attempt=self.attempt, reason=failure.reason)
+        result = patches.JobResult(phase=JobPhase.FAILED, reason=failure.reason.value, message=failure.message)
+        patch = patches.finish(self.attempt, self.worker, result, from_phase=self.phase)
+        await self._spool_result(patch, JobPhase.FAILED)
+
+    async def _spool_result(self, patch: patches.JsonPatch, phase: JobPhase) -> None:
+        if self.superseded:
+            raise Abandoned()
+        await asyncio.to_thread(self._spool.put_result, self.key, {"patch": patch, "phase": phase.value})
+        self.reported = True
+        self._notify()
+
+    async def _run(self) -> None:
+        log.info("job.claimed", job=self.name, attempt=self.attempt, runbook=self.job.spec.runbook)
+        try:
+            runbook, content, interpreter_path, assets = await self._prepare()
+        except SetupFailed as failure:
+            await self._report_setup_failure(failure)
+            return
+        try:
+            await self._call("start", lambda: self._client.patch_job_status(
+                self.name, patches.start(self.attempt, self.worker)))
+        except ApiError as exc:
+            log.info("job.start.refused", job=self.name, attempt=self.attempt, code=exc.code)
+            raise Abandoned() from None
+        self.phase = JobPhase.RUNNING
+        effective, problems = check(runbook.spec.parameters, self.job.spec.parameters)
+        parameters = effective if not problems else dict(self.job.spec.parameters)
+        masker = Masker(v for asset in assets for v in asset.secret_values)
+        settings = self._settings()
+        self.execution.grace_seconds = float(settings.job_grace_period_seconds)
+        output = OutputStream(self._spool, self.key, masker, self._notify, limit_bytes=settings.output_limit_bytes)
+        timeout = self.job.spec.timeout_seconds or runbook.spec.timeout_seconds
+        files = await asyncio.to_thread(
+            runner.prepare, self._work_dir, namespace=self.key.namespace, job=self.name, attempt=self.attempt,
+            worker=self.worker, script=content, parameters=parameters, assets=assets)
+        ticker = asyncio.create_task(output.ticker())
+        try:
+            log.info("job.started", job=self.name, attempt=self.attempt, interpreter=runbook.spec.interpreter.value,
+                     timeout=timeout)
+            outcome = await runner.run(files, interpreter_path, output.feed,
+                                       time_limit=float(timeout) if timeout else None, execution=self.execution)
+            summary = await output.close()
+            outputs = {k: masker.mask(v) for k, v in runner.read_outputs(files.outputs).items()}
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await asyncio.to_thread(runner.cleanup, files)
+        if self.superseded:
+            raise Abandoned()
+        code = exit_code_of(outcome.exit_code)
+        policy = self.job.spec.retry_policy
+        if outcome.stopped is StopReason.TIMEOUT:
+            result = patches.JobResult(JobPhase.TIMED_OUT, Reason.TIMEOUT.value,
+                                       f"the script ran longer than {timeout}s and was stopped",
+                                       exit_code=code, outputs=outputs, output=summary)
+        elif outcome.stopped is StopReason.SHUTDOWN:
+            message = "the agent shut down before the script finished"
+            if policy.allows(self.attempt, RetryOn.WORKER_LOST):
+                patch = patches.retry(self.attempt, self.worker, Reason.WORKER_LOST.value, message, exit_code=code)
+                await self._spool_result(patch, JobPhase.QUEUED)
+                log.info("job.finished", job=self.name, attempt=self.attempt, phase="Queued", reason="Retrying")
+                return
+            result = patches.JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message, exit_code=code,
+                                       outputs=outputs, output=summary)
+        elif code == 0:
+            result = patches.JobResult(JobPhase.SUCCEEDED, Reason.COMPLETED.value, "the script exited with code 0",
+                                       exit_code=0, outputs=outputs, output=summary)
+        else:
+            message = f"the script exited with code {code}"
+            if policy.allows(self.attempt, RetryOn.FAILED):
+                patch = patches.retry(self.attempt, self.worker, Reason.NON_ZERO_EXIT.value, message, exit_code=code)
+                await self._spool_result(patch, JobPhase.QUEUED)
+                log.info("job.finished", job=self.name, attempt=self.attempt, phase="Queued", reason="Retrying",
+                         exit_code=code)
+                return
+            result = patches.JobResult(JobPhase.FAILED, Reason.NON_ZERO_EXIT.value, message, exit_code=code,
+                                       outputs=outputs, output=summary)
+        await self._spool_result(patches.finish(self.attempt, self.worker, result), result.phase)
+        log.info("job.finished", job=self.name, attempt=self.attempt, phase=result.phase.value, reason=result.reason,
+                 exit_code=code, bytes=summary.bytes, chunks=summary.chunks, seconds=f"{outcome.duration:.2f}")

@@ -1,0 +1,219 @@
+"""Run one job's script as a child process, safely.
+
+- A fresh work dir (0700) per job; the script is a file there, run as `[interpreter, path]`:
+  no shell ever parses a command line we built, so no parameter can inject anything.
+- Parameters arrive as `HRW_PARAM_<NAME>` variables and a JSON file (`$HRW_PARAMETERS_FILE`);
+  assets as files mode 0600 under `$HRW_ASSETS_DIR/<asset>/<field>` and as `HRW_ASSET_*`
+  variables. The job does not inherit the agent's environment: a minimal PATH/HOME/LANG only.
+- The child leads its own session (process group), so timeout and cancel stop the whole tree:
+  SIGTERM to the group, SIGKILL after the grace period. When the script exits, whatever it
+  left running in its group is killed too: a job's processes end with the job.
+- The work dir, with the asset files, is removed when the job ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from hrw_api import names
+from hrw_api.models import AssetType, ResolvedAsset
+from hrw_api.params import as_environment
+
+from .interpreters import MINIMAL_PATH
+
+READ_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """A prepared work dir."""
+
+    root: Path
+    script: Path
+    parameters: Path
+    outputs: Path
+    assets: Path
+    env: Mapping[str, str]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _asset_env_and_files(assets_dir: Path, assets: list[ResolvedAsset]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for asset in assets:
+        directory = assets_dir / asset.name
+        directory.mkdir(mode=0o700)
+        for field_name, value in asset.values.items():
+            _write_private(directory / field_name, value.encode("utf-8"))
+            if asset.type is AssetType.VARIABLE and field_name == "value":
+                env[names.ENV_ASSET_PREFIX + names.env_name(asset.name)] = value
+            else:
+                env[f"{names.ENV_ASSET_PREFIX}{names.env_name(asset.name)}_{names.env_name(field_name)}"] = value
+    return env
+
+
+def prepare(work_root: Path, *, namespace: str, job: str, attempt: int, worker: str, script: str,
+            parameters: Mapping[str, Any], assets: list[ResolvedAsset]) -> JobFiles:
+    """Create the job's work dir with its script, parameters, outputs file and assets."""
+    work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root = work_root / f"{namespace}.{job}.{attempt}.{secrets.token_hex(4)}"
+    root.mkdir(mode=0o700)
+    script_path = root / "script"
+    _write_private(script_path, script.encode("utf-8"))
+    params_path = root / "parameters.json"
+    _write_private(params_path, json.dumps(dict(parameters), indent=2).encode("utf-8"))
+    outputs_path = root / "outputs"
+    _write_private(outputs_path, b"")
+    assets_dir = root / "assets"
+    assets_dir.mkdir(mode=0o700)
+    home = root / "home"
+    home.mkdir(mode=0o700)
+    env: dict[str, str] = {
+        "PATH": MINIMAL_PATH,
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(home),
+        names.ENV_JOB_NAME: job,
+        names.ENV_JOB_NAMESPACE: namespace,
+        names.ENV_JOB_ATTEMPT: str(attempt),
+        names.ENV_WORKER_NAME: worker,
+        names.ENV_PARAMETERS_FILE: str(params_path),
+        names.ENV_OUTPUTS_FILE: str(outputs_path),
+        names.ENV_ASSETS_DIR: str(assets_dir),
+    }
+    env.update(as_environment(parameters))
+    env.update(_asset_env_and_files(assets_dir, assets))
+    return JobFiles(root=root, script=script_path, parameters=params_path, outputs=outputs_path,
+                    assets=assets_dir, env=env)
+
+
+def cleanup(files: JobFiles) -> None:
+    shutil.rmtree(files.root, ignore_errors=True)
+
+
+def read_outputs(path: Path, limit: int = 64 * 1024) -> dict[str, str]:
+    """`key=value` lines of `$HRW_OUTPUTS` (blank lines and `#` comments skipped; later keys win)."""
+    try:
+        text = path.read_bytes()[:limit].decode("utf-8", errors="replace")
+    except OSError:
+        return {}
+    outputs: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        key = key.strip()
+        if key:
+            outputs[key] = value
+    return outputs
+
+
+class StopReason(StrEnum):
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"  # the operator ended the job, or the attempt was superseded
+    SHUTDOWN = "shutdown"  # the agent is stopping and the grace period ran out
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    """The script's exit code; negative: killed by that signal."""
+    stopped: StopReason | None = None
+    duration: float = 0.0
+
+
+@dataclass
+class Execution:
+    """A running child; `stop()` asks it to end (the group gets SIGTERM, then SIGKILL)."""
+
+    grace_seconds: float = 10.0
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _reason: StopReason | None = None
+    pid: int | None = None
+
+    def stop(self, reason: StopReason) -> None:
+        if self._reason is None:
+            self._reason = reason
+        self._stop.set()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes], Awaitable[None]], *,
+              time_limit: float | None, execution: Execution) -> RunResult:
+    """Run the script to its end, a timeout, or `execution.stop()`; feed output as it comes."""
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        interpreter_path, str(files.script),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=str(files.root), env=dict(files.env), start_new_session=True,
+    )
+    execution.pid = proc.pid
+    assert proc.stdout is not None
+    stdout = proc.stdout
+
+    async def pump() -> None:
+        while True:
+            data = await stdout.read(READ_SIZE)
+            if not data:
+                return
+            await on_output(data)
+
+    async def exited() -> None:
+        # Not `proc.wait()`: since Python 3.12 it also waits for the pipes to close, which a
+        # background grandchild holding stdout would delay forever. The return code is set when
+        # the child itself exits.
+        while proc.returncode is None:  # noqa: ASYNC110 (no event exists for this)
+            await asyncio.sleep(0.05)
+
+    reader = asyncio.create_task(pump())
+    waiter = asyncio.create_task(exited())
+    stopper = asyncio.create_task(execution._stop.wait())
+    stopped: StopReason | None = None
+    try:
+        done, _ = await asyncio.wait({waiter, stopper}, timeout=time_limit, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            stopped = execution._reason if stopper in done else StopReason.TIMEOUT
+            _signal_group(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), timeout=execution.grace_seconds)
+            _signal_group(proc.pid, signal.SIGKILL)
+            await waiter
+        # The script is done: whatever it left behind in its group goes too (it would hold the pipe open).
+        _signal_group(proc.pid, signal.SIGKILL)
+        try:
+            await asyncio.wait_for(reader, timeout=5.0)
+        except TimeoutError:
+            reader.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), timeout=5.0)
+    finally:
+        stopper.cancel()
+        if not waiter.done():  # cancelled from outside: leave nothing running
+            _signal_group(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(proc.wait(), timeout=5.0)
+        if not reader.done():
+            reader.cancel()
+    return RunResult(exit_code=proc.returncode, stopped=stopped, duration=time.monotonic() - started)

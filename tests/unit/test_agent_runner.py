@@ -1,0 +1,180 @@
+"""The runner: a fresh private work dir, parameters and assets passed safely, no shell parsing of
+anything we built, the agent's environment not inherited, and the whole process tree stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+from hrw_agent import runner
+from hrw_agent.runner import Execution, StopReason
+from hrw_api.models import AssetType, ResolvedAsset
+
+BASH = "/bin/bash"
+PY = "/usr/bin/python3"
+
+ASSETS = [
+    ResolvedAsset("db-password", AssetType.VARIABLE, {"value": "s3cret"}, frozenset({"value"})),
+    ResolvedAsset("api", AssetType.CREDENTIAL, {"username": "bob", "password": "hunter2"}, frozenset({"password"})),
+    ResolvedAsset("web-cert", AssetType.CERTIFICATE, {"tls.crt": "CERT", "tls.key": "KEY"},
+                  frozenset({"tls.key"})),
+]
+
+
+def _prepare(tmp_path: Path, script: str, parameters: dict | None = None, assets=()) -> runner.JobFiles:
+    return runner.prepare(tmp_path / "work", namespace="ns", job="job-a", attempt=1, worker="w1", script=script,
+                          parameters=parameters or {}, assets=list(assets))
+
+
+async def _run(files: runner.JobFiles, interpreter: str = BASH, *, time_limit: float | None = 20,
+               execution: Execution | None = None) -> tuple[runner.RunResult, str]:
+    out = bytearray()
+
+    async def collect(data: bytes) -> None:
+        out.extend(data)
+
+    result = await runner.run(files, interpreter, collect, time_limit=time_limit,
+                              execution=execution or Execution(grace_seconds=2))
+    return result, out.decode()
+
+
+async def test_work_dir_and_files_are_private(tmp_path):
+    files = _prepare(tmp_path, "true", assets=ASSETS)
+    assert stat.S_IMODE(os.stat(files.root).st_mode) == 0o700
+    for path in (files.script, files.parameters, files.outputs, files.assets / "api" / "password",
+                 files.assets / "web-cert" / "tls.key"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    assert (files.assets / "db-password" / "value").read_text() == "s3cret"
+
+
+async def test_parameters_arrive_as_env_and_json_file(tmp_path):
+    params = {"target-host": "db1", "count": 3, "dry_run": True, "tags": ["a", "b"]}
+    files = _prepare(tmp_path, 'echo "$HRW_PARAM_TARGET_HOST|$HRW_PARAM_COUNT|$HRW_PARAM_DRY_RUN|$HRW_PARAM_TAGS"\n'
+                               'cat "$HRW_PARAMETERS_FILE"\n', params)
+    result, out = await _run(files)
+    assert result.exit_code == 0
+    first, rest = out.split("\n", 1)
+    assert first == 'db1|3|true|["a","b"]'
+    assert json.loads(rest) == params
+
+
+async def test_assets_arrive_as_env_and_files(tmp_path):
+    files = _prepare(tmp_path, 'echo "$HRW_ASSET_DB_PASSWORD $HRW_ASSET_API_USERNAME $HRW_ASSET_API_PASSWORD '
+                               '$HRW_ASSET_WEB_CERT_TLS_KEY"\ncat "$HRW_ASSETS_DIR/api/password"\n', assets=ASSETS)
+    _, out = await _run(files)
+    assert out == "s3cret bob hunter2 KEY\nhunter2"
+
+
+async def test_shell_metacharacters_in_a_parameter_arrive_verbatim_and_run_nothing(tmp_path):
+    canary = tmp_path / "pwned"
+    evil = f"$(touch {canary}); `touch {canary}` \"'; touch {canary}; echo hacked | && || > <"
+    files = _prepare(tmp_path, 'printf "%s" "$HRW_PARAM_EVIL"\n', {"evil": evil})
+    result, out = await _run(files)
+    assert result.exit_code == 0
+    assert out == evil
+    assert not canary.exists()
+
+
+async def test_agent_environment_is_not_inherited(tmp_path, monkeypatch):
+    monkeypatch.setenv("HRW_AGENT_SECRET_FOR_TEST", "do-not-leak")
+    files = _prepare(tmp_path, "import os, json; print(json.dumps(dict(os.environ)))\n")
+    _, out = await _run(files, PY)
+    env = json.loads(out)
+    assert "HRW_AGENT_SECRET_FOR_TEST" not in env
+    assert set(env) - {"PWD", "SHLVL", "_", "LC_CTYPE"} <= {
+        "PATH", "HOME", "LANG", "TMPDIR", "HRW_JOB_NAME", "HRW_JOB_NAMESPACE", "HRW_JOB_ATTEMPT",
+        "HRW_WORKER_NAME", "HRW_PARAMETERS_FILE", "HRW_OUTPUTS", "HRW_ASSETS_DIR"}
+    assert env["HRW_JOB_NAME"] == "job-a"
+
+
+async def test_non_zero_exit_code_and_stderr_are_captured(tmp_path):
+    files = _prepare(tmp_path, "echo out; echo err >&2; exit 7\n")
+    result, out = await _run(files)
+    assert result.exit_code == 7
+    assert result.stopped is None
+    assert "out\n" in out and "err\n" in out
+
+
+async def test_outputs_file_becomes_key_values(tmp_path):
+    files = _prepare(tmp_path, 'echo "greeting=hello world" >> "$HRW_OUTPUTS"\necho "# note" >> "$HRW_OUTPUTS"\n'
+                               'echo "count=2=two" >> "$HRW_OUTPUTS"\n')
+    await _run(files)
+    assert runner.read_outputs(files.outputs) == {"greeting": "hello world", "count": "2=two"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_timeout_kills_the_whole_process_group_including_a_grandchild(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    script = f"""
+trap '' TERM            # ignore SIGTERM: only SIGKILL after the grace period ends it
+bash -c 'trap "" TERM; echo $$ > {pidfile}; while true; do sleep 0.1; done' &
+while true; do sleep 0.1; done
+"""
+    files = _prepare(tmp_path, script)
+    started = time.monotonic()
+    result, _ = await _run(files, time_limit=1.0, execution=Execution(grace_seconds=0.5))
+    assert result.stopped is StopReason.TIMEOUT
+    assert time.monotonic() - started < 10
+    grandchild = int(pidfile.read_text())
+    for _ in range(50):
+        if not _alive(grandchild):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+async def test_stop_ends_the_process_with_sigterm_first(tmp_path):
+    files = _prepare(tmp_path, "trap 'echo got-term; exit 143' TERM\ntouch trap-ready\n"
+                               "while true; do sleep 0.1; done\n")
+    execution = Execution(grace_seconds=5)
+    task = asyncio.create_task(_run(files, execution=execution))
+    for _ in range(200):  # wait (bounded) until the trap is installed: the script prints nothing before
+        if execution.pid is not None and _trap_ready(execution.pid):
+            break
+        await asyncio.sleep(0.02)
+    execution.stop(StopReason.CANCELLED)
+    result, out = await task
+    assert result.stopped is StopReason.CANCELLED
+    assert result.exit_code == 143
+    assert "got-term" in out
+
+
+def _trap_ready(pid: int) -> bool:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"), "trap-ready").exists()
+    except OSError:
+        return False
+
+
+async def test_background_leftovers_are_killed_when_the_script_exits(tmp_path):
+    pidfile = tmp_path / "daemon.pid"
+    files = _prepare(tmp_path, f"sleep 300 &\necho $! > {pidfile}\necho done\n")
+    result, out = await _run(files)
+    assert result.exit_code == 0 and out == "done\n"
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        if not _alive(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(pid)
+
+
+async def test_cleanup_removes_the_work_dir_with_the_assets(tmp_path):
+    files = _prepare(tmp_path, "true", assets=ASSETS)
+    runner.cleanup(files)
+    assert not files.root.exists()

@@ -1,0 +1,144 @@
+"""The spool keeps what the proxy has not acknowledged, across crashes, and delivers it once, in order."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import httpx
+import pytest
+from hrw_agent.client import ProxyClient
+from hrw_agent.config import from_values
+from hrw_agent.delivery import Delivery
+from hrw_agent.spool import AttemptKey, Spool
+from hrw_api.kubeclient import KubeClient
+
+KEY = AttemptKey("ns", "job-a", 2)
+
+
+def test_records_survive_a_new_spool_instance_in_delivery_order(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    spool.put_chunk(KEY, 1, {"attempt": 2, "seq": 1, "data": "b"})
+    spool.put_result(KEY, {"patch": [], "phase": "Succeeded"})
+    spool.put_chunk(KEY, 0, {"attempt": 2, "seq": 0, "data": "a"})
+    spool.put_chunk(KEY, 10, {"attempt": 2, "seq": 10, "data": "c"})
+
+    reopened = Spool(tmp_path / "spool")  # as after a restart
+    records = reopened.records(KEY)
+    assert [r.body.get("seq") for r in records] == [0, 1, 10, None]
+    assert records[-1].is_result
+    assert reopened.attempts() == [KEY]
+    assert reopened.has_result(KEY)
+
+
+def test_records_are_private_and_no_temporary_files_remain(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    path = spool.put_chunk(KEY, 0, {"data": "x"})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "spool").st_mode) == 0o700
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_ack_of_result_forgets_the_attempt(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    spool.put_chunk(KEY, 0, {"data": "x"})
+    spool.put_result(KEY, {"patch": []})
+    for record in spool.records(KEY):
+        spool.ack(record)
+    assert spool.attempts() == []
+    assert spool.pending() == 0
+
+
+class FakeProxy:
+    """Just enough of the proxy for delivery: records calls, answers as told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.down = False
+        self.chunks: set[int] = set()
+        self.patch_status = 200
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("proxy down", request=request)
+        self.calls.append((request.method, request.url.path))
+        if request.url.path.endswith("/output"):
+            import json
+            seq = json.loads(request.content)["seq"]
+            if seq in self.chunks:
+                return httpx.Response(409, json={"kind": "Status", "code": 409, "reason": "AlreadyExists"})
+            self.chunks.add(seq)
+            return httpx.Response(201, json={})
+        if request.url.path.endswith("/status"):
+            if self.patch_status != 200:
+                return httpx.Response(self.patch_status, json={"kind": "Status", "code": self.patch_status,
+                                                               "reason": "Invalid", "message": "test failed"})
+            return httpx.Response(200, json={"metadata": {"name": "job-a"}, "spec": {
+                "runbookRef": {"name": "r"}, "workerGroup": "g"}, "status": {"phase": "Succeeded", "attempt": 2}})
+        return httpx.Response(404, json={})
+
+
+def _delivery(tmp_path, proxy: FakeProxy) -> tuple[Spool, Delivery]:
+    config = from_values({"proxy_url": "https://proxy", "namespace": "ns", "group": "g", "worker": "w"})
+    kube = KubeClient("https://proxy", transport=httpx.MockTransport(proxy.handler))
+    client = ProxyClient(config, "cred", kube=kube)
+    spool = Spool(tmp_path / "spool")
+    return spool, Delivery(spool, client, lambda key: False)
+
+
+def _fill(spool: Spool) -> None:
+    for seq in range(3):
+        spool.put_chunk(KEY, seq, {"attempt": 2, "seq": seq, "data": f"line {seq}\n"})
+    spool.put_result(KEY, {"patch": [{"op": "test", "path": "/status/phase", "value": "Running"}],
+                           "phase": "Succeeded"})
+
+
+async def test_chunks_are_delivered_in_order_before_the_result(tmp_path):
+    proxy = FakeProxy()
+    spool, delivery = _delivery(tmp_path, proxy)
+    _fill(spool)
+    assert await delivery.deliver_all()
+    assert [path.rsplit("/", 1)[-1] for _, path in proxy.calls] == ["output", "output", "output", "status"]
+    assert spool.pending() == 0
+
+
+async def test_proxy_down_keeps_everything_and_delivers_later(tmp_path):
+    proxy = FakeProxy()
+    spool, delivery = _delivery(tmp_path, proxy)
+    _fill(spool)
+    proxy.down = True
+    assert not await delivery.deliver_all()
+    assert spool.pending() == 4
+    proxy.down = False
+    assert await delivery.drain(within=5)
+    assert sorted(proxy.chunks) == [0, 1, 2]
+
+
+async def test_redelivery_after_lost_acknowledgements_is_idempotent(tmp_path):
+    proxy = FakeProxy()
+    spool, delivery = _delivery(tmp_path, proxy)
+    proxy.chunks = {0, 1}  # the proxy stored them, but the agent never saw the answer
+    proxy.patch_status = 422  # and the result was applied already: the fence fails now
+    _fill(spool)
+    assert await delivery.deliver_all()
+    assert spool.pending() == 0
+    assert sorted(proxy.chunks) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("code", [403, 404])
+async def test_result_refused_for_a_moved_on_attempt_is_dropped(tmp_path, code):
+    proxy = FakeProxy()
+    proxy.patch_status = code
+    spool, delivery = _delivery(tmp_path, proxy)
+    spool.put_result(KEY, {"patch": [], "phase": "Failed"})
+    assert await delivery.deliver_all()
+    assert spool.attempts() == []
+
+
+async def test_server_error_is_retried_not_dropped(tmp_path):
+    proxy = FakeProxy()
+    proxy.patch_status = 503
+    spool, delivery = _delivery(tmp_path, proxy)
+    spool.put_result(KEY, {"patch": [], "phase": "Failed"})
+    assert not await delivery.deliver_all()
+    assert spool.has_result(KEY)
