@@ -5,6 +5,10 @@ or sent. Masked text is cut into chunks of at most `CHUNK_BYTES` (UTF-8 boundari
 each written to the spool before the delivery loop sends it; a chunk leaves at the latest
 `flush_interval` seconds after its first byte, so `hrw logs -f` follows a running job. Past the
 group's `outputLimitBytes` nothing more is sent and the summary says `truncated`.
+
+The proxy caps a job's output statelessly by chunk number (`seq * 64 KiB <= outputLimitBytes`),
+so small chunks spend the budget fast: time-based flushes space out geometrically and stop at
+half the chunk budget; after that only full chunks and the final one leave.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class OutputStream:
         self.sent_bytes = 0
         self.truncated = False
         self._last_byte = b""
+        self.chunk_budget = max(1, limit_bytes // CHUNK_BYTES + 1)
 
     async def feed(self, data: bytes) -> None:
         await self._take(self._stream.feed(data))
@@ -81,11 +86,17 @@ class OutputStream:
             if len(self._buffer) >= CHUNK_BYTES:
                 await self._emit(all_of_it=False)
 
+    def _interval(self) -> float | None:
+        if self.chunks >= self.chunk_budget // 2:
+            return None
+        return self._flush_interval * 2 ** (self.chunks // 2)
+
     async def tick(self) -> None:
-        """Send what is buffered if it has waited long enough."""
+        """Send what is buffered if it has waited long enough (and the chunk budget allows)."""
         async with self._lock:
-            if self._buffer and self._buffer_since is not None \
-                    and time.monotonic() - self._buffer_since >= self._flush_interval:
+            interval = self._interval()
+            if interval is not None and self._buffer and self._buffer_since is not None \
+                    and time.monotonic() - self._buffer_since >= interval:
                 await self._emit(all_of_it=True)
 
     async def ticker(self) -> None:
@@ -111,7 +122,7 @@ class OutputStream:
         self._buffer_since = time.monotonic() if self._buffer else None
         for piece in pieces:
             room = self._limit - self.sent_bytes
-            if room <= 0:
+            if room <= 0 or self.chunks >= self.chunk_budget:
                 self.truncated = True
                 break
             if len(piece) > room:
