@@ -1,0 +1,103 @@
+"""Registration and worker credentials: only a hash in the cluster, 401 for anything not a live credential."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from hrw_api import names, wire
+from hrw_api.errors import ApiError
+from hrw_api.kubeclient import RUNBOOK_JOBS, SECRETS
+from tests.support.proxy import register_worker
+from tests.support.waiting import async_wait_until
+
+
+async def _status_of(world, credential: str) -> int:
+    async with world.proxy.http(credential) as http:
+        response = await http.get(RUNBOOK_JOBS.path(world.namespace))
+    return response.status_code
+
+
+async def test_registration_stores_only_the_credential_hash_owned_by_the_group(world):
+    credential = world.credentials["w1"]
+    assert credential.startswith(f"hrw1.{world.namespace}.g1.w1.")
+    secret = await world.admin.get(SECRETS.path(world.namespace, names.worker_secret_name("g1", "w1")))
+    assert secret["type"] == names.SECRET_TYPE_WORKER_CREDENTIAL
+    stored = base64.b64decode(secret["data"][names.WORKER_CREDENTIAL_HASH_KEY]).decode()
+    assert stored == hashlib.sha256(credential.encode()).hexdigest()
+    assert credential.split(".")[-1] not in str(secret)
+    assert secret["metadata"]["labels"][names.LABEL_WORKER_GROUP] == "g1"
+    assert secret["metadata"]["labels"][names.LABEL_WORKER] == "w1"
+    owner = secret["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == (names.WORKER_GROUP, "g1")
+
+
+async def test_registration_with_a_wrong_token_is_unauthorized(world):
+    request = wire.RegisterRequest("w9", "h", "v", ("bash",))
+    async with world.proxy.http(world.tokens["g2"]) as http:  # g2's token is wrong for g1
+        response = await http.post(wire.register_path(world.namespace, "g1"), json=request.to_dict())
+    assert response.status_code == 401
+    assert response.json()["kind"] == "Status"
+    assert response.json()["reason"] == "Unauthorized"
+
+
+async def test_registration_refuses_a_worker_name_that_is_not_a_dns_label(world):
+    request = wire.RegisterRequest("Bad.Name", "h", "v", ("bash",))
+    async with world.proxy.http(world.tokens["g1"]) as http:
+        response = await http.post(wire.register_path(world.namespace, "g1"), json=request.to_dict())
+    assert response.status_code == 400
+    assert "DNS-1123" in response.json()["message"]
+
+
+async def test_reregistration_replaces_the_credential(world):
+    old = world.credentials["w1"]
+    new = register_worker(world.proxy, world.namespace, "g1", "w1", world.tokens["g1"])
+    assert await _status_of(world, new) == 200
+    await async_wait_until(lambda: _is_401(world, old), timeout=10, message="the replaced credential refused")
+
+
+async def _is_401(world, credential: str) -> bool:
+    return await _status_of(world, credential) == 401
+
+
+async def test_no_token_is_unauthorized(world):
+    async with world.proxy.http() as http:
+        response = await http.get(RUNBOOK_JOBS.path(world.namespace))
+    assert response.status_code == 401
+    assert response.json()["reason"] == "Unauthorized"
+
+
+@pytest.mark.parametrize("mangle", ["garbage", "wrong-secret", "other-worker"])
+async def test_a_wrong_token_is_unauthorized(world, mangle):
+    credential = world.credentials["w1"]
+    if mangle == "garbage":
+        credential = "not-a-credential"
+    elif mangle == "wrong-secret":
+        credential = credential[:-4] + ("AAAA" if not credential.endswith("AAAA") else "BBBB")
+    else:  # w1's secret part presented as w2
+        credential = credential.replace(".w1.", ".w2.")
+    assert await _status_of(world, credential) == 401
+
+
+async def test_a_revoked_worker_is_unauthorized_within_the_cache_ttl(world):
+    assert await _status_of(world, world.credentials["w1"]) == 200
+    await world.admin.delete(SECRETS.path(world.namespace, names.worker_secret_name("g1", "w1")))
+    await async_wait_until(lambda: _is_401(world, world.credentials["w1"]), timeout=10,
+                           message="the revoked credential refused")
+    assert await _status_of(world, world.credentials["w2"]) == 200
+
+
+async def test_the_agent_client_sees_unauthorized_as_an_api_error(world):
+    async with world.proxy.client("hrw1.a.b.c.ddddddddddddddddddddddddddddddddddddddddddd") as kube:
+        with pytest.raises(ApiError) as caught:
+            await kube.list(RUNBOOK_JOBS.path(world.namespace))
+    assert caught.value.code == 401
+
+
+def test_the_proxy_never_logs_a_credential_or_token(world):
+    text = world.proxy.process.logs()
+    for secret in [*world.credentials.values(), *world.tokens.values()]:
+        assert secret not in text
+    assert f"worker={world.namespace}/g1/w1" in text
