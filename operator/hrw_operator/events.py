@@ -8,6 +8,7 @@ no Secret value, parameter value or token ever goes into one.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,7 +44,7 @@ def build(obj: Mapping[str, Any], *, type_: str, reason: str, action: str, note:
     return {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{ref['name']}.", "namespace": ref["namespace"]},
+        "metadata": {"name": f"{ref['name']}.{secrets.token_hex(8)}", "namespace": ref["namespace"]},
         "eventTime": now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "reportingController": REPORTING_CONTROLLER,
         "reportingInstance": instance[:128],
@@ -67,7 +68,7 @@ class EventRecorder:
             await self._client.create(EVENTS.path(namespace), event)
         except ApiError as exc:
             kv(logger, logging.WARNING, "event.not_posted", namespace=namespace, name=event["regarding"]["name"],
-               reason=reason, code=exc.code)
+               reason=reason, code=exc.code, detail=exc.message[:300])
         except Exception as exc:  # a network error must not fail the transition it reports
             kv(logger, logging.WARNING, "event.not_posted", namespace=namespace, name=event["regarding"]["name"],
                reason=reason, error=type(exc).__name__)

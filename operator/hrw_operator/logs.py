@@ -64,6 +64,7 @@ def configure(log_format: LogFormat, verbose: bool) -> None:
     root.setLevel(logging.INFO)
     logging.getLogger("hrw").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("kopf").setLevel(logging.INFO)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # "Handler succeeded" per watch event
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("asyncio").setLevel(logging.WARNING)

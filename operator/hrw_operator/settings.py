@@ -30,10 +30,10 @@ class OperatorSettings:
     verbose: bool = False
     """Debug logging of our own decisions (never of object bodies)."""
 
-    watch_server_timeout: float = 300.0
+    watch_server_timeout: int = 300
     """Seconds the API server keeps one watch request open (`timeoutSeconds`)."""
 
-    watch_client_timeout: float = 330.0
+    watch_client_timeout: int = 330
     """Seconds the client waits on one watch request before giving up on it."""
 
     connect_timeout: float = 10.0
