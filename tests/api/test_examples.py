@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import yaml
+
 from hrw_api.models import RunbookJob, WorkerGroup, WorkerGroupSpec
 from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
 from hrw_cli.dev.crds import CrdInfo

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+
 from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
 from hrw_cli.dev.crds import CrdInfo
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
 from hrw_cli.dev.crds import CrdInfo
 

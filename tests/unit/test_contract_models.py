@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from hrw_api import conditions
 from hrw_api.errors import InvalidObject
 from hrw_api.models import (

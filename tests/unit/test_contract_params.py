@@ -5,6 +5,7 @@ problems that each name the parameter; `as_environment` hands them to a process 
 from __future__ import annotations
 
 import pytest
+
 from hrw_api.models import ParameterSpec, ParameterType
 from hrw_api.params import as_environment, check, env_value
 

@@ -9,11 +9,11 @@ helper; tests/api checks the same patches against the real API server's status s
 from __future__ import annotations
 
 import pytest
+
 from hrw_api import patches
 from hrw_api.models import Condition, OutputSummary, RunbookJob
 from hrw_api.patches import JobResult, agent_patch_intent
 from hrw_api.phases import JobPhase, Reason, agent_may
-
 from tests.unit.jsonpatch_helper import PatchTestFailed, apply_patch
 
 NOW = "2026-11-25T22:00:00Z"
