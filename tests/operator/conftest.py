@@ -67,7 +67,7 @@ class Kit:
 
     async def runbook(self, name: str, *, content: str | None = "echo hi\n", interpreter: str = "bash",
                       parameters: list[JSON] | None = None, assets: list[str] | None = None,
-                      timeout: int | None = None, configmap: tuple[str, str] | None = None,
+                      timeout_seconds: int | None = None, configmap: tuple[str, str] | None = None,
                       signature: JSON | None = None) -> JSON:
         spec: JSON = {"interpreter": interpreter}
         if configmap is not None:
@@ -78,8 +78,8 @@ class Kit:
             spec["parameters"] = parameters
         if assets:
             spec["assets"] = assets
-        if timeout:
-            spec["timeoutSeconds"] = timeout
+        if timeout_seconds:
+            spec["timeoutSeconds"] = timeout_seconds
         if signature:
             spec["signature"] = signature
         return await self.admin.create(RUNBOOKS.path(self.namespace), {
@@ -146,7 +146,7 @@ class Kit:
     async def get_job(self, name: str) -> JSON:
         return await self.admin.get(RUNBOOK_JOBS.path(self.namespace, name))
 
-    async def wait_job(self, name: str, predicate: Callable[[JSON], bool], *, timeout: float = 30,
+    async def wait_job(self, name: str, predicate: Callable[[JSON], bool], *, timeout: float = 30,  # noqa: ASYNC109
                        message: str = "") -> JSON:
         async def check() -> JSON | None:
             job = await self.get_job(name)
@@ -155,11 +155,11 @@ class Kit:
         return await async_wait_until(check, timeout=timeout, interval=0.1,
                                       message=message or f"job {name} to reach the expected status")
 
-    async def wait_phase(self, name: str, phase: str, *, timeout: float = 30) -> JSON:
+    async def wait_phase(self, name: str, phase: str, *, timeout: float = 30) -> JSON:  # noqa: ASYNC109
         return await self.wait_job(name, lambda s: s.get("phase") == phase, timeout=timeout,
                                    message=f"job {name} to reach phase {phase}")
 
-    async def wait_status(self, path: str, predicate: Callable[[JSON], bool], *, timeout: float = 30,
+    async def wait_status(self, path: str, predicate: Callable[[JSON], bool], *, timeout: float = 30,  # noqa: ASYNC109
                           message: str = "the status") -> JSON:
         async def check() -> JSON | None:
             obj = await self.admin.get(path)
@@ -171,7 +171,7 @@ class Kit:
         listed = await self.admin.list(EVENTS.path(self.namespace), fieldSelector=f"regarding.name={name}")
         return sorted(listed.get("items") or [], key=lambda e: e.get("eventTime") or "")
 
-    async def wait_event(self, name: str, reason: str, *, timeout: float = 30) -> JSON:
+    async def wait_event(self, name: str, reason: str, *, timeout: float = 30) -> JSON:  # noqa: ASYNC109
         async def check() -> JSON | None:
             return next((e for e in await self.events_of(name) if e.get("reason") == reason), None)
 
