@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import kopf
+
 from hrw_api import conditions, names
 from hrw_api.errors import ApiError, InvalidObject
 from hrw_api.kubeclient import ASSETS, SECRETS

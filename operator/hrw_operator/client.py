@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 import yaml
+
 from hrw_api.kubeclient import IN_CLUSTER_DIR
 
 __all__ = ["IN_CLUSTER_DIR", "connection_info", "in_cluster", "kubeconfig_path"]

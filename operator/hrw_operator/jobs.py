@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import kopf
+
 from hrw_api import conditions, names, params, patches
 from hrw_api.errors import ApiError, InvalidObject
 from hrw_api.kubeclient import ASSETS, LEASES, RUNBOOK_JOBS, RUNBOOKS, WORKER_GROUPS

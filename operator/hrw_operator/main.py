@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import kopf
+
 from hrw_api import names
 
 from . import assets, jobs, logs, runbooks, workergroups  # noqa: F401 -- importing registers their handlers

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import kopf
+
 from hrw_api import conditions, names
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import SECRETS, WORKER_GROUPS
