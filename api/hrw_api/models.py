@@ -246,7 +246,7 @@ class Runbook:
         spec = _obj(obj.get("spec"), "spec")
         status = _obj(obj.get("status"), "status")
         try:
-            interpreter = Interpreter(spec.get("interpreter"))
+            interpreter = Interpreter(str(spec.get("interpreter")))
         except ValueError:
             raise InvalidObject("spec.interpreter", f"must be one of {[i.value for i in Interpreter]}") from None
         content_from = None
@@ -321,7 +321,7 @@ class Asset:
     def parse(cls, obj: Mapping[str, Any]) -> Asset:
         spec = _obj(obj.get("spec"), "spec")
         try:
-            atype = AssetType(spec.get("type"))
+            atype = AssetType(str(spec.get("type")))
         except ValueError:
             raise InvalidObject("spec.type", f"must be one of {[t.value for t in AssetType]}") from None
 
@@ -391,7 +391,7 @@ class ResolvedAsset:
         values = _obj(data.get("values"), "values")
         return cls(
             name=_req_str(data, "name", ""),
-            type=AssetType(data.get("type")),
+            type=AssetType(str(data.get("type"))),
             values={str(k): str(v) for k, v in values.items()},
             secret_fields=frozenset(str(s) for s in _list(data, "secretFields", "")),
         )
