@@ -1,0 +1,48 @@
+"""Per-worker rate limits, body limits from flags, and two stateless proxies serving the same worker."""
+
+from __future__ import annotations
+
+import httpx
+
+from hrw_api import patches
+from hrw_api.kubeclient import RUNBOOK_JOBS
+from tests.support.proxy import start_proxy
+
+
+async def test_a_worker_over_its_rate_limit_gets_429_with_retry_after(world, processes, proxy_sa_kubeconfig, tls):
+    limited = start_proxy(processes, proxy_sa_kubeconfig, tls, "--rate-limit-rps", "0.5", "--rate-limit-burst", "3",
+                          name="hrw-proxy-limited")
+    async with limited.http(world.credentials["w1"]) as http:
+        codes = [(await http.get(RUNBOOK_JOBS.path(world.namespace))).status_code for _ in range(3)]
+        refused = await http.get(RUNBOOK_JOBS.path(world.namespace))
+    async with limited.http(world.credentials["w2"]) as http:  # another worker has its own bucket
+        other = await http.get(RUNBOOK_JOBS.path(world.namespace))
+    assert codes == [200, 200, 200]
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["reason"] == "TooManyRequests"
+    assert other.status_code == 200
+
+
+async def test_max_body_bytes_comes_from_the_environment(world, processes, proxy_sa_kubeconfig, tls, monkeypatch):
+    monkeypatch.setenv("HRW_PROXY_MAX_BODY_BYTES", "2048")
+    small = start_proxy(processes, proxy_sa_kubeconfig, tls, name="hrw-proxy-small")
+    await world.create_job("a1", "g1")
+    await world.claim("a1", "w1")
+    async with small.http(world.credentials["w1"]) as http:
+        response = await http.post(f"/apis/hrw.dev/v1alpha1/namespaces/{world.namespace}/runbookjobs/a1/output",
+                                   json={"attempt": 1, "seq": 0, "data": "y" * 4096})
+    assert response.status_code == 413
+    assert "2048" in response.json()["message"]
+
+
+async def test_two_proxies_serve_the_same_worker(world, processes, proxy_sa_kubeconfig, tls):
+    second = start_proxy(processes, proxy_sa_kubeconfig, tls, name="hrw-proxy-second")
+    await world.create_job("a1", "g1")
+    await world.claim("a1", "w1")  # through the shared proxy, where w1 registered
+    async with second.client(world.credentials["w1"]) as kube:  # a proxy that never saw w1 before
+        started = await kube.patch(RUNBOOK_JOBS.path(world.namespace, "a1", "status"), patches.start(1, "w1"),
+                                   json_patch=True)
+    assert started["status"]["phase"] == "Running"
+    metrics = httpx.get(second.metrics_url, timeout=5).text
+    assert 'hrw_proxy_requests_total{code="200",outcome="allowed",verb="patch"} 1.0' in metrics
