@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
+
 from hrw_api import wire
 from hrw_api.errors import ApiError, TooManyRequests
 from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, RUNBOOKS, KubeClient, ssl_context

@@ -32,7 +32,7 @@ class Delivery:
         self._spool = spool
         self._client = client
         self._is_active = is_active
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(initial=0.5, maximum=10.0)
         self._wake = asyncio.Event()
         self._idle_interval = idle_interval
         self._lock = asyncio.Lock()

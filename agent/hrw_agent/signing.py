@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from hrw_api.models import Signature, TrustedKey
 
 

@@ -39,7 +39,7 @@ class JobWatcher:
         self._client = client
         self._on_sync = on_sync
         self._on_event = on_event
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(initial=0.5, maximum=15.0)
         self._watch_timeout = watch_timeout
         self.resource_version = ""
         self.connected = asyncio.Event()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from hrw_agent.config import DEFAULT_STATE_DIR, ConfigError, default_worker_name, load
 
 YAML = """

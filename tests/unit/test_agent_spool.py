@@ -7,6 +7,7 @@ import stat
 
 import httpx
 import pytest
+
 from hrw_agent.client import ProxyClient
 from hrw_agent.config import from_values
 from hrw_agent.delivery import Delivery

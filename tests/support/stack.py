@@ -1,0 +1,196 @@
+"""The whole product for end-to-end tests: the real `hrw-operator`, `hrw-proxy` (as its own
+ServiceAccount, behind TLS) and `hrw-agent` processes on the session's cluster, one namespace
+per test.
+
+    stack = await Stack.create(cluster, namespace, processes, tmp_path, proxy_kubeconfig, tls)
+    await stack.group("dc", maxJobsPerWorker=2)
+    agent = stack.start_agent("dc", "w1")
+    await stack.runbook("hello", "echo hi\\n")
+    await stack.job("j1", "hello", "dc")
+    job = await stack.wait_phase("j1", "Succeeded")
+    assert await stack.output("j1") == "hi\\n"
+
+Agents get a config file and a state dir under the test's tmp dir; their registration token
+is the group's Secret, written before the group exists (what the operator would create).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hrw_api import names
+from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, EVENTS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
+from hrw_api.phases import JobPhase
+from tests.support.processes import ManagedProcess, ProcessFactory
+from tests.support.proxy import ProxyTLS, RunningProxy, create_registration_secret, start_proxy
+from tests.support.waiting import async_wait_until, wait_until
+
+JSON = dict[str, Any]
+PROXY_ARGS = ("--rate-limit-rps", "500", "--rate-limit-burst", "1000", "--credential-cache-ttl", "1")
+
+
+@dataclass
+class Stack:
+    cluster: Any
+    namespace: str
+    processes: ProcessFactory
+    directory: Path
+    admin: KubeClient
+    proxy: RunningProxy
+    operator: ManagedProcess
+    tokens: dict[str, str] = field(default_factory=dict)
+    agents: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @classmethod
+    async def create(cls, cluster: Any, namespace: str, processes: ProcessFactory, directory: Path,
+                     proxy_kubeconfig: Path, tls: ProxyTLS) -> Stack:
+        operator = processes.start("hrw-operator", "--namespace", namespace, "--kubeconfig",
+                                   str(cluster.kubeconfig_path), name="hrw-operator")
+        proxy = start_proxy(processes, proxy_kubeconfig, tls, *PROXY_ARGS)
+        operator.wait_for_log(r"operator\.started", timeout=30)
+        admin = KubeClient.from_kubeconfig(cluster.kubeconfig_path, user_agent="hrw-e2e")
+        return cls(cluster, namespace, processes, directory, admin, proxy, operator)
+
+    async def close(self) -> None:
+        await self.admin.aclose()
+
+    # ------------------------------------------------------------------------------ objects
+
+    async def group(self, name: str, **spec: Any) -> JSON:
+        self.tokens[name] = create_registration_secret(self.cluster, self.namespace, name)
+        return await self.admin.create(WORKER_GROUPS.path(self.namespace), {
+            "apiVersion": names.API_VERSION, "kind": names.WORKER_GROUP, "metadata": {"name": name}, "spec": spec})
+
+    async def runbook(self, name: str, content: str, *, interpreter: str = "bash", **spec: Any) -> JSON:
+        return await self.admin.create(RUNBOOKS.path(self.namespace), {
+            "apiVersion": names.API_VERSION, "kind": names.RUNBOOK, "metadata": {"name": name},
+            "spec": {"interpreter": interpreter, "content": content, **spec}})
+
+    async def secret(self, name: str, data: dict[str, str]) -> JSON:
+        return await self.admin.create(SECRETS.path(self.namespace), {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data})
+
+    async def asset(self, name: str, spec: JSON) -> JSON:
+        return await self.admin.create(ASSETS.path(self.namespace), {
+            "apiVersion": names.API_VERSION, "kind": names.ASSET, "metadata": {"name": name}, "spec": spec})
+
+    async def job(self, name: str, runbook: str, group: str, **spec: Any) -> JSON:
+        return await self.admin.create(RUNBOOK_JOBS.path(self.namespace), {
+            "apiVersion": names.API_VERSION, "kind": names.RUNBOOK_JOB, "metadata": {"name": name},
+            "spec": {"runbookRef": {"name": runbook}, "workerGroup": group, **spec}})
+
+    async def get_job(self, name: str) -> JSON:
+        return await self.admin.get(RUNBOOK_JOBS.path(self.namespace, name))
+
+    async def wait_job(self, name: str, predicate: Callable[[JSON], bool], *, timeout: float = 30,  # noqa: ASYNC109
+                       message: str = "") -> JSON:
+        async def check() -> JSON | None:
+            job = await self.get_job(name)
+            return job if predicate(job) else None
+
+        result: JSON = await async_wait_until(check, timeout=timeout, message=message or f"job {name}")
+        return result
+
+    async def wait_phase(self, name: str, phase: str, *, timeout: float = 30) -> JSON:  # noqa: ASYNC109
+        def reached(job: JSON) -> bool:
+            current = (job.get("status") or {}).get("phase")
+            if current == phase:
+                return True
+            if current in {p.value for p in JobPhase if p.terminal}:
+                raise AssertionError(f"job {name} ended {current}, not {phase}: {job.get('status')}")
+            return False
+
+        return await self.wait_job(name, reached, timeout=timeout, message=f"job {name} in phase {phase}")
+
+    async def output(self, job: str, attempt: int | None = None) -> str:
+        """The job's stored output chunks, in order (what `hrw logs` shows)."""
+        listing = await self.admin.list(CONFIG_MAPS.path(self.namespace), labelSelector=f"{names.LABEL_JOB}={job}")
+        chunks = []
+        for item in listing.get("items") or []:
+            labels = item["metadata"].get("labels") or {}
+            if attempt is not None and labels.get(names.LABEL_ATTEMPT) != str(attempt):
+                continue
+            chunks.append((int(labels.get(names.LABEL_ATTEMPT, 0)), item["metadata"]["name"],
+                           (item.get("data") or {}).get(names.OUTPUT_CHUNK_KEY, "")))
+        return "".join(data for _, _, data in sorted(chunks))
+
+    async def events(self) -> list[JSON]:
+        return list((await self.admin.list(EVENTS.path(self.namespace))).get("items") or [])
+
+    # ------------------------------------------------------------------------------- agents
+
+    def agent_dir(self, worker: str) -> Path:
+        return self.directory / "agents" / worker
+
+    def start_agent(self, group: str, worker: str, *, ready: bool = True, **config: Any) -> ManagedProcess:
+        """Start `hrw-agent` for `worker` of `group` (extra config keys in camelCase)."""
+        directory = self.agent_dir(worker)
+        directory.mkdir(parents=True, exist_ok=True)
+        token_file = directory / "registration-token"
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.tokens[group])
+        settings = {
+            "proxyUrl": self.proxy.url, "caFile": str(self.proxy.ca_path), "namespace": self.namespace,
+            "group": group, "worker": worker, "registrationTokenFile": str(token_file),
+            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 30, "logLevel": "debug", **config,
+        }
+        config_path = directory / "agent.yaml"
+        config_path.write_text(yaml.safe_dump(settings))
+        process = self.processes.start("hrw-agent", "--config", str(config_path), name=f"hrw-agent-{worker}")
+        self.agents[worker] = process
+        if ready:
+            process.wait_for_log(r"event=agent\.ready", timeout=30)
+        return process
+
+    def restart_proxy(self) -> None:
+        """Start the stopped proxy again on the same port (so agents find it where it was)."""
+        self.proxy.process.start()
+        import httpx
+
+        context = self.proxy.ssl_context()
+        wait_until(lambda: httpx.get(f"{self.proxy.url}/readyz", verify=context, timeout=2).status_code == 200,
+                   timeout=30, ignore=(httpx.HTTPError,), message="hrw-proxy /readyz after restart")
+
+    def all_logs(self) -> str:
+        return "\n".join(process.logs() for process in self.processes.processes)
+
+
+def spool_files(agent_state: Path) -> list[Path]:
+    spool = agent_state / "spool"
+    return sorted(p for p in spool.rglob("*") if p.is_file()) if spool.exists() else []
+
+
+def listening_inodes() -> set[str]:
+    """Inodes of every TCP socket in LISTEN state (state 0A) on this host."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A":
+                inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        match = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if match:
+            inodes.add(match.group(1))
+    return inodes
