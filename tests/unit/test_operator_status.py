@@ -1,0 +1,64 @@
+"""Pure parts of the Runbook, Asset and WorkerGroup controllers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hrw_api.models import Asset, Runbook, content_digest
+from hrw_operator import assets, runbooks, workergroups
+from hrw_operator.leases import LeaseInfo
+from hrw_operator.status import differs
+
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def rb(spec: dict) -> Runbook:
+    return Runbook.parse({"metadata": {"name": "rb", "generation": 2}, "spec": {"interpreter": "bash", **spec}})
+
+
+def test_runbook_digest_from_inline_content_and_configmap_key() -> None:
+    assert runbooks.evaluate(rb({"content": "a"}), None).digest == content_digest("a")
+    ref = {"contentFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}
+    assert runbooks.evaluate(rb(ref), None).reason == "ConfigMapNotFound"
+    assert runbooks.evaluate(rb(ref), {"data": {"other": "x"}}).reason == "ConfigMapKeyNotFound"
+    assert runbooks.evaluate(rb(ref), {"data": {"k": "b"}}).digest == content_digest("b")
+
+
+def test_runbook_parameter_declarations_are_checked() -> None:
+    verdict = runbooks.evaluate(rb({"content": "a", "parameters": [
+        {"name": "n", "type": "integer", "default": "x"},
+        {"name": "p", "pattern": "("},
+        {"name": "n"},
+    ]}), None)
+    assert not verdict.ready and verdict.reason == "InvalidParameters"
+    assert "'n'" in verdict.message and "'p'" in verdict.message and "twice" in verdict.message
+
+
+def test_asset_verdict_names_the_missing_secret_and_key_never_a_value() -> None:
+    cred = Asset.parse({"metadata": {"name": "a"}, "spec": {
+        "type": "Credential", "username": "u", "passwordFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}}})
+    assert assets.evaluate(cred, {"s": None}).message == "Secret 's' not found"
+    assert "no key 'pw'" in assets.evaluate(cred, {"s": frozenset({"other"})}).message
+    assert assets.evaluate(cred, {"s": frozenset({"pw"})}).ready
+    cert = Asset.parse({"metadata": {"name": "c"}, "spec": {
+        "type": "Certificate", "certificateFrom": {"secretRef": {"name": "t"}}}})
+    assert "'tls.key'" in assets.evaluate(cert, {"t": frozenset({"tls.crt"})}).message
+
+
+def test_workers_aggregate_readiness_and_the_next_expiry() -> None:
+    leases = [LeaseInfo("ns", "a", "pool", "w2", NOW - timedelta(seconds=5), 10),
+              LeaseInfo("ns", "b", "pool", "w1", NOW - timedelta(seconds=20), 10)]
+    workers, next_change = workergroups.aggregate(leases, NOW)
+    assert [(w.name, w.ready) for w in workers] == [("w1", False), ("w2", True)]
+    assert next_change == NOW + timedelta(seconds=5)
+
+
+def test_group_status_unchanged_by_a_renewal() -> None:
+    body = {"metadata": {"name": "pool", "generation": 1}}
+    before = [LeaseInfo("ns", "a", "pool", "w1", NOW, 10)]
+    after = [LeaseInfo("ns", "a", "pool", "w1", NOW + timedelta(seconds=3), 10)]
+    first = workergroups.desired_status(body, workergroups.aggregate(before, NOW)[0])
+    second = workergroups.desired_status({**body, "status": first},
+                                         workergroups.aggregate(after, NOW + timedelta(seconds=3))[0])
+    assert not differs(second, first)
+    assert first["readyWorkers"] == 1 and first["registrationTokenSecret"] == "pool-registration"
