@@ -18,7 +18,7 @@ from hrw_cli.errors import CommandError
 
 __all__ = ["COMMAND_MODULES", "CommandError", "build_parser", "main"]
 
-COMMAND_MODULES: tuple[str, ...] = ("hrw_cli.dev.commands",)
+COMMAND_MODULES: tuple[str, ...] = ("hrw_cli.dev.commands", "hrw_cli.jobs")
 """Modules whose ``register(subparsers)`` adds a command group to ``hrw``."""
 
 
