@@ -1,0 +1,59 @@
+"""deploy/rbac/operator.yaml grants enough: the operator running as the hrw-operator
+ServiceAccount (not admin) validates and queues a job, writes statuses, creates the
+registration Secret and posts Events."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from hrw_api.kubeclient import ASSETS, WORKER_GROUPS
+from tests.support import wait_until
+
+from .conftest import Kit, ready
+
+RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "operator.yaml"
+
+
+def operator_kubeconfig(cluster, directory: Path) -> Path:
+    if cluster.kubectl_run("get", "namespace", "hrw-system").returncode != 0:
+        cluster.kubectl("create", "namespace", "hrw-system")
+    cluster.kubectl("apply", "-f", str(RBAC))
+    token = wait_until(lambda: cluster.kubectl_run("create", "token", "hrw-operator", "-n", "hrw-system",
+                                                   "--duration=1h").stdout.strip(),
+                       timeout=30, message="a token for hrw-system/hrw-operator")
+    entry = {"server": cluster.server}
+    if cluster.ca_path is not None:
+        entry["certificate-authority"] = str(cluster.ca_path)
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "hrw", "cluster": entry}],
+              "users": [{"name": "op", "user": {"token": token}}],
+              "contexts": [{"name": "op", "context": {"cluster": "hrw", "user": "op"}}], "current-context": "op"}
+    path = directory / "operator.kubeconfig"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yaml.safe_dump(config, handle)
+    return path
+
+
+async def test_operator_works_as_its_own_least_privilege_service_account(kit: Kit, processes, cluster,
+                                                                         tmp_path: Path) -> None:
+    kubeconfig = operator_kubeconfig(cluster, tmp_path)
+    proc = processes.start("hrw-operator", "--namespace", kit.namespace, "--kubeconfig", str(kubeconfig),
+                           "--log-format", "json", name="hrw-operator-sa")
+    proc.wait_for_log(r"operator\.started", timeout=30)
+    await kit.secret("s", {"password": "pw-value-never-logged"})
+    await kit.asset("cred", {"type": "Credential", "username": "u",
+                             "passwordFrom": {"secretKeyRef": {"name": "s", "key": "password"}}})
+    await kit.runbook("rb", assets=["cred"])
+    await kit.group("pool")
+    await kit.job("j", "rb", "pool")
+    await kit.wait_phase("j", "Queued")
+    await kit.wait_event("j", "Queued")
+    asset = await kit.admin.get(ASSETS.path(kit.namespace, "cred"))
+    assert ready(asset["status"])["status"] == "True"
+    await kit.wait_status(WORKER_GROUPS.path(kit.namespace, "pool"), lambda s: s.get("registrationTokenSecret"))
+    logs = proc.logs()
+    assert "Forbidden" not in logs and "403" not in logs, logs[-2000:]
+    assert "pw-value-never-logged" not in logs
