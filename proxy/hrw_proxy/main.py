@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
+
 from hrw_api.kubeclient import KubeClient
 
 from .audit import configure, log

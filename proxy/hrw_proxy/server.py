@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
 from hrw_api import names, wire
 from hrw_api.errors import InvalidObject
 from hrw_api.models import Asset, ResolvedAsset, Runbook, RunbookJob, WorkerGroup

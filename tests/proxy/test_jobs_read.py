@@ -101,7 +101,8 @@ async def test_watch_timeout_is_bounded_and_bookmarks_pass(world):
 
 
 async def test_request_counts_show_in_metrics(world):
-    text = httpx.get(world.proxy.metrics_url, timeout=5).text
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(world.proxy.metrics_url)).text
     assert "hrw_proxy_requests_total" in text
     assert "hrw_proxy_active_watches" in text
     assert "hrw_proxy_request_duration_seconds_bucket" in text

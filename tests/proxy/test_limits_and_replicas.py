@@ -44,5 +44,6 @@ async def test_two_proxies_serve_the_same_worker(world, processes, proxy_sa_kube
         started = await kube.patch(RUNBOOK_JOBS.path(world.namespace, "a1", "status"), patches.start(1, "w1"),
                                    json_patch=True)
     assert started["status"]["phase"] == "Running"
-    metrics = httpx.get(second.metrics_url, timeout=5).text
+    async with httpx.AsyncClient(timeout=5) as http:
+        metrics = (await http.get(second.metrics_url)).text
     assert 'hrw_proxy_requests_total{code="200",outcome="allowed",verb="patch"} 1.0' in metrics

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import httpx
 import yaml
+
 from hrw_api import names, wire
 from hrw_api.kubeclient import KubeClient, ssl_context
 from hrw_cli.dev import certs
 from hrw_cli.dev.controlplane import Cluster, free_port
-
 from tests.support.processes import ManagedProcess, ProcessFactory
 from tests.support.waiting import wait_until
 

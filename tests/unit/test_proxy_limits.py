@@ -1,0 +1,75 @@
+"""Token buckets per worker, upstream failures as Status codes, and settings from flags and env."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from hrw_api.kubeclient import KubeClient
+from hrw_proxy.limits import RateLimiter
+from hrw_proxy.metrics import Metrics
+from hrw_proxy.settings import parse_settings
+from hrw_proxy.status import ProxyError
+from hrw_proxy.upstream import Upstream
+
+
+def test_the_bucket_allows_a_burst_then_refills_at_the_rate():
+    now = [0.0]
+    limiter = RateLimiter(2.0, 3, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.check("w1")
+    with pytest.raises(ProxyError) as caught:
+        limiter.check("w1")
+    assert (caught.value.code, caught.value.retry_after) == (429, 1)
+    limiter.check("w2")  # its own bucket
+    now[0] += 0.5
+    limiter.check("w1")  # one token back after 1/rate seconds
+
+
+def _upstream(handler) -> Upstream:
+    client = KubeClient("https://apiserver.invalid", transport=httpx.MockTransport(handler))
+    return Upstream(client, timeout=0.2, metrics=Metrics())
+
+
+async def test_an_apiserver_that_does_not_answer_in_time_is_a_504():
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json={})
+
+    with pytest.raises(ProxyError) as caught:
+        await _upstream(slow).get_job("ns", "j")
+    assert (caught.value.code, caught.value.reason) == (504, "Timeout")
+
+
+async def test_an_unreachable_apiserver_is_a_503():
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(ProxyError) as caught:
+        await _upstream(refuse).get_job("ns", "j")
+    assert caught.value.code == 503
+
+
+async def test_an_apiserver_status_passes_back_as_is():
+    status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+              "message": "the server rejected our request due to an error in our request"}
+
+    def invalid(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(422, json=status)
+
+    with pytest.raises(ProxyError) as caught:
+        await _upstream(invalid).patch_job_status("ns", "j", [])
+    assert caught.value.body() == status
+
+
+def test_settings_from_flags_and_environment():
+    env = {"HRW_PROXY_TLS_CERT": "c.pem", "HRW_PROXY_TLS_KEY": "k.pem", "HRW_PROXY_RATE_LIMIT_RPS": "5",
+           "HRW_PROXY_LOG_FORMAT": "json"}
+    settings = parse_settings(["--listen", ":8443", "--rate-limit-burst", "7", "--rate-limit-rps", "9"], env)
+    assert (settings.listen.host, settings.listen.port) == ("0.0.0.0", 8443)
+    assert (settings.tls_cert, settings.rate_limit_rps, settings.rate_limit_burst) == ("c.pem", 9.0, 7)
+    assert settings.log_format == "json"
+    with pytest.raises(SystemExit):
+        parse_settings(["--listen", ":1", "--credential-cache-ttl", "60"], env)

@@ -1,0 +1,190 @@
+"""The proxy's rules as pure functions: routing, selectors, status patches, output, leases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hrw_api import names, patches
+from hrw_api.models import RunbookJob
+from hrw_api.patches import JobResult
+from hrw_api.phases import JobPhase
+from hrw_proxy import rules
+from hrw_proxy.auth import WorkerIdentity
+from hrw_proxy.rules import RouteKind
+from hrw_proxy.status import ProxyError
+
+ME = WorkerIdentity("ns", "g1", "w1")
+
+
+def job(phase: str = "Queued", attempt: int = 1, claimer: str | None = None, claim_attempt: int | None = None,
+        group: str = "g1", retry: dict[str, Any] | None = None) -> RunbookJob:
+    status: dict[str, Any] = {"phase": phase, "attempt": attempt}
+    if claimer:
+        status["claim"] = {"worker": claimer, "attempt": claim_attempt or attempt, "claimedAt": "t"}
+    spec: dict[str, Any] = {"runbookRef": {"name": "rb"}, "workerGroup": group}
+    if retry:
+        spec["retryPolicy"] = retry
+    return RunbookJob.parse({"metadata": {"name": "j", "namespace": "ns", "uid": "u"}, "spec": spec,
+                             "status": status})
+
+
+
+class _Refused:
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        assert isinstance(exc, ProxyError), f"expected a refusal, got {exc!r}"
+        assert exc.code == self.code, exc.message
+        return True
+
+
+@pytest.mark.parametrize(("method", "path", "kind"), [
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs", RouteKind.JOB_LIST),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j.1", RouteKind.JOB_GET),
+    ("PATCH", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/status", RouteKind.JOB_STATUS_PATCH),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/assets", RouteKind.JOB_ASSETS),
+    ("POST", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/output", RouteKind.JOB_OUTPUT),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbooks/rb", RouteKind.RUNBOOK_GET),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/workergroups/g1", RouteKind.GROUP_GET),
+    ("POST", "/apis/coordination.k8s.io/v1/namespaces/ns/leases", RouteKind.LEASE_CREATE),
+    ("PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/hrw.g1.w1", RouteKind.LEASE_UPDATE),
+    ("POST", "/hrw/v1/namespaces/ns/workergroups/g1/register", RouteKind.REGISTER),
+    ("GET", "/apis", RouteKind.DISCOVERY),
+])
+def test_agent_paths_are_routed(method, path, kind):
+    route = rules.route(method, path)
+    assert route is not None and route.kind is kind
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/v1/namespaces/ns/secrets/x"),
+    ("GET", "/apis/hrw.dev/v1alpha1/runbookjobs"),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbooks"),
+    ("DELETE", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j"),
+    ("PATCH", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j"),
+    ("PUT", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/status"),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/../../secrets"),
+    ("DELETE", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/hrw.g1.w1"),
+])
+def test_everything_else_has_no_route(method, path):
+    assert rules.route(method, path) is None
+
+
+def test_another_namespace_is_forbidden():
+    with _Refused(403):
+        rules.check_namespace(ME, rules.Route(RouteKind.JOB_LIST, "other"))
+
+
+def test_field_selector_is_forced_and_conflicts_refused():
+    assert rules.force_field_selector(None, "g1") == "spec.workerGroup=g1"
+    assert rules.force_field_selector("metadata.name=j,spec.workerGroup==g1", "g1") == (
+        "spec.workerGroup=g1,metadata.name=j")
+    for selector in ("spec.workerGroup=g2", "spec.workerGroup!=g1", "garbage"):
+        with _Refused(403):
+            rules.force_field_selector(selector, "g1")
+
+
+def test_watch_timeout_is_bounded():
+    params = rules.list_params({"watch": "true", "timeoutSeconds": "99999", "pretty": "x"}, "g1", 300)
+    assert params == {"watch": "true", "timeoutSeconds": "300", "fieldSelector": "spec.workerGroup=g1"}
+    assert rules.bounded_watch_seconds(None, 300) == 300
+    assert rules.bounded_watch_seconds("0", 300) == 1
+
+
+def test_a_claim_in_own_name_of_own_groups_job_is_allowed():
+    rules.check_status_patch(ME, patches.claim(1, "w1"), job())
+
+
+@pytest.mark.parametrize(("patch", "target", "code"), [
+    (patches.claim(1, "w2"), job(), 403),                        # in another's name
+    (patches.claim(1, "w1"), job(group="g2"), 404),              # another group's job
+    (patches.start(1, "w1"), job("Claimed", claimer="w2"), 403),  # held by another
+    (patches.start(1, "w2"), job("Claimed", claimer="w2"), 403),  # tests another claimer
+    (patches.start(1, "w1"), job("Claimed", attempt=2, claimer="w1", claim_attempt=2), 403),  # stale attempt
+    (patches.start(1, "w1"), job("Queued", attempt=2, claimer="w1", claim_attempt=1), 403),  # requeued
+    ({"status": {"phase": "Succeeded"}}, job(), 403),             # not a JSON Patch
+    ([{"op": "add", "path": "/spec/cancel", "value": True}], job(), 403),
+    ([{"op": "test", "path": "/status/phase", "value": "Queued"}, {"op": "test", "path": "/status/attempt", "value": 1},
+      {"op": "add", "path": "/status/phase", "value": "Succeeded"}], job(), 403),  # illegal transition
+    (patches.retry(1, "w1", "NonZeroExit", "x"), job("Running", claimer="w1"), 403),  # retryOn lacks Failed
+    (patches.retry(2, "w1", "NonZeroExit", "x"),
+     job("Running", attempt=2, claimer="w1", retry={"maxAttempts": 2, "retryOn": ["Failed"]}), 403),  # no attempts left
+])
+def test_status_patches_the_agent_may_not_send(patch, target, code):
+    with _Refused(code):
+        rules.check_status_patch(ME, patch, target)
+
+
+def test_a_start_finish_or_allowed_retry_by_the_claimer_is_allowed():
+    rules.check_status_patch(ME, patches.start(1, "w1"), job("Claimed", claimer="w1"))
+    rules.check_status_patch(ME, patches.finish(1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "ok")),
+                             job("Running", claimer="w1"))
+    rules.check_status_patch(ME, patches.retry(1, "w1", "NonZeroExit", "x"),
+                             job("Running", claimer="w1", retry={"maxAttempts": 2, "retryOn": ["Failed"]}))
+
+
+def test_a_non_claim_patch_may_not_rewrite_the_claim():
+    patch = [*patches.start(1, "w1"), {"op": "add", "path": "/status/claim", "value": {"worker": "w2", "attempt": 1}}]
+    with _Refused(403):
+        rules.check_status_patch(ME, patch, job("Claimed", claimer="w1"))
+
+
+def test_holding_decides_assets_and_runbooks():
+    rules.check_holds(ME, job("Running", claimer="w1"), "assets")
+    for other in (job(), job("Running", claimer="w2"), job("Succeeded", claimer="w1"),
+                  job("Running", attempt=2, claimer="w1", claim_attempt=1)):
+        with _Refused(403):
+            rules.check_holds(ME, other, "assets")
+    assert rules.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "rb")
+    assert not rules.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "other")
+    assert not rules.holds_job_with_runbook(ME, [job("Queued")], "rb")
+
+
+def test_output_chunks_are_bounded_per_chunk_and_per_job():
+    held = job("Running", claimer="w1")
+    rules.check_output_chunk(ME, rules.parse_output_chunk({"attempt": 1, "seq": 16, "data": "x"}), held, 1_048_576)
+    with _Refused(413):
+        rules.check_output_chunk(ME, rules.parse_output_chunk({"attempt": 1, "seq": 17, "data": "x"}), held, 1_048_576)
+    with _Refused(413):
+        rules.check_output_chunk(ME, rules.Chunk(1, 0, "x" * (64 * 1024 + 1), None), held, 1_048_576)
+    with _Refused(403):
+        rules.check_output_chunk(ME, rules.Chunk(2, 0, "x", None), held, 1_048_576)
+    for bad in ({"attempt": 0, "seq": 0, "data": ""}, {"attempt": 1, "seq": -1, "data": ""},
+                {"attempt": 1, "seq": 0, "data": 3}, [], {"attempt": True, "seq": 0, "data": ""}):
+        with _Refused(400):
+            rules.parse_output_chunk(bad)
+
+
+def test_output_chunk_configmap_is_owned_by_the_job_and_labelled():
+    cm = rules.output_chunk_configmap(ME, rules.Chunk(1, 2, "data", "stdout"), job("Running", claimer="w1"))
+    assert cm["metadata"]["name"] == names.output_chunk_name("j", 1, 2)
+    assert cm["metadata"]["ownerReferences"] == [{"apiVersion": "hrw.dev/v1alpha1", "kind": "RunbookJob",
+                                                  "name": "j", "uid": "u"}]
+    assert cm["metadata"]["labels"][names.LABEL_ATTEMPT] == "1"
+    assert cm["data"] == {names.OUTPUT_CHUNK_KEY: "data", names.OUTPUT_STREAM_KEY: "stdout"}
+
+
+def test_own_lease_labels_are_forced_and_the_holder_checked():
+    lease = rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1", "labels": {names.LABEL_WORKER: "w2"},
+                                                   "finalizers": ["x"]}, "spec": {}}, path_name=None)
+    assert lease["metadata"]["labels"] == {names.LABEL_WORKER_GROUP: "g1", names.LABEL_WORKER: "w1"}
+    assert lease["spec"]["holderIdentity"] == "w1"
+    assert "finalizers" not in lease["metadata"]
+    with _Refused(403):
+        rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w2"}}, path_name=None)
+    with _Refused(403):
+        rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"}, "spec": {"holderIdentity": "w2"}}, path_name=None)
+    with _Refused(400):
+        rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"}}, path_name="hrw.g1.w9")
+    patch = rules.sanitize_lease_patch(ME, {"metadata": {"labels": {names.LABEL_WORKER_GROUP: "g2", "x": "y"}}})
+    assert patch["metadata"]["labels"] == {names.LABEL_WORKER_GROUP: "g1", names.LABEL_WORKER: "w1", "x": "y"}
+    for bad in ({"spec": {"holderIdentity": "w2"}}, {"metadata": {"labels": None}}, [{"op": "add"}],
+                {"metadata": {"name": "other"}}):
+        with _Refused(403):
+            rules.sanitize_lease_patch(ME, bad)
