@@ -1,24 +1,33 @@
 """``hrw dev demo``: show hrw working end to end on a local control plane.
 
-For now the demo brings up the control plane, applies the CRDs in ``crds/`` and the
-manifests in ``examples/``, and shows that the apiserver serves them. It is written as a list
-of steps over a shared :class:`DemoContext`, so the operator, proxy and agent can be added as
-further steps (start a process, wait for it, show a job run) without reshaping it.
+The demo brings up the control plane, applies the CRDs in ``crds/``, starts the operator and
+the API proxy (as its own ServiceAccount, behind TLS), applies the manifests in ``examples/``,
+starts two agents of group ``datacenter-a`` as real processes, follows the example job's output
+to its end with ``hrw logs -f`` and prints its status. It is written as a list of steps over a
+shared :class:`DemoContext`; the processes it starts are stopped at the end (or, with
+``--keep``, left running with a note on how to stop them).
 
 Every step prints what it does and the kubectl commands a reader could type themselves.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hrw_cli.dev import certs
 from hrw_cli.dev.build import ensure_built
-from hrw_cli.dev.controlplane import ControlPlane, ControlPlaneError
+from hrw_cli.dev.controlplane import ControlPlane, ControlPlaneError, free_port
 from hrw_cli.dev.crds import CrdInfo, apply_crds, yaml_files
 
 __all__ = ["DEFAULT_STEPS", "DemoContext", "Step", "run"]
@@ -33,6 +42,12 @@ class DemoContext:
     crds: list[CrdInfo] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
     """``plural.group`` of every kind served in the ``hrw.dev`` API group."""
+    work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hrw-demo-")))
+    """Logs, certificates, agent configs and state dirs of the processes the demo starts."""
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    proxy_url: str = ""
+    proxy_ca: Path | None = None
+    namespace: str = "default"
 
     def say(self, message: str) -> None:
         print(f"\n==> {message}", flush=True)
@@ -89,8 +104,171 @@ def show_served(ctx: DemoContext) -> None:
         print("(no objects yet)", flush=True)
 
 
-DEFAULT_STEPS: list[Step] = [show_cluster, apply_hrw_crds, apply_examples, show_served]
-"""The demo, in order. Later issues append steps (operator, proxy, agents, a runbook job)."""
+# ------------------------------------------------------------------------- the product's processes
+
+DEMO_GROUP = "datacenter-a"
+DEMO_WORKERS = ("agent-1", "agent-2")
+
+
+def _bin(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+def _start(ctx: DemoContext, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    log_path = ctx.work_dir / "logs" / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"$ {' '.join(argv)}  > {log_path}", flush=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    ctx.processes[name] = process
+    return process
+
+
+def _wait_log(ctx: DemoContext, name: str, needle: str, timeout: float = 60.0) -> None:
+    log_path = ctx.work_dir / "logs" / f"{name}.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in log_path.read_text(errors="replace"):
+            return
+        if ctx.processes[name].poll() is not None:
+            raise ControlPlaneError(f"{name} exited with {ctx.processes[name].returncode}; see {log_path}")
+        time.sleep(0.1)
+    raise ControlPlaneError(f"{name} did not log {needle!r} within {timeout:g}s; see {log_path}")
+
+
+def start_operator(ctx: DemoContext) -> None:
+    ctx.say(f"start the operator (hrw-operator) for namespace {ctx.namespace}")
+    _start(ctx, "hrw-operator", [_bin("hrw-operator"), "--namespace", ctx.namespace,
+                                 "--kubeconfig", str(ctx.cluster.kubeconfig_path)])
+    _wait_log(ctx, "hrw-operator", "operator.started")
+
+
+def start_proxy(ctx: DemoContext) -> None:
+    ctx.say("start the API proxy (hrw-proxy): TLS, and its own least-privilege ServiceAccount")
+    rbac = ctx.repo_root / "deploy" / "rbac" / "proxy.yaml"
+    if ctx.cluster.kubectl_run("get", "namespace", "hrw-system").returncode != 0:
+        ctx.kubectl("create", "namespace", "hrw-system")
+    ctx.kubectl("apply", "-f", str(rbac))
+    token = ""
+    for _ in range(100):
+        result = ctx.cluster.kubectl_run("create", "token", "hrw-proxy", "-n", "hrw-system", "--duration=24h")
+        token = result.stdout.strip()
+        if token:
+            break
+        time.sleep(0.2)
+    kubeconfig = ctx.work_dir / "hrw-proxy.kubeconfig"
+    cluster: dict[str, str] = {"server": ctx.cluster.server}
+    if getattr(ctx.cluster, "ca_path", None):
+        cluster["certificate-authority"] = str(ctx.cluster.ca_path)
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "clusters": [{"name": "hrw", "cluster": cluster}],
+        "users": [{"name": "hrw-proxy", "user": {"token": token}}],
+        "contexts": [{"name": "hrw-proxy", "context": {"cluster": "hrw", "user": "hrw-proxy"}}],
+        "current-context": "hrw-proxy"}))
+    kubeconfig.chmod(0o600)
+    ca = certs.create_ca(ctx.work_dir / "tls", name="proxy-ca", common_name="hrw-demo-proxy-ca")
+    cert, key = certs.issue_serving_cert(ca, ctx.work_dir / "tls", "proxy")
+    port = free_port()
+    ctx.proxy_url, ctx.proxy_ca = f"https://127.0.0.1:{port}", ca.cert_path
+    _start(ctx, "hrw-proxy", [_bin("hrw-proxy"), "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
+                              "--tls-key", str(key), "--kubeconfig", str(kubeconfig),
+                              "--metrics-listen", f"127.0.0.1:{free_port()}"])
+    import httpx
+
+    from hrw_api.kubeclient import ssl_context
+
+    verify = ssl_context(ca_file=str(ca.cert_path))
+    for _ in range(300):
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{ctx.proxy_url}/readyz", verify=verify, timeout=2).status_code == 200:
+                print(f"proxy ready at {ctx.proxy_url}", flush=True)
+                return
+        if ctx.processes["hrw-proxy"].poll() is not None:
+            break
+        time.sleep(0.1)
+    raise ControlPlaneError(f"hrw-proxy did not become ready; see {ctx.work_dir / 'logs' / 'hrw-proxy.log'}")
+
+
+def start_agents(ctx: DemoContext) -> None:
+    ctx.say(f"start two agents of worker group {DEMO_GROUP} (outbound HTTPS to the proxy only)")
+    secret = f"{DEMO_GROUP}-registration"
+    encoded = ""
+    for _ in range(300):
+        result = ctx.cluster.kubectl_run("get", "secret", secret, "-n", ctx.namespace,
+                                         "-o", "jsonpath={.data.token}")
+        encoded = result.stdout.strip()
+        if encoded:
+            break
+        time.sleep(0.1)
+    if not encoded:
+        raise ControlPlaneError(f"the operator did not create Secret {secret} (the group's registration token)")
+    print(f"$ hrw get-token {DEMO_GROUP} -n {ctx.namespace} > registration-token", flush=True)
+    for worker in DEMO_WORKERS:
+        directory = ctx.work_dir / "agents" / worker
+        directory.mkdir(parents=True, exist_ok=True)
+        token_file = directory / "registration-token"
+        token_file.write_text(base64.b64decode(encoded).decode())
+        token_file.chmod(0o600)
+        config = directory / "agent.yaml"
+        config.write_text(json.dumps({
+            "proxyUrl": ctx.proxy_url, "caFile": str(ctx.proxy_ca), "namespace": ctx.namespace,
+            "group": DEMO_GROUP, "worker": worker, "registrationTokenFile": str(token_file),
+            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20}, indent=2))
+        _start(ctx, f"hrw-agent-{worker}", [_bin("hrw-agent"), "--config", str(config)])
+    for worker in DEMO_WORKERS:
+        _wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready")
+    print("both agents registered and ready", flush=True)
+    ctx.kubectl("get", "leases", "-n", ctx.namespace, "-l", f"hrw.dev/worker-group={DEMO_GROUP}")
+
+
+def _demo_job(ctx: DemoContext) -> str:
+    import yaml
+
+    for path in yaml_files(ctx.repo_root / "examples"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "RunbookJob":
+                return str(doc["metadata"]["name"])
+    raise ControlPlaneError("examples/ has no RunbookJob to follow")
+
+
+def follow_job(ctx: DemoContext) -> None:
+    job = _demo_job(ctx)
+    ctx.say(f"follow job {job}'s output to its end")
+    argv = [_bin("hrw"), "logs", "-f", job, "-n", ctx.namespace, "--kubeconfig", str(ctx.cluster.kubeconfig_path)]
+    print(f"$ hrw logs -f {job} -n {ctx.namespace}", flush=True)
+    subprocess.run(argv, check=False, timeout=300)
+    ctx.say(f"job {job}'s final status")
+    ctx.kubectl("get", "rbj", "-n", ctx.namespace, "-o", "wide")
+    print(f"$ kubectl get rbj {job} -n {ctx.namespace} -o yaml   # its status:", flush=True)
+    status = json.loads(ctx.cluster.kubectl("get", "rbj", job, "-n", ctx.namespace, "-o", "json"))["status"]
+    import yaml
+
+    print(yaml.safe_dump({"status": status}, sort_keys=False), flush=True)
+    ctx.kubectl("get", "workergroup", DEMO_GROUP, "-n", ctx.namespace, "-o", "wide")
+
+
+def stop_processes(ctx: DemoContext) -> None:
+    """Agents first (SIGTERM: they drain and exit 0), then the proxy and the operator."""
+    order = [n for n in ctx.processes if n.startswith("hrw-agent")] + \
+        [n for n in ("hrw-proxy", "hrw-operator") if n in ctx.processes]
+    for name in order:
+        process = ctx.processes[name]
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                code = process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                code = process.wait()
+            print(f"stopped {name} (exit {code})", flush=True)
+
+
+DEFAULT_STEPS: list[Step] = [show_cluster, apply_hrw_crds, start_operator, start_proxy, apply_examples,
+                             start_agents, follow_job]
+"""The demo, in order."""
 
 
 @contextlib.contextmanager
@@ -123,12 +301,21 @@ def run(*, repo_root: Path, keep: bool, state_dir: Path, name: str = "hrw-demo",
     with _control_plane(name, keep, state_dir) as plane:
         print(f"control plane up in {time.monotonic() - started:.1f}s", flush=True)
         ctx = DemoContext(cluster=plane, repo_root=repo_root.resolve())
-        for step in steps if steps is not None else DEFAULT_STEPS:
-            step(ctx)
+        try:
+            for step in steps if steps is not None else DEFAULT_STEPS:
+                step(ctx)
+        except BaseException:
+            stop_processes(ctx)
+            raise
         if keep:
+            pids = " ".join(str(p.pid) for p in ctx.processes.values() if p.poll() is None)
             print(f"\nthe control plane keeps running:\n  export KUBECONFIG={plane.kubeconfig_path}\n"
-                  "  stop it with: hrw dev down", flush=True)
+                  f"  logs of operator, proxy and agents: {ctx.work_dir / 'logs'}\n"
+                  + (f"  stop the processes with: kill {pids}\n" if pids else "")
+                  + "  stop the control plane with: hrw dev down", flush=True)
         else:
+            print("\n==> stopping the agents, the proxy and the operator", flush=True)
+            stop_processes(ctx)
             print("\n==> stopping the control plane", flush=True)
     print("demo finished", flush=True)
     return 0
