@@ -89,7 +89,7 @@ class OutputStream:
     def _interval(self) -> float | None:
         if self.chunks >= self.chunk_budget // 2:
             return None
-        return self._flush_interval * 2 ** (self.chunks // 2)
+        return float(self._flush_interval * 2.0 ** (self.chunks // 2))
 
     async def tick(self) -> None:
         """Send what is buffered if it has waited long enough (and the chunk budget allows)."""
