@@ -16,9 +16,9 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+
 from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
 from hrw_cli.dev.crds import CrdInfo, apply_crds
-
 from tests.support import ProcessFactory, open_session_cluster, unique_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

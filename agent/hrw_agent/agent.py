@@ -160,7 +160,8 @@ class Agent:
         message = "the agent restarted while the job ran; its process is gone"
         phase = job.status.phase
         if phase is JobPhase.RUNNING and job.spec.retry_policy.allows(job.status.attempt, RetryOn.WORKER_LOST):
-            patch = patches.retry(job.status.attempt, self.config.worker, Reason.WORKER_LOST.value, message)
+            patch = patches.retry(job.status.attempt, self.config.worker, Reason.WORKER_LOST.value, message,
+                                  cause=RetryOn.WORKER_LOST)
             target = JobPhase.QUEUED
         else:
             result = patches.JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message)

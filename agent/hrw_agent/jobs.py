@@ -221,7 +221,8 @@ class JobTask:
         elif outcome.stopped is StopReason.SHUTDOWN:
             message = "the agent shut down before the script finished"
             if policy.allows(self.attempt, RetryOn.WORKER_LOST):
-                patch = patches.retry(self.attempt, self.worker, Reason.WORKER_LOST.value, message, exit_code=code)
+                patch = patches.retry(self.attempt, self.worker, Reason.WORKER_LOST.value, message, exit_code=code,
+                                      cause=RetryOn.WORKER_LOST)
                 await self._spool_result(patch, JobPhase.QUEUED)
                 log.info("job.finished", job=self.name, attempt=self.attempt, phase="Queued", reason="Retrying")
                 return

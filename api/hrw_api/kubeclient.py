@@ -122,7 +122,8 @@ class KubeClient:
         ctx_name = context or config.get("current-context")
         ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
         cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
-        user: dict[str, Any] = next((u["user"] for u in config.get("users", []) if u["name"] == ctx.get("user")), {}) or {}
+        users = config.get("users") or []
+        user: dict[str, Any] = next((u["user"] for u in users if u["name"] == ctx.get("user")), {}) or {}
         base = path.parent
         tmp = Path(tempfile.mkdtemp(prefix="hrw-kubeconfig-"))
 

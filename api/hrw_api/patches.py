@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import conditions
-from .models import Condition, OutputSummary
+from .models import Condition, OutputSummary, RetryOn
 from .phases import JobPhase, Reason
 from .times import now_rfc3339
 
@@ -101,15 +101,21 @@ def finish(attempt: int, worker: str, result: JobResult, *, from_phase: JobPhase
 
 
 def retry(attempt: int, worker: str, reason: str, message: str, *, exit_code: int | None = None,
-          now: str | None = None) -> JsonPatch:
-    """Running -> Queued with attempt + 1: a failed attempt that the retry policy runs again."""
+          cause: RetryOn = RetryOn.FAILED, now: str | None = None) -> JsonPatch:
+    """Running -> Queued with attempt + 1: an attempt that the retry policy runs again.
+
+    `cause` is why: the script failed (`Failed`, status reason `Retrying`), or the agent gives the
+    job up without a result, e.g. its shutdown grace ran out (`WorkerLost`, status reason `Requeued`,
+    as when the operator requeues the job of a lost worker). The proxy checks it against the policy.
+    """
+    status_reason = Reason.REQUEUED if cause is RetryOn.WORKER_LOST else Reason.RETRYING
     ops = [
         *_fence(JobPhase.RUNNING, attempt, worker),
         _set("/status/phase", JobPhase.QUEUED.value),
         _set("/status/attempt", attempt + 1),
         {"op": "remove", "path": "/status/claim"},
         {"op": "remove", "path": "/status/startTime"},
-        _set("/status/reason", Reason.RETRYING.value),
+        _set("/status/reason", status_reason.value),
         _set("/status/message", f"attempt {attempt} failed ({reason}: {message}); queued again"),
         _set("/status/queuedTime", now or now_rfc3339()),
     ]
@@ -127,6 +133,7 @@ class AgentIntent:
     attempt: int
     worker: str | None  # the claimer it tests (None: a claim, which names the worker in its value)
     claim_worker: str | None  # for a claim: the worker it writes into status.claim
+    retry_cause: RetryOn | None = None  # for a retry (Running -> Queued): why, as `retry` encodes it
 
 
 def agent_patch_intent(patch: Sequence[Mapping[str, Any]]) -> AgentIntent:
@@ -182,8 +189,12 @@ def agent_patch_intent(patch: Sequence[Mapping[str, Any]]) -> AgentIntent:
     if target is JobPhase.CLAIMED and (claim_writes != ["/status/claim"] or not isinstance(claim_value, Mapping)
                                        or claim_value.get("attempt") != attempt):
         raise ValueError("a claim must record the attempt it tests in /status/claim/attempt")
+    retry_cause = None
+    if target is JobPhase.QUEUED:
+        lost = sets.get("/status/reason") == Reason.REQUEUED.value
+        retry_cause = RetryOn.WORKER_LOST if lost else RetryOn.FAILED
     return AgentIntent(source, target, attempt, worker if isinstance(worker, str) else None,
-                       claim_worker if isinstance(claim_worker, str) else None)
+                       claim_worker if isinstance(claim_worker, str) else None, retry_cause)
 
 
 # --------------------------------------------------------------------------------- the operator

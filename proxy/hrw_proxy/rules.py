@@ -223,8 +223,10 @@ def check_status_patch(identity: WorkerIdentity, patch: Any, job: RunbookJob) ->
     if intent.worker != identity.worker:
         raise forbidden(f"a status patch must test /status/claim/worker == {identity.worker!r} (fencing)")
     check_holds_attempt(identity, job, intent.attempt)
-    if intent.target is JobPhase.QUEUED and not job.spec.retry_policy.allows(intent.attempt, RetryOn.FAILED):
-        raise forbidden(f"job {job.meta.name} may not be retried after attempt {intent.attempt}: its retryPolicy "
+    cause = intent.retry_cause or RetryOn.FAILED
+    if intent.target is JobPhase.QUEUED and not job.spec.retry_policy.allows(intent.attempt, cause):
+        raise forbidden(f"job {job.meta.name} may not be retried for {cause.value} after attempt {intent.attempt}: "
+                        f"its retryPolicy "
                         f"(maxAttempts {job.spec.retry_policy.max_attempts}, retryOn "
                         f"{sorted(r.value for r in job.spec.retry_policy.retry_on)}) does not allow it")
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from hrw_cli.dev.build import find_kubectl
 from hrw_cli.dev.controlplane import pid_runs
-
 from tests.support import project_executable
 
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hrw_cli.dev.controlplane import ControlPlane, pid_runs
 
+from hrw_cli.dev.controlplane import ControlPlane, pid_runs
 from tests.support import ProcessFactory, wait_until
 
 # A Python process that starts a control plane, prints its pids and data folders, then waits.

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hrw_api import names, patches
-from hrw_api.models import RunbookJob
+from hrw_api.models import RetryOn, RunbookJob
 from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase
 from hrw_proxy import rules
@@ -115,10 +115,18 @@ def test_a_claim_in_own_name_of_own_groups_job_is_allowed():
     (patches.retry(1, "w1", "NonZeroExit", "x"), job("Running", claimer="w1"), 403),  # retryOn lacks Failed
     (patches.retry(2, "w1", "NonZeroExit", "x"),
      job("Running", attempt=2, claimer="w1", retry={"maxAttempts": 2, "retryOn": ["Failed"]}), 403),  # no attempts left
+    (patches.retry(1, "w1", "WorkerLost", "x", cause=RetryOn.WORKER_LOST),
+     job("Running", claimer="w1", retry={"maxAttempts": 2, "retryOn": ["Failed"]}), 403),  # retryOn lacks WorkerLost
 ])
 def test_status_patches_the_agent_may_not_send(patch, target, code):
     with _Refused(code):
         rules.check_status_patch(ME, patch, target)
+
+
+def test_a_worker_giving_up_a_job_may_requeue_it_when_the_policy_retries_lost_workers():
+    # The default policy retries lost workers only: an agent whose shutdown grace ran out hands the job back.
+    rules.check_status_patch(ME, patches.retry(1, "w1", "WorkerLost", "shutdown", cause=RetryOn.WORKER_LOST),
+                             job("Running", claimer="w1"))
 
 
 def test_a_start_finish_or_allowed_retry_by_the_claimer_is_allowed():
