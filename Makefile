@@ -2,7 +2,7 @@
 # and Go: a virtualenv in .venv, the project with its dev extra, and the control-plane binaries
 # (built from Go modules once per machine, cached in ~/.cache/hrw/controlplane).
 #
-#   make test   ruff, then the whole pytest suite against a real local control plane
+#   make test   ruff and mypy (strict), then the whole pytest suite against a real local control plane
 #   make demo   bring up a control plane, apply the CRDs and examples, show them served
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -15,6 +15,7 @@ INSTALLED := $(VENV)/.installed-dev
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy api operator proxy agent cli bench
 	$(BIN)/pytest -p no:cacheprovider --timeout=600
 
 demo: setup
@@ -24,6 +25,7 @@ setup: $(INSTALLED) controlplane
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
+	$(BIN)/mypy api operator proxy agent cli bench
 
 controlplane: $(INSTALLED)
 	$(BIN)/hrw dev build
