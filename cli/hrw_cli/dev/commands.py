@@ -18,6 +18,7 @@ from typing import Any
 
 from hrw_cli.dev.build import BuildError, ensure_built
 from hrw_cli.dev.controlplane import ControlPlane, ControlPlaneError
+from hrw_cli.dev.helm import ensure_helm
 from hrw_cli.errors import CommandError
 
 __all__ = ["default_state_dir", "register"]
@@ -54,11 +55,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         binaries = ensure_built()
+        helm = ensure_helm()  # the chart's tests need it; built once per machine like the rest
     except BuildError as exc:
         raise CommandError(str(exc)) from None
     print(f"kube-apiserver:          {binaries.kube_apiserver}")
     print(f"kube-controller-manager: {binaries.kube_controller_manager}")
     print(f"etcd:                    {binaries.etcd}")
+    print(f"helm:                    {helm}")
     print(f"ready in {time.monotonic() - started:.1f}s")
     return 0
 
