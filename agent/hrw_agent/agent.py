@@ -96,14 +96,17 @@ class Agent:
     async def _heartbeat_loop(self) -> None:
         backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
-            interval = max(1.0, self.settings.lease_duration_seconds / 3)
             try:
                 await self.heartbeat_once()
+                # After the renewal, from the settings it just read: computed before it, the first
+                # interval came from the defaults (30 s), so a group with a 10 s lease saw its
+                # worker's Lease lapse before the second renewal.
+                interval = max(1.0, self.settings.lease_duration_seconds / 3)
                 if backoff.failures:
                     log.info("lease.renewed.again", after_failures=backoff.failures)
                 backoff.reset()
             except (*CallError, InvalidObject) as exc:
-                interval = min(interval, backoff.next_delay())
+                interval = min(max(1.0, self.settings.lease_duration_seconds / 3), backoff.next_delay())
                 log.warning("lease.renew.failed", error=type(exc).__name__, detail=str(exc)[:200],
                             retry_in=f"{interval:.2f}")
             with contextlib.suppress(TimeoutError):
