@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from hrw_api import names
+from hrw_api import names, params
 from hrw_api.errors import ApiError, InvalidObject, NotFound
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, KubeClient
 from hrw_api.models import ParameterType, Runbook, RunbookJob
@@ -135,8 +135,16 @@ async def _run(args: argparse.Namespace) -> int:
             raise CommandError(f"Runbook {namespace}/{args.runbook} not found") from None
         except InvalidObject:
             runbook = None
+        parameters = parse_parameters(args.param, runbook)
+        if runbook is not None:
+            # The operator would refuse the job anyway (InvalidParameters); saying so here creates
+            # no job that fails at once, and the user sees the problem where they typed it.
+            _, problems = params.check(runbook.spec.parameters, parameters)
+            if problems:
+                raise CommandError(f"parameters do not fit runbook {args.runbook!r}: " + "; ".join(problems)
+                                   + "; no job created")
         spec: dict[str, Any] = {"runbookRef": {"name": args.runbook}, "workerGroup": args.group,
-                                "parameters": parse_parameters(args.param, runbook)}
+                                "parameters": parameters}
         if args.timeout:
             spec["timeoutSeconds"] = args.timeout
         metadata: dict[str, Any] = {"name": args.name} if args.name else {"generateName": f"{args.runbook}-"}
