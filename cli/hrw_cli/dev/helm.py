@@ -69,15 +69,18 @@ def _kubernetes_minor(go: str, env: dict[str, str], workdir: Path) -> tuple[str,
     return "1", "20"  # Helm's own fallback
 
 
-def _build(target: Path) -> None:
+def _find_go() -> str:
     try:
-        go = _go()
+        return _go()
     except BuildError:
         raise BuildError(
             "helm is not installed and Go is not on PATH to build it. Install Go 1.26 or newer "
             f"(https://go.dev/doc/install), put a helm binary on PATH, or set TEST_ASSET_HELM to one. "
-            f"hrw builds helm {HELM_VERSION} from Go modules once per machine."
+            f"hrw builds helm {HELM_VERSION} from Go modules once per machine (about 2 minutes)."
         ) from None
+
+
+def _build(go: str, target: Path) -> None:
     env = _go_env()
     # `go install pkg@version` ignores any enclosing module; -mod=mod is not allowed with it.
     env["GOFLAGS"] = ""
@@ -114,12 +117,13 @@ def ensure_helm() -> Path:
     target = helm_path()
     if target.is_file():
         return target
+    go = _find_go()
     with _build_lock(target.parent):
         if target.is_file():  # another process built it while we waited
             return target
         _log(f"building helm {HELM_VERSION} into {target.parent} (once per machine)")
         started = time.monotonic()
-        _build(target)
+        _build(go, target)
         _log(f"helm done in {time.monotonic() - started:.0f}s")
     return target
 
