@@ -22,8 +22,10 @@ import shutil
 import pytest
 
 from hrw_api import names
+from hrw_api.errors import NotFound
 from hrw_api.kubeclient import LEASES
 from tests.support.stack import Stack
+from tests.support.waiting import async_wait_until
 
 GROUP = "dc"
 
@@ -32,7 +34,9 @@ GROUP = "dc"
 async def test_job_for_an_interpreter_the_worker_lacks_fails_interpreter_missing(stack: Stack):
     await stack.group(GROUP, interpreters=["bash", "pwsh"], maxJobsPerWorker=2)
     stack.start_agent(GROUP, "w1")
-    lease = await stack.admin.get(LEASES.path(stack.namespace, names.lease_name(GROUP, "w1")))
+    lease_path = LEASES.path(stack.namespace, names.lease_name(GROUP, "w1"))
+    lease = await async_wait_until(lambda: stack.admin.get(lease_path), timeout=10, ignore=(NotFound,),
+                                   message="w1's Lease")  # written right after agent.ready, not before
     advertised = lease["metadata"]["annotations"][names.ANNOTATION_INTERPRETERS].split(",")
     assert "bash" in advertised and "pwsh" not in advertised
 

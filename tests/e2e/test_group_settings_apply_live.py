@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hrw_api import names
+from hrw_api.errors import NotFound
 from hrw_api.kubeclient import LEASES, WORKER_GROUPS
 from tests.support.stack import Stack
 from tests.support.waiting import async_wait_until
@@ -67,7 +68,8 @@ async def test_raising_max_jobs_per_worker_lets_a_running_agent_run_more_at_once
 
     # Renewals come every third of the group's 10 s lease, so within ~3.4 s; 7 s leaves slack and
     # still catches an agent that times its renewals by the 30 s default (it renewed after 10 s).
-    await async_wait_until(advertised_capacity, timeout=7, message="w1's Lease advertising capacity 3")
+    await async_wait_until(advertised_capacity, timeout=7, ignore=(NotFound,),
+                           message="w1's Lease advertising capacity 3")
     stack.agents["w1"].wait_for_log(r"event=group\.settings .*max_jobs_per_worker=3 capacity=3", timeout=5)
 
     burst = ["burst-1", "burst-2", "burst-3"]
