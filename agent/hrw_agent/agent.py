@@ -177,6 +177,12 @@ class Agent:
 
     # ---------------------------------------------------------------------------------- claim
 
+    def _can_run(self, job: RunbookJob) -> bool:
+        """Pass over a job whose interpreter this server lacks: another worker of the group may have it.
+
+        (A job queued without the snapshot is claimed, and ends `InterpreterMissing` if need be.)"""
+        return job.status.interpreter is None or job.status.interpreter in self.interpreters
+
     async def _claim_loop(self) -> None:
         await self.settings_loaded.wait()
         while True:
@@ -193,6 +199,8 @@ class Agent:
                     break
                 name = job.meta.name
                 if name in self.tasks or name in self.claiming or self.queued.get(name) is not job:
+                    continue
+                if not self._can_run(job):
                     continue
                 if not await self._claim(job):
                     break

@@ -563,6 +563,7 @@ class RunbookJobStatus:
     attempt: int
     claim: Claim | None
     runbook_digest: str | None
+    interpreter: Interpreter | None  # snapshotted with the digest: agents without it pass the job over
     queued_time: str | None
     start_time: str | None
     completion_time: str | None
@@ -576,6 +577,14 @@ class RunbookJobStatus:
 
 
 DEFAULT_QUEUE_TIMEOUT_SECONDS = 3600
+
+
+def _interpreter(value: Any) -> Interpreter | None:
+    """A job's snapshotted interpreter; an unknown one (a newer operator's) reads as not given."""
+    try:
+        return Interpreter(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -640,6 +649,7 @@ class RunbookJob:
                 attempt=_int(status, "attempt", "status", 0) or 0,
                 claim=claim,
                 runbook_digest=_str(status, "runbookDigest", "status"),
+                interpreter=_interpreter(status.get("interpreter")),
                 queued_time=_str(status, "queuedTime", "status"),
                 start_time=_str(status, "startTime", "status"),
                 completion_time=_str(status, "completionTime", "status"),

@@ -209,21 +209,25 @@ def _conditions_for(phase: JobPhase, reason: str, message: str, generation: int)
     return []
 
 
-def queue(resource_version: str, digest: str, generation: int, *, now: str | None = None) -> JsonPatch:
-    """Pending -> Queued, attempt 1, the runbook's digest snapshotted. Only the operator writes a
-    Pending job, so the resourceVersion is the fence."""
-    return [
-        _test("/metadata/resourceVersion", resource_version),
-        _set("/status", {
-            "phase": JobPhase.QUEUED.value,
-            "attempt": 1,
-            "runbookDigest": digest,
-            "queuedTime": now or now_rfc3339(),
-            "reason": Reason.QUEUED.value,
-            "message": "waiting for a worker of the group to claim it",
-            "observedGeneration": generation,
-        }),
-    ]
+def queue(resource_version: str, digest: str, generation: int, *, interpreter: str | None = None,
+          now: str | None = None) -> JsonPatch:
+    """Pending -> Queued, attempt 1, the runbook's digest (and interpreter) snapshotted. Only the
+    operator writes a Pending job, so the resourceVersion is the fence.
+
+    The interpreter lets an agent pass over a job it could not run before claiming it, so that in
+    a group of mixed servers the job waits for one that can."""
+    status: dict[str, Any] = {
+        "phase": JobPhase.QUEUED.value,
+        "attempt": 1,
+        "runbookDigest": digest,
+        "queuedTime": now or now_rfc3339(),
+        "reason": Reason.QUEUED.value,
+        "message": "waiting for a worker of the group to claim it",
+        "observedGeneration": generation,
+    }
+    if interpreter is not None:
+        status["interpreter"] = interpreter
+    return [_test("/metadata/resourceVersion", resource_version), _set("/status", status)]
 
 
 def reject(resource_version: str, reason: str, message: str, generation: int, *,

@@ -54,6 +54,8 @@ DEFAULT_LEASE_DURATION_SECONDS = 30
 @dataclass(frozen=True)
 class Queue:
     digest: str
+    interpreter: str
+    warning: str = ""  # why no worker of the group can run it now (it waits for one that can)
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,18 @@ def _decide_pending(job: RunbookJob, facts: JobFacts, now: datetime, tunables: T
             return Decision(Reject(Reason.UNSIGNED_RUNBOOK,
                                    f"runbook {spec.runbook!r} is signed with key {signature.key_id!r}, which worker "
                                    f"group {spec.worker_group!r} does not trust"))
-    return Decision(Queue(runbook.status.digest), why="valid")
+    return Decision(Queue(runbook.status.digest, runbook.spec.interpreter.value, _no_capable_worker(runbook, group)),
+                    why="valid")
+
+
+def _no_capable_worker(runbook: Runbook, group: WorkerGroup) -> str:
+    """A scheduler-style warning when no ready worker has the runbook's interpreter ("" if one has)."""
+    interpreter = runbook.spec.interpreter.value
+    ready = [w for w in group.workers if w.ready]
+    if any(interpreter in w.interpreters for w in ready):
+        return ""
+    have = "; ".join(f"{w.name}: {', '.join(w.interpreters) or 'none'}" for w in ready) or "no ready workers"
+    return f"no ready worker of group {group.meta.name} has interpreter {interpreter} ({have}); it waits for one"
 
 
 def _decide_queued(job: RunbookJob, now: datetime) -> Decision:
@@ -292,8 +305,8 @@ def build_patch(job: RunbookJob, action: Action) -> patches.JsonPatch | None:
     """The contract's patch for `action` (None for Delete)."""
     gen = job.meta.generation
     match action:
-        case Queue(digest=digest):
-            return patches.queue(job.meta.resource_version, digest, gen)
+        case Queue(digest=digest, interpreter=interpreter):
+            return patches.queue(job.meta.resource_version, digest, gen, interpreter=interpreter)
         case Reject(reason=reason, message=message, phase=phase):
             return patches.reject(job.meta.resource_version, reason, message, gen, phase=phase)
         case End(from_phase=src, attempt=attempt, phase=phase, reason=reason, message=message):
@@ -307,7 +320,17 @@ def build_patch(job: RunbookJob, action: Action) -> patches.JsonPatch | None:
     raise AssertionError(f"unknown action {action!r}")
 
 
-def event_for(action: Action, job: RunbookJob) -> tuple[str, str, str] | None:
+def events_for(action: Action, job: RunbookJob) -> list[tuple[str, str, str]]:
+    """(type, reason, note) of the Events that report `action`: the transition's, and a queued job's
+    warning that no worker can run it yet."""
+    described = _transition_event(action, job)
+    found = [described] if described is not None else []
+    if isinstance(action, Queue) and action.warning:
+        found.append((events.WARNING, "NoCapableWorker", action.warning))
+    return found
+
+
+def _transition_event(action: Action, job: RunbookJob) -> tuple[str, str, str] | None:
     """(type, reason, note) of the Event that reports `action`, or None."""
     match action:
         case Queue(digest=digest):
@@ -477,9 +500,7 @@ class JobController:
         new_status = answer.get("status") or {}
         kv(logger, logging.INFO, "job.write", namespace=ns, job=name, action=kind,
            phase=new_status.get("phase"), attempt=new_status.get("attempt"), reason=new_status.get("reason"))
-        described = event_for(action, job)
-        if described is not None:
-            type_, reason, note = described
+        for type_, reason, note in events_for(action, job):
             await self.op.recorder.post(answer, type_=type_, reason=reason, action=kind, note=note)
         return "applied"
 

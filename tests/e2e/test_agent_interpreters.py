@@ -1,58 +1,86 @@
-"""A runbook for an interpreter the worker does not have ends at once with a reason, instead of
-waiting in the queue for nobody.
+"""A job runs on a worker that has its runbook's interpreter, and waits (with a reason) when none has.
 
-The choice this test pins down: an agent cannot know a job's interpreter before it claims the
-job. The RunbookJob does not carry it, and the proxy lets a worker read a Runbook only while it
-holds a job that runs it (least privilege). So the agent claims, reads the runbook, and when
-the interpreter is missing on its host it ends the attempt `Failed`/`InterpreterMissing` with a
-message naming the worker and what it has, before anything runs. The alternative, leaving the
-job Queued, would hide the problem until the queue timeout (an hour by default) with no reason
-at all. The agents still advertise what they have (Lease annotation, group status), so a person
-sees why. What this does not yet cover is a mixed group where another worker has the
-interpreter: filtering before the claim needs the job to carry its interpreter (e.g. an
-operator-written status field next to `runbookDigest`), a contract change.
-
-An interpreter the group does not allow is refused earlier, by the operator, and never claimed.
+The operator snapshots the runbook's interpreter on the job when it queues it (next to
+`runbookDigest`), and an agent passes over a job whose interpreter its server lacks — so in a
+group of mixed servers only one that can run the job claims it, the way a Pod waits for a node
+that fits. When no ready worker of the group has the interpreter, the operator says so in a
+Warning Event (`NoCapableWorker`, naming what the workers have) and the job waits in the queue
+until one joins or its queue timeout ends it. An interpreter the group does not allow at all is
+refused at once by the operator and never claimed.
 """
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
-from hrw_api import names
 from hrw_api.errors import NotFound
-from hrw_api.kubeclient import LEASES
+from hrw_api.kubeclient import WORKER_GROUPS
 from tests.support.stack import Stack
 from tests.support.waiting import async_wait_until
 
 GROUP = "dc"
 
+# Stands in for PowerShell on one server: answers the agent's probe, then runs the script with sh.
+FAKE_PWSH = """#!/bin/sh
+if [ "$1" = "-NoProfile" ]; then exit 0; fi
+echo "fake-pwsh ran"
+exec /bin/sh "$@"
+"""
+
+
+async def _ready_workers(stack: Stack, count: int) -> None:
+    async def ready() -> bool:
+        group = await stack.admin.get(WORKER_GROUPS.path(stack.namespace, GROUP))
+        return (group.get("status") or {}).get("readyWorkers") == count
+
+    await async_wait_until(ready, timeout=30, ignore=(NotFound,), message=f"{count} ready workers in {GROUP}")
+
 
 @pytest.mark.skipif(shutil.which("pwsh") is not None, reason="pwsh is installed here; the job would run")
-async def test_job_for_an_interpreter_the_worker_lacks_fails_interpreter_missing(stack: Stack):
+async def test_a_job_no_worker_can_run_waits_with_a_warning_and_is_never_claimed(stack: Stack):
     await stack.group(GROUP, interpreters=["bash", "pwsh"], maxJobsPerWorker=2)
     stack.start_agent(GROUP, "w1")
-    lease_path = LEASES.path(stack.namespace, names.lease_name(GROUP, "w1"))
-    lease = await async_wait_until(lambda: stack.admin.get(lease_path), timeout=10, ignore=(NotFound,),
-                                   message="w1's Lease")  # written right after agent.ready, not before
-    advertised = lease["metadata"]["annotations"][names.ANNOTATION_INTERPRETERS].split(",")
-    assert "bash" in advertised and "pwsh" not in advertised
+    await _ready_workers(stack, 1)
 
     await stack.runbook("ps", "Write-Output 'hello from pwsh'\n", interpreter="pwsh")
     await stack.runbook("py", "print('hello from python')\n", interpreter="python3")
-    await stack.job("ps-job", "ps", GROUP)
+    await stack.job("ps-job", "ps", GROUP, queueTimeoutSeconds=6)
     await stack.job("py-job", "py", GROUP)
-
-    ps = await stack.wait_phase("ps-job", "Failed")
-    status = ps["status"]
-    assert status["reason"] == "InterpreterMissing", status
-    assert "pwsh" in status["message"] and "w1" in status["message"]
-    assert status["claim"]["worker"] == "w1"
-    assert "exitCode" not in status
-    assert await stack.output("ps-job") == ""
 
     py = await stack.wait_phase("py-job", "Failed")
     assert py["status"]["reason"] == "InterpreterNotAllowed", py["status"]
     assert "claim" not in py["status"]  # the operator refused it; no agent held it
+
+    ps = await stack.wait_phase("ps-job", "TimedOut", timeout=30)
+    assert ps["status"]["reason"] == "QueueTimeout", ps["status"]
+    assert ps["status"]["interpreter"] == "pwsh"
+    assert "claim" not in ps["status"], "an agent without pwsh claimed the job"
+    warnings = [e for e in await stack.events() if e.get("reason") == "NoCapableWorker"]
+    assert warnings, "no NoCapableWorker event"
+    note = warnings[0].get("note") or warnings[0].get("message") or ""
+    assert "interpreter pwsh" in note and "w1: " in note and "bash" in note, note
+
+
+async def test_in_a_mixed_group_only_the_worker_with_the_interpreter_runs_the_job(stack: Stack, tmp_path: Path):
+    fake = tmp_path / "pwsh"
+    fake.write_text(FAKE_PWSH)
+    fake.chmod(0o755)
+    await stack.group(GROUP, interpreters=["bash", "pwsh"], maxJobsPerWorker=2)
+    stack.start_agent(GROUP, "w1")  # no pwsh on this server
+    stack.start_agent(GROUP, "w2", interpreterPaths={"pwsh": str(fake)})
+    await _ready_workers(stack, 2)
+
+    await stack.runbook("ps", 'echo "hello from $HRW_JOB_NAME"\n', interpreter="pwsh")
+    jobs = [f"ps-{i}" for i in range(4)]
+    for name in jobs:
+        await stack.job(name, "ps", GROUP)
+
+    for name in jobs:
+        done = await stack.wait_phase(name, "Succeeded")
+        assert done["status"]["claim"]["worker"] == "w2", done["status"]
+        assert done["status"]["attempt"] == 1
+        assert await stack.output(name) == f"fake-pwsh ran\nhello from {name}\n"
+    assert "InterpreterMissing" not in stack.agents["w1"].logs()

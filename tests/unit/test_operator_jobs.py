@@ -36,8 +36,8 @@ def runbook(*, ok: bool = True, params: list | None = None, assets: list | None 
     return Runbook.parse({"metadata": meta("rb"), "spec": spec, "status": status})
 
 
-def group(**spec: Any) -> WorkerGroup:
-    return WorkerGroup.parse({"metadata": meta("pool"), "spec": spec})
+def group(workers: list[dict[str, Any]] | None = None, **spec: Any) -> WorkerGroup:
+    return WorkerGroup.parse({"metadata": meta("pool"), "spec": spec, "status": {"workers": workers or []}})
 
 
 def asset(ok: bool = True) -> Asset:
@@ -56,8 +56,18 @@ def pending_facts(**kw: Any) -> JobFacts:
     return JobFacts(**base)
 
 
-def test_valid_pending_job_is_queued_with_the_runbook_digest() -> None:
-    assert decide(job(), pending_facts(), NOW).action == Queue(content_digest("x"))
+def test_valid_pending_job_is_queued_with_the_runbook_digest_and_interpreter() -> None:
+    workers = [{"name": "w1", "interpreters": ["bash", "sh"], "ready": True}]
+    facts = pending_facts(group=group(workers=workers))
+    assert decide(job(), facts, NOW).action == Queue(content_digest("x"), "bash")
+
+
+def test_a_job_no_ready_worker_can_run_is_queued_with_a_warning_naming_what_they_have() -> None:
+    workers = [{"name": "w1", "interpreters": ["bash", "sh"], "ready": True},
+               {"name": "w2", "interpreters": ["pwsh"], "ready": False}]
+    action = decide(job(), pending_facts(runbook=runbook(interpreter="pwsh"), group=group(workers=workers)), NOW).action
+    assert isinstance(action, Queue) and action.interpreter == "pwsh"
+    assert "no ready worker of group pool has interpreter pwsh (w1: bash, sh)" in action.warning
 
 
 def test_pending_validation_reasons_in_order() -> None:
