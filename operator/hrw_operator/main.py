@@ -7,7 +7,7 @@ own handler chatter (our controllers post the Events that matter), standalone (n
 objects). kopf logs in with the same kubeconfig or ServiceAccount as our KubeClient.
 
     hrw-operator [--namespace NS ...] [--all-namespaces] [--kubeconfig PATH]
-                 [--log-format json|text] [--verbose]
+                 [--log-format json|text] [--verbose] [--liveness URL]
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
                         help="kubeconfig file; default: $KUBECONFIG, in-cluster, or ~/.kube/config")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--verbose", "-v", action="store_true", help="log our decisions at debug level")
+    parser.add_argument("--liveness", default=None, metavar="URL",
+                        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz (kopf's probe)")
     args = parser.parse_args(argv)
     namespaces = tuple(args.namespace)
     if not namespaces and not args.all_namespaces:
@@ -51,6 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         kubeconfig=args.kubeconfig,
         log_format=args.log_format,
         verbose=args.verbose,
+        liveness=args.liveness,
         reporting_instance=f"{socket.gethostname()}-{os.getpid()}",
     )
 
@@ -105,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         clusterwide=settings.all_namespaces,
         namespaces=() if settings.all_namespaces else settings.namespaces,
         memo=operator,
+        liveness_endpoint=settings.liveness,
     )
 
 

@@ -30,6 +30,10 @@ class OperatorSettings:
     verbose: bool = False
     """Debug logging of our own decisions (never of object bodies)."""
 
+    liveness: str | None = None
+    """kopf's liveness endpoint, e.g. `http://0.0.0.0:8080/healthz`: answers 200 while the
+    operator's reactor runs (a Deployment's livenessProbe reads it); None serves nothing."""
+
     watch_server_timeout: int = 300
     """Seconds the API server keeps one watch request open (`timeoutSeconds`)."""
 

@@ -67,11 +67,14 @@ def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
 def test_operator_serves_all_namespaces_by_default_and_the_listed_ones_when_given(helm: Helm) -> None:
     default = container(helm.render(), "hrw-operator")
     assert default["command"] == ["hrw-operator"]
-    assert default["args"] == ["--all-namespaces", "--log-format", "json"]
+    liveness = ["--liveness", "http://0.0.0.0:8080/healthz"]
+    assert default["args"] == ["--all-namespaces", "--log-format", "json", *liveness]
     listed = container(helm.render("operator.namespaces={a,b}", "operator.logFormat=text",
                                    "operator.verbose=true"), "hrw-operator")
-    assert listed["args"] == ["--namespace", "a", "--namespace", "b", "--log-format", "text", "--verbose"]
-    assert "livenessProbe" not in listed and "readinessProbe" not in listed  # hrw-operator serves none
+    assert listed["args"] == ["--namespace", "a", "--namespace", "b", "--log-format", "text", "--verbose",
+                              *liveness]
+    assert listed["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {"name": "health", "containerPort": 8080} in listed["ports"]
 
 
 def test_operator_refuses_more_than_one_replica(helm: Helm) -> None:
