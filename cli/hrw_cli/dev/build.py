@@ -129,7 +129,7 @@ def find_kubectl() -> Path:
     )
 
 
-def _go() -> str:
+def find_go() -> str:
     # Go's official installer puts it in /usr/local/go, which a non-login shell may not have on PATH.
     go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
     if go is None:
@@ -142,7 +142,7 @@ def _go() -> str:
     return go
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+def run_go(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     _log(" ".join(cmd))
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -155,7 +155,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     return proc.stdout
 
 
-def _go_env() -> dict[str, str]:
+def go_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"})
     return env
@@ -172,7 +172,7 @@ def _go_directive(go: str, env: dict[str, str]) -> str:
 
 def _staging_modules(go: str, workdir: Path, env: dict[str, str]) -> list[str]:
     """Names of the staging modules k8s.io/kubernetes redirects with `replace` lines."""
-    out = _run([go, "mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], workdir, env)
+    out = run_go([go, "mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], workdir, env)
     gomod = Path(json.loads(out)["GoMod"]).read_text()
     return sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", gomod, re.MULTILINE)))
 
@@ -187,7 +187,7 @@ def _build_kubernetes(go: str, names: list[str], src: Path, out: Path, env: dict
     (src / "go.mod").write_text(f"{header}\n{replaces}")
     imports = "".join(f'\t_ "k8s.io/kubernetes/cmd/{name}"\n' for name in _KUBERNETES_BINARIES)
     (src / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports})\n")
-    _run([go, "get", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], src, env)
+    run_go([go, "get", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], src, env)
     major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
     pkg = "k8s.io/component-base/version"
     # Without these the server reports v0.0.0-master.
@@ -197,7 +197,7 @@ def _build_kubernetes(go: str, names: list[str], src: Path, out: Path, env: dict
     )
     for name in names:
         tmp = out / f".{name}.tmp"
-        _run([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), f"k8s.io/kubernetes/cmd/{name}"],
+        run_go([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), f"k8s.io/kubernetes/cmd/{name}"],
              src, env)
         tmp.rename(out / name)
 
@@ -207,14 +207,14 @@ def _build_etcd(go: str, src: Path, out: Path, env: dict[str, str]) -> None:
     (src / "go.mod").write_text(f"module hrw.local/etcdbuild\n\n{_go_directive(go, env)}\n")
     module = "go.etcd.io/etcd/server/v3"  # its root package is etcd's main
     (src / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{module}"\n')
-    _run([go, "get", f"{module}@{ETCD_VERSION}"], src, env)
+    run_go([go, "get", f"{module}@{ETCD_VERSION}"], src, env)
     tmp = out / ".etcd.tmp"
-    _run([go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp), module], src, env)
+    run_go([go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp), module], src, env)
     tmp.rename(out / "etcd")
 
 
 @contextmanager
-def _build_lock(directory: Path) -> Iterator[None]:
+def build_lock(directory: Path) -> Iterator[None]:
     """One build at a time per cache folder, across processes (e.g. `make test` and `make demo`)."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".build.lock", "w") as handle:
@@ -238,13 +238,13 @@ def ensure_built() -> Binaries:
     binaries = Binaries(paths["kube-apiserver"], paths["kube-controller-manager"], paths["etcd"])
     if all(path.is_file() for path in paths.values()):
         return binaries
-    go = _go()
-    with _build_lock(out.parent):
+    go = find_go()
+    with build_lock(out.parent):
         # Another process may have finished the build while we waited for the lock.
         missing = [name for name, path in paths.items() if not path.is_file()]
         if not missing:
             return binaries
-        env = _go_env()
+        env = go_env()
         out.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         _log(f"building {', '.join(missing)} into {out} (once per machine; about 5 minutes)")

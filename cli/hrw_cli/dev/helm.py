@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-# Private helpers of build.py, imported rather than copied: one Go environment, one way to
-# run a step with a readable error, one cross-process lock.
-from hrw_cli.dev.build import BuildError, _build_lock, _go, _go_env, _run
+# build.py's helpers, not copies: one Go environment, one way to run a step with a readable
+# error, one cross-process lock.
+from hrw_cli.dev.build import BuildError, build_lock, find_go, go_env, run_go
 
 __all__ = ["HELM_VERSION", "ensure_helm", "helm_path", "tools_root"]
 
@@ -60,7 +60,7 @@ def _found_elsewhere() -> Path | None:
 
 def _kubernetes_minor(go: str, env: dict[str, str], workdir: Path) -> tuple[str, str]:
     """The client-go minor Helm is built against (``v0.37.0`` -> ``("1", "37")``), as its Makefile does."""
-    out = _run([go, "mod", "download", "-json", f"{_MODULE}@{HELM_VERSION}"], workdir, env)
+    out = run_go([go, "mod", "download", "-json", f"{_MODULE}@{HELM_VERSION}"], workdir, env)
     gomod = Path(json.loads(out)["GoMod"]).read_text()
     for line in gomod.splitlines():
         parts = line.split()
@@ -71,7 +71,7 @@ def _kubernetes_minor(go: str, env: dict[str, str], workdir: Path) -> tuple[str,
 
 def _find_go() -> str:
     try:
-        return _go()
+        return find_go()
     except BuildError:
         raise BuildError(
             "helm is not installed and Go is not on PATH to build it. Install Go 1.26 or newer "
@@ -81,7 +81,7 @@ def _find_go() -> str:
 
 
 def _build(go: str, target: Path) -> None:
-    env = _go_env()
+    env = go_env()
     # `go install pkg@version` ignores any enclosing module; -mod=mod is not allowed with it.
     env["GOFLAGS"] = ""
     with tempfile.TemporaryDirectory(prefix="hrw-helm-build-") as workdir:
@@ -97,7 +97,7 @@ def _build(go: str, target: Path) -> None:
             f"-X {_MODULE}/pkg/chartutil.k8sVersionMajor={major}",
             f"-X {_MODULE}/pkg/chartutil.k8sVersionMinor={minor}",
         ])
-        _run([go, "install", "-trimpath", "-ldflags", ldflags, f"{_MODULE}/cmd/helm@{HELM_VERSION}"],
+        run_go([go, "install", "-trimpath", "-ldflags", ldflags, f"{_MODULE}/cmd/helm@{HELM_VERSION}"],
              Path(workdir), env)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / ".helm.tmp"
@@ -118,7 +118,7 @@ def ensure_helm() -> Path:
     if target.is_file():
         return target
     go = _find_go()
-    with _build_lock(target.parent):
+    with build_lock(target.parent):
         if target.is_file():  # another process built it while we waited
             return target
         _log(f"building helm {HELM_VERSION} into {target.parent} (once per machine)")
