@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import ssl
 import subprocess
@@ -28,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import yaml
 
 from hrw_api import names, wire
 from hrw_api.kubeclient import KubeClient, ssl_context
-from hrw_cli.dev import certs
+from hrw_cli.dev import stack
 from hrw_cli.dev.controlplane import Cluster, free_port
+from hrw_cli.dev.stack import PROXY_NAMESPACE, PROXY_SERVICE_ACCOUNT, ProxyTLS
 from tests.support.processes import ManagedProcess, ProcessFactory
 from tests.support.waiting import wait_until
 
@@ -52,17 +51,6 @@ __all__ = [
 ]
 
 RBAC_PATH = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "proxy.yaml"
-PROXY_NAMESPACE = "hrw-system"
-PROXY_SERVICE_ACCOUNT = "hrw-proxy"
-
-
-@dataclass(frozen=True)
-class ProxyTLS:
-    """The CA agents trust and the proxy's serving certificate (SANs localhost, 127.0.0.1)."""
-
-    ca_path: Path
-    cert_path: Path
-    key_path: Path
 
 
 @dataclass(frozen=True)
@@ -89,37 +77,12 @@ class RunningProxy:
 
 def proxy_kubeconfig(cluster: Cluster, directory: Path, *, duration: str = "4h") -> Path:
     """Apply deploy/rbac/proxy.yaml and write a kubeconfig authenticating as the hrw-proxy ServiceAccount."""
-    if cluster.kubectl_run("get", "namespace", PROXY_NAMESPACE).returncode != 0:
-        cluster.kubectl("create", "namespace", PROXY_NAMESPACE)
-    cluster.kubectl("apply", "-f", str(RBAC_PATH))
-    token = wait_until(
-        lambda: cluster.kubectl_run("create", "token", PROXY_SERVICE_ACCOUNT, "-n", PROXY_NAMESPACE,
-                                    f"--duration={duration}").stdout.strip(),
-        timeout=30, message=f"a token for ServiceAccount {PROXY_NAMESPACE}/{PROXY_SERVICE_ACCOUNT}",
-    )
-    cluster_entry: dict[str, str] = {"server": cluster.server}
-    if cluster.ca_path is not None:
-        cluster_entry["certificate-authority"] = str(cluster.ca_path)
-    config = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "hrw", "cluster": cluster_entry}],
-        "users": [{"name": PROXY_SERVICE_ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": "hrw-proxy", "context": {"cluster": "hrw", "user": PROXY_SERVICE_ACCOUNT}}],
-        "current-context": "hrw-proxy",
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "hrw-proxy.kubeconfig"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(config, handle)
-    return path
+    return stack.proxy_kubeconfig(cluster, directory, RBAC_PATH, duration=duration)
 
 
 def proxy_tls(directory: Path) -> ProxyTLS:
     """A throwaway CA and a serving certificate for the proxy on the loopback interface."""
-    ca = certs.create_ca(directory, name="proxy-ca", common_name="hrw-proxy-test-ca")
-    cert, key = certs.issue_serving_cert(ca, directory, "proxy")
-    return ProxyTLS(ca.cert_path, cert, key)
+    return stack.proxy_tls(directory, common_name="hrw-proxy-test-ca")
 
 
 def start_proxy(processes: ProcessFactory, kubeconfig: Path, tls: ProxyTLS, *args: str,

@@ -429,13 +429,13 @@ class ControlPlane(_KubectlMixin):
         """A kubeconfig for a client-certificate user ``user`` in ``groups`` (subject to RBAC)."""
         cert, key = certs.issue_client_cert(self.ca, self.pki_dir, f"user-{user}", user, groups)
         target = path or self._root / f"kubeconfig-{user}"
-        _write_kubeconfig(target, self._name, self.server, self.ca_path, user, cert=cert, key=key)
+        write_kubeconfig(target, self._name, self.server, self.ca_path, user, cert=cert, key=key)
         return target
 
     def write_token_kubeconfig(self, user: str, token: str, path: Path | None = None) -> Path:
         """A kubeconfig that authenticates with a bearer token (e.g. from ``kubectl create token``)."""
         target = path or self._root / f"kubeconfig-{user}"
-        _write_kubeconfig(target, self._name, self.server, self.ca_path, user, token=token)
+        write_kubeconfig(target, self._name, self.server, self.ca_path, user, token=token)
         return target
 
     # -- lifecycle
@@ -530,7 +530,7 @@ class ControlPlane(_KubectlMixin):
         certs.issue_serving_cert(ca, pki, "apiserver", ("localhost", "127.0.0.1"))
         certs.issue_client_cert(ca, pki, "admin", "admin", ("system:masters",))
         certs.write_rsa_key_pair(pki, "service-account")
-        _write_kubeconfig(
+        write_kubeconfig(
             self.kubeconfig_path, self._name, self.server, self.ca_path, "admin",
             cert=self.admin_cert_path, key=self.admin_key_path,
         )
@@ -646,11 +646,11 @@ class ControlPlane(_KubectlMixin):
         (self._root / _STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
 
-def _write_kubeconfig(
+def write_kubeconfig(
     path: Path,
     cluster: str,
     server: str,
-    ca_path: Path,
+    ca_path: Path | None,
     user: str,
     *,
     cert: Path | None = None,
@@ -662,10 +662,13 @@ def _write_kubeconfig(
         credentials = {"client-certificate": str(cert), "client-key": str(key)}
     if token is not None:
         credentials["token"] = token
+    cluster_entry = {"server": server}
+    if ca_path is not None:
+        cluster_entry["certificate-authority"] = str(ca_path)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority": str(ca_path)}}],
+        "clusters": [{"name": cluster, "cluster": cluster_entry}],
         "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
         "current-context": cluster,

@@ -25,10 +25,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hrw_cli.dev import certs
+import httpx
+
+from hrw_api import names
+from hrw_api.kubeclient import ssl_context
+from hrw_cli.dev import stack
 from hrw_cli.dev.build import ensure_built
 from hrw_cli.dev.controlplane import ControlPlane, ControlPlaneError, free_port
 from hrw_cli.dev.crds import CrdInfo, apply_crds, yaml_files
+from hrw_cli.dev.waiting import wait_until
 
 __all__ = ["DEFAULT_STEPS", "DemoContext", "Step", "run"]
 
@@ -128,14 +133,13 @@ def _start(ctx: DemoContext, name: str, argv: list[str]) -> subprocess.Popen[byt
 
 def _wait_log(ctx: DemoContext, name: str, needle: str, timeout: float = 60.0) -> None:
     log_path = ctx.work_dir / "logs" / f"{name}.log"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if needle in log_path.read_text(errors="replace"):
-            return
+
+    def logged() -> bool:
         if ctx.processes[name].poll() is not None:
             raise ControlPlaneError(f"{name} exited with {ctx.processes[name].returncode}; see {log_path}")
-        time.sleep(0.1)
-    raise ControlPlaneError(f"{name} did not log {needle!r} within {timeout:g}s; see {log_path}")
+        return needle in log_path.read_text(errors="replace")
+
+    wait_until(logged, timeout=timeout, message=f"{name} to log {needle!r} (see {log_path})")
 
 
 def start_operator(ctx: DemoContext) -> None:
@@ -148,62 +152,33 @@ def start_operator(ctx: DemoContext) -> None:
 def start_proxy(ctx: DemoContext) -> None:
     ctx.say("start the API proxy (hrw-proxy): TLS, and its own least-privilege ServiceAccount")
     rbac = ctx.repo_root / "deploy" / "rbac" / "proxy.yaml"
-    if ctx.cluster.kubectl_run("get", "namespace", "hrw-system").returncode != 0:
-        ctx.kubectl("create", "namespace", "hrw-system")
-    ctx.kubectl("apply", "-f", str(rbac))
-    token = ""
-    for _ in range(100):
-        result = ctx.cluster.kubectl_run("create", "token", "hrw-proxy", "-n", "hrw-system", "--duration=24h")
-        token = result.stdout.strip()
-        if token:
-            break
-        time.sleep(0.2)
-    kubeconfig = ctx.work_dir / "hrw-proxy.kubeconfig"
-    cluster: dict[str, str] = {"server": ctx.cluster.server}
-    if getattr(ctx.cluster, "ca_path", None):
-        cluster["certificate-authority"] = str(ctx.cluster.ca_path)
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "clusters": [{"name": "hrw", "cluster": cluster}],
-        "users": [{"name": "hrw-proxy", "user": {"token": token}}],
-        "contexts": [{"name": "hrw-proxy", "context": {"cluster": "hrw", "user": "hrw-proxy"}}],
-        "current-context": "hrw-proxy"}))
-    kubeconfig.chmod(0o600)
-    ca = certs.create_ca(ctx.work_dir / "tls", name="proxy-ca", common_name="hrw-demo-proxy-ca")
-    cert, key = certs.issue_serving_cert(ca, ctx.work_dir / "tls", "proxy")
+    print(f"$ kubectl apply -f {rbac}; kubectl create token {stack.PROXY_SERVICE_ACCOUNT} -n {stack.PROXY_NAMESPACE}",
+          flush=True)
+    kubeconfig = stack.proxy_kubeconfig(ctx.cluster, ctx.work_dir, rbac, duration="24h")
+    tls = stack.proxy_tls(ctx.work_dir / "tls", common_name="hrw-demo-proxy-ca")
     port = free_port()
-    ctx.proxy_url, ctx.proxy_ca = f"https://127.0.0.1:{port}", ca.cert_path
-    _start(ctx, "hrw-proxy", [_bin("hrw-proxy"), "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
-                              "--tls-key", str(key), "--kubeconfig", str(kubeconfig),
+    ctx.proxy_url, ctx.proxy_ca = f"https://127.0.0.1:{port}", tls.ca_path
+    _start(ctx, "hrw-proxy", [_bin("hrw-proxy"), "--listen", f"127.0.0.1:{port}", "--tls-cert", str(tls.cert_path),
+                              "--tls-key", str(tls.key_path), "--kubeconfig", str(kubeconfig),
                               "--metrics-listen", f"127.0.0.1:{free_port()}"])
-    import httpx
+    verify = ssl_context(ca_file=str(tls.ca_path))
 
-    from hrw_api.kubeclient import ssl_context
-
-    verify = ssl_context(ca_file=str(ca.cert_path))
-    for _ in range(300):
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{ctx.proxy_url}/readyz", verify=verify, timeout=2).status_code == 200:
-                print(f"proxy ready at {ctx.proxy_url}", flush=True)
-                return
+    def ready() -> bool:
         if ctx.processes["hrw-proxy"].poll() is not None:
-            break
-        time.sleep(0.1)
-    raise ControlPlaneError(f"hrw-proxy did not become ready; see {ctx.work_dir / 'logs' / 'hrw-proxy.log'}")
+            raise ControlPlaneError(f"hrw-proxy exited; see {ctx.work_dir / 'logs' / 'hrw-proxy.log'}")
+        return httpx.get(f"{ctx.proxy_url}/readyz", verify=verify, timeout=2).status_code == 200
+
+    wait_until(ready, timeout=30, ignore=(httpx.HTTPError,), message="hrw-proxy /readyz")
+    print(f"proxy ready at {ctx.proxy_url}", flush=True)
 
 
 def start_agents(ctx: DemoContext) -> None:
     ctx.say(f"start two agents of worker group {DEMO_GROUP} (outbound HTTPS to the proxy only)")
-    secret = f"{DEMO_GROUP}-registration"
-    encoded = ""
-    for _ in range(300):
-        result = ctx.cluster.kubectl_run("get", "secret", secret, "-n", ctx.namespace,
-                                         "-o", "jsonpath={.data.token}")
-        encoded = result.stdout.strip()
-        if encoded:
-            break
-        time.sleep(0.1)
-    if not encoded:
-        raise ControlPlaneError(f"the operator did not create Secret {secret} (the group's registration token)")
+    secret = names.registration_secret_name(DEMO_GROUP)
+    encoded = wait_until(
+        lambda: ctx.cluster.kubectl_run("get", "secret", secret, "-n", ctx.namespace,
+                                        "-o", "jsonpath={.data.token}").stdout.strip(),
+        timeout=30, message=f"the operator to create Secret {secret} (the group's registration token)")
     print(f"$ hrw get-token {DEMO_GROUP} -n {ctx.namespace} > registration-token", flush=True)
     for worker in DEMO_WORKERS:
         directory = ctx.work_dir / "agents" / worker

@@ -1,0 +1,54 @@
+"""What the hrw processes need around a local control plane: the proxy's identity and TLS.
+
+The demo, the benchmarks and the tests all run the real `hrw-proxy` as its own least-privilege
+ServiceAccount (never as admin) behind a throwaway CA; this module is the one way they set that
+up. Starting and supervising the processes stays with each caller (the demo uses plain
+subprocesses, the tests the harness's process fixture).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hrw_cli.dev import certs
+from hrw_cli.dev.controlplane import Cluster, write_kubeconfig
+from hrw_cli.dev.waiting import wait_until
+
+__all__ = ["PROXY_NAMESPACE", "PROXY_SERVICE_ACCOUNT", "ProxyTLS", "proxy_kubeconfig", "proxy_tls"]
+
+PROXY_NAMESPACE = "hrw-system"
+PROXY_SERVICE_ACCOUNT = "hrw-proxy"
+
+
+@dataclass(frozen=True)
+class ProxyTLS:
+    """The CA agents trust and the proxy's serving certificate (SANs localhost, 127.0.0.1)."""
+
+    ca_path: Path
+    cert_path: Path
+    key_path: Path
+
+
+def proxy_tls(directory: Path, *, common_name: str = "hrw-proxy-ca") -> ProxyTLS:
+    """A throwaway CA and a serving certificate for the proxy on the loopback interface."""
+    ca = certs.create_ca(directory, name="proxy-ca", common_name=common_name)
+    cert, key = certs.issue_serving_cert(ca, directory, "proxy")
+    return ProxyTLS(ca.cert_path, cert, key)
+
+
+def proxy_kubeconfig(cluster: Cluster, directory: Path, rbac_path: Path, *, duration: str = "4h") -> Path:
+    """Apply the proxy's RBAC (`deploy/rbac/proxy.yaml`) and write a kubeconfig (mode 0600) that
+    authenticates as the hrw-proxy ServiceAccount with a token from the TokenRequest API."""
+    if cluster.kubectl_run("get", "namespace", PROXY_NAMESPACE).returncode != 0:
+        cluster.kubectl("create", "namespace", PROXY_NAMESPACE)
+    cluster.kubectl("apply", "-f", str(rbac_path))
+    # The ServiceAccount exists a moment after `apply` returns; ask until the token comes.
+    token = wait_until(
+        lambda: cluster.kubectl_run("create", "token", PROXY_SERVICE_ACCOUNT, "-n", PROXY_NAMESPACE,
+                                    f"--duration={duration}").stdout.strip(),
+        timeout=30, message=f"a token for ServiceAccount {PROXY_NAMESPACE}/{PROXY_SERVICE_ACCOUNT}",
+    )
+    path = directory / "hrw-proxy.kubeconfig"
+    write_kubeconfig(path, "hrw", cluster.server, cluster.ca_path, PROXY_SERVICE_ACCOUNT, token=token)
+    return path
