@@ -77,6 +77,8 @@ class ProxyServer:
         self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
         self._ready_at = 0.0
         self._ready = False
+        self._watches: set[asyncio.Task[Any]] = set()
+        self._stopping = False
         self._handlers: dict[RouteKind, Handler] = {
             RouteKind.DISCOVERY: self._discovery,
             RouteKind.GROUP_GET: self._get_group,
@@ -99,7 +101,16 @@ class ProxyServer:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.on_shutdown.append(self._end_watches)
         return app
+
+    async def _end_watches(self, _app: web.Application) -> None:
+        """On shutdown, end the open watches cleanly, as the apiserver does: each agent re-watches at
+        once from its last resourceVersion (through another replica) instead of hanging on a
+        stream that the shutdown timeout would cut."""
+        self._stopping = True
+        for task in list(self._watches):
+            task.cancel()
 
     def metrics_app(self) -> web.Application:
         app = web.Application()
@@ -264,6 +275,9 @@ class ProxyServer:
         response.enable_chunked_encoding()
         await response.prepare(request)
         self.metrics.active_watches.inc()
+        task = asyncio.current_task()
+        if task is not None:
+            self._watches.add(task)
         try:
             try:
                 async for event in self.upstream.watch_jobs(identity.namespace, params):
@@ -273,10 +287,15 @@ class ProxyServer:
                     await response.write(json.dumps(event).encode() + b"\n")
             except ProxyError as exc:
                 await response.write(json.dumps({"type": "ERROR", "object": exc.body()}).encode() + b"\n")
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise  # the agent went away (handler cancellation)
             await response.write_eof()
         except (ConnectionResetError, RuntimeError):
             pass  # the agent went away; its next watch resumes from its last resourceVersion
         finally:
+            if task is not None:
+                self._watches.discard(task)
             self.metrics.active_watches.dec()
         return response
 

@@ -47,3 +47,19 @@ async def test_two_proxies_serve_the_same_worker(world, processes, proxy_sa_kube
     async with httpx.AsyncClient(timeout=5) as http:
         metrics = (await http.get(second.metrics_url)).text
     assert 'hrw_proxy_requests_total{code="200",outcome="allowed",verb="patch"} 1.0' in metrics
+
+
+async def test_a_stopping_proxy_ends_open_watches_cleanly_so_agents_rewatch_at_once(world, processes,
+                                                                                     proxy_sa_kubeconfig, tls):
+    """SIGTERM ends each open watch with a proper end of stream (as the apiserver does), so the agent
+    re-watches from its last resourceVersion instead of hanging until the shutdown timeout cuts it."""
+    stopping = start_proxy(processes, proxy_sa_kubeconfig, tls, name="hrw-proxy-stopping")
+    await world.create_job("a1", "g1")
+    seen: list[str] = []
+    async with stopping.client(world.credentials["w1"]) as kube:
+        async for event in kube.watch(RUNBOOK_JOBS.path(world.namespace), timeout_seconds=60):
+            seen.append(event["type"])
+            if event["type"] == "ADDED":
+                stopping.process.stop()  # SIGTERM; the loop must then end without a protocol error
+    assert seen[0] == "ADDED"
+    assert stopping.process.returncode == 0

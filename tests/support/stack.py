@@ -129,8 +129,11 @@ class Stack:
     def agent_dir(self, worker: str) -> Path:
         return self.directory / "agents" / worker
 
-    def start_agent(self, group: str, worker: str, *, ready: bool = True, **config: Any) -> ManagedProcess:
-        """Start `hrw-agent` for `worker` of `group` (extra config keys in camelCase)."""
+    def start_agent(self, group: str, worker: str, *, ready: bool = True, proxy: RunningProxy | None = None,
+                    **config: Any) -> ManagedProcess:
+        """Start `hrw-agent` for `worker` of `group` (extra config keys in camelCase), talking to the
+        stack's proxy or to `proxy` (another replica, e.g. one a test cuts off)."""
+        proxy = proxy or self.proxy
         directory = self.agent_dir(worker)
         directory.mkdir(parents=True, exist_ok=True)
         token_file = directory / "registration-token"
@@ -138,7 +141,7 @@ class Stack:
         with os.fdopen(fd, "w") as handle:
             handle.write(self.tokens[group])
         settings = {
-            "proxyUrl": self.proxy.url, "caFile": str(self.proxy.ca_path), "namespace": self.namespace,
+            "proxyUrl": proxy.url, "caFile": str(proxy.ca_path), "namespace": self.namespace,
             "group": group, "worker": worker, "registrationTokenFile": str(token_file),
             "stateDir": str(directory / "state"), "shutdownGraceSeconds": 30, "logLevel": "debug", **config,
         }
