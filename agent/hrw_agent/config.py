@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from . import __version__
+
 DEFAULT_STATE_DIR = Path("/var/lib/hrw-agent")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "claims the group's runbook jobs and runs them on this server.",
     )
     parser.add_argument("--config", "-c", type=Path, help="YAML config file (flags override its keys)")
-    parser.add_argument("--version", action="store_true", help="print the agent version and exit")
+    parser.add_argument("--version", action="version", version=f"hrw-agent {__version__}")
     for key in _KEYS:
         if key == "interpreterPaths":
             continue
@@ -135,7 +137,7 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"{name}: {exc}") from None
 
 
-def load(argv: Sequence[str] | None = None) -> tuple[AgentConfig, argparse.Namespace]:
+def load(argv: Sequence[str] | None = None) -> AgentConfig:
     """Parse flags and the YAML file into a validated config."""
     args = build_parser().parse_args(argv)
     values: dict[str, Any] = {}
@@ -154,7 +156,7 @@ def load(argv: Sequence[str] | None = None) -> tuple[AgentConfig, argparse.Names
         flag_value = getattr(args, name, None)
         if flag_value is not None:
             values[name] = _coerce(name, flag_value)
-    return from_values(values), args
+    return from_values(values)
 
 
 def from_values(values: Mapping[str, Any]) -> AgentConfig:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from hrw_api.errors import ApiError
 
-from . import __version__, logs, register
+from . import logs, register
 from .agent import Agent
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
@@ -76,16 +76,10 @@ async def run(config: AgentConfig) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        config, args = load(argv)
+        config = load(argv)
     except ConfigError as exc:
-        if argv is None and "--version" in sys.argv:
-            print(__version__)
-            return 0
         print(f"hrw-agent: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.version:
-        print(__version__)
-        return 0
     logs.setup(config.log_format, config.log_level)
     try:
         return asyncio.run(run(config))

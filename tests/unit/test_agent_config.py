@@ -31,7 +31,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_yaml_keys_are_read(tmp_path):
-    config, _ = load(["--config", str(_write(tmp_path, YAML))])
+    config = load(["--config", str(_write(tmp_path, YAML))])
     assert config.proxy_url == "https://hrw.example.com"
     assert config.ca_file == Path("/etc/hrw-agent/ca.crt")
     assert (config.namespace, config.group, config.worker) == ("ops", "datacenter-a", "web-01")
@@ -45,7 +45,7 @@ def test_yaml_keys_are_read(tmp_path):
 
 
 def test_flags_override_yaml(tmp_path):
-    config, _ = load(["--config", str(_write(tmp_path, YAML)), "--worker", "web-02", "--max-concurrent-jobs", "1",
+    config = load(["--config", str(_write(tmp_path, YAML)), "--worker", "web-02", "--max-concurrent-jobs", "1",
                       "--state-dir", str(tmp_path)])
     assert config.worker == "web-02"
     assert config.max_concurrent_jobs == 1
@@ -53,7 +53,7 @@ def test_flags_override_yaml(tmp_path):
 
 
 def test_flags_alone_suffice_and_defaults_apply():
-    config, _ = load(["--proxy-url", "https://p:8443", "--namespace", "ns", "--group", "g"])
+    config = load(["--proxy-url", "https://p:8443", "--namespace", "ns", "--group", "g"])
     assert config.worker == default_worker_name()
     assert config.state_dir == DEFAULT_STATE_DIR
     assert config.max_concurrent_jobs is None
@@ -86,5 +86,5 @@ def test_unknown_yaml_key_is_named(tmp_path):
 
 def test_example_config_in_the_repo_parses():
     example = Path(__file__).resolve().parents[2] / "deploy" / "agent.example.yaml"
-    config, _ = load(["--config", str(example)])
+    config = load(["--config", str(example)])
     assert config.proxy_url.startswith("https://")
