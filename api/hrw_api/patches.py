@@ -124,6 +124,10 @@ def retry(attempt: int, worker: str, reason: str, message: str, *, exit_code: in
     return ops
 
 
+# The only fields an agent's patch may remove: a retry drops the claim and the attempt's start time.
+RETRY_REMOVES = frozenset({"/status/claim", "/status/startTime"})
+
+
 @dataclass(frozen=True)
 class AgentIntent:
     """What an agent's status patch claims to do, read back by the proxy to check it."""
@@ -183,6 +187,11 @@ def agent_patch_intent(patch: Sequence[Mapping[str, Any]]) -> AgentIntent:
         raise ValueError("a retry must set /status/attempt to the tested attempt + 1")
     if target is not JobPhase.QUEUED and "/status/attempt" in sets:
         raise ValueError("only a retry may change /status/attempt")
+    removes = [str(o.get("path")) for o in patch if o.get("op") == "remove"]
+    if removes and (target is not JobPhase.QUEUED or not set(removes) <= RETRY_REMOVES):
+        # Removing the phase, the attempt or the claim would leave a job that no fenced patch (the
+        # operator's included) can ever move again: only a retry drops the claim and its start time.
+        raise ValueError(f"an agent may remove only {sorted(RETRY_REMOVES)}, and only in a retry, not {removes}")
     claim_writes = [p for p in sets if p == "/status/claim" or p.startswith("/status/claim/")]
     if claim_writes and target is not JobPhase.CLAIMED:
         raise ValueError("only a claim may write /status/claim")

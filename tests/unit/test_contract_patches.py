@@ -250,3 +250,22 @@ def test_agent_patch_intent_refuses_a_claim_recording_another_attempt() -> None:
             op["value"] = {**op["value"], "attempt": 2}
     with pytest.raises(ValueError, match="record the attempt it tests"):
         agent_patch_intent(claim)
+
+
+@pytest.mark.parametrize("removed", ["/status/attempt", "/status/phase", "/status/claim", "/status/claim/worker"])
+def test_agent_patch_intent_refuses_a_finish_that_removes_what_fences_rely_on(removed) -> None:
+    """Without its attempt (or phase, or claim) a Running job fails every fenced patch, the operator's
+    timeout, cancel and worker-loss patches included: the claimer could leave it without an end."""
+    unendable = [*patches.start(1, "w1"), {"op": "remove", "path": removed}]
+    with pytest.raises(ValueError, match="only in a retry"):
+        agent_patch_intent(unendable)
+    finish = [*patches.finish(1, "w1", RESULT), {"op": "remove", "path": removed}]
+    with pytest.raises(ValueError, match="only in a retry"):
+        agent_patch_intent(finish)
+
+
+def test_agent_patch_intent_refuses_a_retry_that_removes_more_than_the_claim() -> None:
+    retry = [*patches.retry(1, "w1", "NonZeroExit", "exit 1"), {"op": "remove", "path": "/status/runbookDigest"}]
+    with pytest.raises(ValueError):
+        agent_patch_intent(retry)
+    assert agent_patch_intent(patches.retry(1, "w1", "NonZeroExit", "exit 1")).target is JobPhase.QUEUED
