@@ -162,7 +162,12 @@ def list_params(query: Mapping[str, str], group: str, max_watch_seconds: int) ->
     """The upstream query of a list/watch: known parameters only, group forced, watch bounded."""
     params = {k: v for k, v in query.items() if k in LIST_PARAMS}
     params["fieldSelector"] = force_field_selector(query.get("fieldSelector"), group)
+    # The apiserver reads `watch` with Go's ParseBool ("t", "T", "TRUE" are true as well): pass on
+    # only the proxy's own verdict, or `watch=t` would open an unbounded watch upstream that the
+    # proxy buffers as a list.
+    params.pop("watch", None)
     if is_watch(query):
+        params["watch"] = "true"
         params["timeoutSeconds"] = str(bounded_watch_seconds(query.get("timeoutSeconds"), max_watch_seconds))
     return params
 

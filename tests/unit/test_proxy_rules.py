@@ -196,3 +196,14 @@ def test_own_lease_labels_are_forced_and_the_holder_checked():
                 {"metadata": {"name": "other"}}):
         with _Refused(403):
             rules.sanitize_lease_patch(ME, bad)
+
+
+@pytest.mark.parametrize("spelling", ["t", "T", "TRUE", "True", "yes"])
+def test_list_params_never_pass_a_watch_the_proxy_does_not_treat_as_one(spelling: str) -> None:
+    """The apiserver's ParseBool takes `t` as true: upstream that would be a watch with no bounded
+    timeout, buffered by the proxy as a list."""
+    params = rules.list_params({"watch": spelling}, "g1", 300)
+    if rules.is_watch({"watch": spelling}):
+        assert params["watch"] == "true" and params["timeoutSeconds"] == "300"
+    else:
+        assert "watch" not in params
