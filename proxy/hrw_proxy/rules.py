@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -336,8 +337,10 @@ def check_lease_name(identity: WorkerIdentity, name: str) -> None:
         raise forbidden(f"worker {identity} may only use its own Lease {own!r}, not {name!r}")
 
 
-def sanitize_lease(identity: WorkerIdentity, body: Any, *, path_name: str | None) -> dict[str, Any]:
-    """A Lease body to create or replace: own name, labels forced, holder must be the worker."""
+def sanitize_lease(identity: WorkerIdentity, body: Any, *, path_name: str | None,
+                   now: datetime | None = None) -> dict[str, Any]:
+    """A Lease body to create or replace: own name, labels forced, holder must be the worker, and
+    its renewTime/acquireTime are the proxy's clock (see `_stamp_lease_times`)."""
     if not isinstance(body, Mapping):
         raise ProxyError(400, "a Lease must be a JSON object")
     lease = dict(body)
@@ -358,12 +361,14 @@ def sanitize_lease(identity: WorkerIdentity, body: Any, *, path_name: str | None
     holder = spec.setdefault("holderIdentity", identity.worker)
     if holder != identity.worker:
         raise forbidden(f"spec.holderIdentity of worker {identity.worker!r}'s Lease must be {identity.worker!r}")
+    _stamp_lease_times(spec, now)
     lease["spec"] = spec
     return lease
 
 
-def sanitize_lease_patch(identity: WorkerIdentity, patch: Any) -> dict[str, Any]:
-    """A merge patch of the worker's own Lease: labels stay forced, the holder stays the worker."""
+def sanitize_lease_patch(identity: WorkerIdentity, patch: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """A merge patch of the worker's own Lease: labels stay forced, the holder stays the worker, the
+    times it renews are the proxy's clock."""
     if not isinstance(patch, Mapping):
         raise forbidden("a worker may patch its Lease only with a merge patch (a JSON object)")
     result = dict(patch)
@@ -384,7 +389,24 @@ def sanitize_lease_patch(identity: WorkerIdentity, patch: Any) -> dict[str, Any]
         spec = _mapping(result["spec"], "spec")
         if "holderIdentity" in spec and spec["holderIdentity"] != identity.worker:
             raise forbidden(f"spec.holderIdentity of worker {identity.worker!r}'s Lease must be {identity.worker!r}")
+        spec = dict(spec)
+        _stamp_lease_times(spec, now)
+        result["spec"] = spec
     return result
+
+
+def _stamp_lease_times(spec: dict[str, Any], now: datetime | None) -> None:
+    """The renewal times a worker writes, replaced by the proxy's own clock.
+
+    The operator declares a worker lost when renewTime + leaseDurationSeconds passes on *its*
+    clock. A datacenter server's clock is not the cluster's: one running behind by more than the
+    lease duration would have every job it claims requeued at once, one running ahead would keep a
+    dead worker's jobs held for as long as it is ahead. The proxy's clock is the cluster's.
+    """
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for key in ("renewTime", "acquireTime"):
+        if spec.get(key) is not None:
+            spec[key] = stamp
 
 
 def lease_labels(identity: WorkerIdentity) -> dict[str, str]:

@@ -207,3 +207,22 @@ def test_list_params_never_pass_a_watch_the_proxy_does_not_treat_as_one(spelling
         assert params["watch"] == "true" and params["timeoutSeconds"] == "300"
     else:
         assert "watch" not in params
+
+
+def test_lease_renewal_times_are_the_proxys_clock_not_the_workers() -> None:
+    """A worker whose clock runs an hour behind would otherwise count as lost on every renewal (its
+    jobs requeued at once); one an hour ahead would keep a dead worker's jobs held for an hour."""
+    from datetime import UTC, datetime
+
+    proxy_now = datetime(2026, 11, 25, 22, 0, 0, 123456, tzinfo=UTC)
+    skewed = "2026-11-25T21:00:00.000000Z"
+    patch = rules.sanitize_lease_patch(ME, {"spec": {"holderIdentity": "w1", "renewTime": skewed,
+                                                     "leaseDurationSeconds": 30}}, now=proxy_now)
+    assert patch["spec"] == {"holderIdentity": "w1", "renewTime": "2026-11-25T22:00:00.123456Z",
+                             "leaseDurationSeconds": 30}
+    lease = rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"},
+                                      "spec": {"renewTime": skewed, "acquireTime": skewed}},
+                                 path_name=None, now=proxy_now)
+    assert lease["spec"]["renewTime"] == lease["spec"]["acquireTime"] == "2026-11-25T22:00:00.123456Z"
+    untouched = rules.sanitize_lease_patch(ME, {"metadata": {"annotations": {"a": "b"}}}, now=proxy_now)
+    assert "spec" not in untouched
