@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 from hrw_api import patches
 from hrw_api.errors import Invalid, InvalidObject
@@ -46,7 +47,9 @@ class Agent:
         self.watcher = JobWatcher(client, self._on_sync, self._on_event)
         self.tasks: dict[str, JobTask] = {}
         self._task_handles: set[asyncio.Task[None]] = set()
+        self._helpers: set[asyncio.Task[None]] = set()
         self.claiming: set[str] = set()
+        self.settling: set[str] = set()  # claims whose answer was lost, being checked
         self.queued: dict[str, RunbookJob] = {}
         self.draining = False
         self._wake_claim = asyncio.Event()
@@ -64,7 +67,7 @@ class Agent:
 
     @property
     def free(self) -> int:
-        return self.capacity - len(self.tasks) - len(self.claiming)
+        return self.capacity - len(self.tasks) - len(self.claiming) - len(self.settling)
 
     def _attempt_active(self, key: AttemptKey) -> bool:
         task = self.tasks.get(key.job)
@@ -136,7 +139,7 @@ class Agent:
         for job in jobs:
             self._check_held(job)
             if job.holder == self.config.worker and job.meta.name not in self.tasks \
-                    and job.meta.name not in self.claiming:
+                    and job.meta.name not in self.claiming and job.meta.name not in self.settling:
                 await self._orphan(job)
         self._wake_claim.set()
 
@@ -198,7 +201,8 @@ class Agent:
                 if self.free <= 0 or self.draining:
                     break
                 name = job.meta.name
-                if name in self.tasks or name in self.claiming or self.queued.get(name) is not job:
+                if name in self.tasks or name in self.claiming or name in self.settling \
+                        or self.queued.get(name) is not job:
                     continue
                 if not self._can_run(job):
                     continue
@@ -217,7 +221,12 @@ class Agent:
             return True
         except CallError as exc:
             if is_transient(exc):
+                # The patch may have been applied and only its answer lost: then the job is Claimed
+                # in our name, its watch event came while we were claiming (and was passed over),
+                # and nothing else would ever run it or end it while our Lease lives.
                 log.info("job.claim.deferred", job=name, error=type(exc).__name__)
+                self.settling.add(name)  # counted against capacity, not claimed again until settled
+                self._spawn(self._settle_claim(name, job.status.attempt), f"settle-claim-{name}")
                 return False
             log.warning("job.claim.refused", job=name, code=getattr(exc, "code", None), detail=str(exc)[:200])
             self.queued.pop(name, None)
@@ -225,13 +234,53 @@ class Agent:
         finally:
             self.claiming.discard(name)
         self.queued.pop(name, None)
+        self._start(claimed)
+        return True
+
+    def _start(self, claimed: RunbookJob) -> None:
+        name = claimed.meta.name
         task = JobTask(claimed, client=self.client, spool=self.spool, settings=lambda: self.settings,
                        interpreters=self.interpreters, work_dir=self.config.work_dir, notify=self.delivery.wake)
         self.tasks[name] = task
         handle = asyncio.create_task(self._run_task(task), name=f"job-{name}")
         self._task_handles.add(handle)
         handle.add_done_callback(self._task_handles.discard)
-        return True
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        handle = asyncio.create_task(coro, name=name)
+        self._helpers.add(handle)
+        handle.add_done_callback(self._helpers.discard)
+
+    async def _settle_claim(self, name: str, attempt: int) -> None:
+        """After a claim whose answer was lost: read the job until the proxy answers, and run it if
+        the claim did apply (its `start` patch is fenced on our claim, so it can never run twice)."""
+        try:
+            await self._settle(name, attempt)
+        finally:
+            self.settling.discard(name)
+            self._wake_claim.set()
+
+    async def _settle(self, name: str, attempt: int) -> None:
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        while True:
+            try:
+                job = await self.client.get_job(name)
+                break
+            except InvalidObject:
+                return
+            except CallError as exc:
+                if not is_transient(exc):
+                    return  # 404: deleted; 403: not ours to read any more
+                await asyncio.sleep(backoff.next_delay())
+        mine = job.holder == self.config.worker and job.status.attempt == attempt
+        if not mine or job.status.phase is not JobPhase.CLAIMED or name in self.tasks:
+            return  # the claim did not apply (or the job moved on): the watch has the rest
+        if self.draining:
+            # Not started: our Lease lapses when we are gone and the operator requeues the attempt.
+            log.info("job.claim.recovered.draining", job=name, attempt=attempt)
+            return
+        log.info("job.claim.recovered", job=name, attempt=attempt)
+        self._start(job)
 
     async def _run_task(self, task: JobTask) -> None:
         try:
@@ -260,7 +309,7 @@ class Agent:
             await self._stop.wait()
             await self._drain()
         finally:
-            for loop in loops:
+            for loop in [*loops, *self._helpers]:
                 loop.cancel()
             for loop in loops:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
