@@ -38,7 +38,9 @@ class _Formatter(logging.Formatter):
 
 def _text(value: Any) -> str:
     text = str(value)
-    return json.dumps(text) if (not text or any(c in text for c in ' "=')) else text
+    # Quoted (JSON-escaped) when it could be read as more than one value: a request path is the
+    # client's, and a raw newline in it would forge a second (audit) line.
+    return json.dumps(text) if (not text or not text.isprintable() or any(c in text for c in ' "=')) else text
 
 
 def configure(fmt: str, level: str) -> None:
