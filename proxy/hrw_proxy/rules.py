@@ -29,6 +29,7 @@ from hrw_api import names
 from hrw_api.models import RetryOn, RunbookJob
 from hrw_api.patches import agent_patch_intent
 from hrw_api.phases import JobPhase, agent_may
+from hrw_api.times import format_time
 
 from .auth import WorkerIdentity
 from .status import ProxyError, forbidden, not_found
@@ -235,6 +236,28 @@ def check_status_patch(identity: WorkerIdentity, patch: Any, job: RunbookJob) ->
                         f"its retryPolicy "
                         f"(maxAttempts {job.spec.retry_policy.max_attempts}, retryOn "
                         f"{sorted(r.value for r in job.spec.retry_policy.retry_on)}) does not allow it")
+
+
+STATUS_TIME_PATHS = frozenset({"/status/startTime", "/status/completionTime", "/status/queuedTime"})
+
+
+def stamp_status_times(patch: list[Any], now: datetime | None = None) -> list[Any]:
+    """The agent's (checked) status patch with every time it sets taken from the proxy's clock.
+
+    The operator measures the run deadline from `startTime` (or `claim.claimedAt`) and the queue
+    timeout from `queuedTime`, on its own clock: a server whose clock runs ten minutes behind
+    would have each job it starts timed out at once, and each job it retries queue-timed-out.
+    """
+    stamp = format_time(now or datetime.now(UTC))
+    stamped: list[Any] = []
+    for op in patch:
+        if isinstance(op, Mapping) and op.get("op") == "add":
+            if op.get("path") in STATUS_TIME_PATHS:
+                op = {**op, "value": stamp}
+            elif op.get("path") == "/status/claim" and isinstance(op.get("value"), Mapping):
+                op = {**op, "value": {**op["value"], "claimedAt": stamp}}
+        stamped.append(op)
+    return stamped
 
 
 def check_holds_attempt(identity: WorkerIdentity, job: RunbookJob, attempt: int) -> None:

@@ -308,6 +308,7 @@ class ProxyServer:
         obj = await self.upstream.get_job(identity.namespace, route.name)
         job = _parse(RunbookJob, obj, f"RunbookJob {route.name}")
         rules.check_status_patch(identity, patch, job)
+        patch = rules.stamp_status_times(patch)
         return _json_response(await self.upstream.patch_job_status(identity.namespace, route.name, patch))
 
     async def _get_runbook(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:

@@ -226,3 +226,24 @@ def test_lease_renewal_times_are_the_proxys_clock_not_the_workers() -> None:
     assert lease["spec"]["renewTime"] == lease["spec"]["acquireTime"] == "2026-11-25T22:00:00.123456Z"
     untouched = rules.sanitize_lease_patch(ME, {"metadata": {"annotations": {"a": "b"}}}, now=proxy_now)
     assert "spec" not in untouched
+
+
+def test_times_in_an_agents_status_patch_are_the_proxys_clock() -> None:
+    """The operator measures run deadlines and queue timeouts from these on its own clock: a server ten
+    minutes behind would see each job it starts timed out at once, each job it retries queue-timed-out."""
+    from datetime import UTC, datetime
+
+    proxy_now = datetime(2026, 11, 25, 22, 0, 0, tzinfo=UTC)
+    skewed = "2026-11-25T21:50:00Z"
+    claim = rules.stamp_status_times(patches.claim(1, "w1", now=skewed), proxy_now)
+    start = rules.stamp_status_times(patches.start(1, "w1", now=skewed), proxy_now)
+    retry = rules.stamp_status_times(patches.retry(1, "w1", "NonZeroExit", "exit 1", now=skewed), proxy_now)
+    finish = rules.stamp_status_times(patches.finish(1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "ok"),
+                                                     now=skewed), proxy_now)
+    values = {op["path"]: op.get("value") for p in (claim, start, retry, finish) for op in p if op["op"] == "add"}
+    assert values["/status/claim"]["claimedAt"] == "2026-11-25T22:00:00Z"
+    assert values["/status/claim"]["worker"] == "w1" and values["/status/claim"]["attempt"] == 1
+    assert values["/status/startTime"] == values["/status/queuedTime"] == values["/status/completionTime"] \
+        == "2026-11-25T22:00:00Z"
+    # The fence is untouched, and so is what the proxy checked.
+    assert [op for op in claim if op["op"] == "test"] == [op for op in patches.claim(1, "w1") if op["op"] == "test"]
