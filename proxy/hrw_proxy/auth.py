@@ -121,6 +121,10 @@ class CredentialVerifier:
         self._clock = clock
         self._cache: OrderedDict[WorkerIdentity, _Entry] = OrderedDict()
 
+    def knows(self, identity: WorkerIdentity) -> bool:
+        """Has this process looked this worker up before (whatever the answer)?"""
+        return identity in self._cache
+
     def remember(self, identity: WorkerIdentity, stored: str) -> None:
         """Record a hash this process just wrote (registration), so its own next check needs no GET."""
         self._put(identity, stored)

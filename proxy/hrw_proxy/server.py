@@ -32,6 +32,7 @@ from .auth import (
     decode_secret_value,
     is_dns_label,
     new_credential,
+    parse_credential,
     tokens_equal,
 )
 from .discovery import DOCUMENTS
@@ -68,6 +69,9 @@ def _parse(model: Any, obj: JSON, what: str) -> Any:
         raise ProxyError(500, f"{what} does not fit the hrw contract: {exc}") from None
 
 
+NEW_CREDENTIALS = "credentials this proxy has not seen before"
+
+
 class ProxyServer:
     def __init__(self, settings: Settings, upstream: Upstream, metrics: Metrics) -> None:
         self.settings = settings
@@ -75,6 +79,7 @@ class ProxyServer:
         self.metrics = metrics
         self.verifier = CredentialVerifier(upstream.worker_hash, ttl=settings.credential_cache_ttl)
         self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
+        self.new_credentials = RateLimiter(settings.new_credential_rps, settings.new_credential_burst)
         self._ready_at = 0.0
         self._ready = False
         self._watches: set[asyncio.Task[Any]] = set()
@@ -190,6 +195,9 @@ class ProxyServer:
         if token is None:
             raise ProxyError(401, "no worker credential: send 'Authorization: Bearer <credential>' "
                                   "(register with the group's registration token to get one)")
+        claimed = parse_credential(token)
+        if claimed is not None and not self.verifier.knows(claimed):
+            self.new_credentials.check(NEW_CREDENTIALS)  # one bucket for all: made-up ones must not cost a GET each
         identity = await self.verifier.verify(token)
         if identity is None:
             raise ProxyError(401, "the worker credential is invalid or revoked: register the worker again")

@@ -49,6 +49,12 @@ class Settings:
     """Requests per second each worker may sustain (token bucket refill rate)."""
     rate_limit_burst: int = 40
     """Requests a worker may make at once (token bucket size)."""
+    new_credential_rps: float = 100.0
+    """Credentials this process has not seen before that it looks up per second, all workers
+    together: each costs a Secret GET, so a flood of made-up credentials gets 429s instead of
+    turning into apiserver load. Known workers are never slowed by it."""
+    new_credential_burst: int = 200
+    """Burst of such lookups (a restarted replica meeting its whole fleet at once)."""
     upstream_timeout: float = 10.0
     """Seconds to wait for the apiserver on a non-watch call (504 after)."""
     max_watch_seconds: int = 300
@@ -82,6 +88,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     add("max-body-bytes", "largest request body in bytes")
     add("rate-limit-rps", "requests per second per worker")
     add("rate-limit-burst", "burst of requests per worker")
+    add("new-credential-rps", "lookups per second of credentials not seen before (all workers)")
+    add("new-credential-burst", "burst of lookups of credentials not seen before")
     add("upstream-timeout", "seconds to wait for the apiserver")
     add("max-watch-seconds", "upper bound of a watch's timeoutSeconds")
     add("credential-cache-ttl", f"seconds a credential hash is cached (<= {MAX_CREDENTIAL_CACHE_TTL:g})")
@@ -102,6 +110,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             max_body_bytes=int(args.max_body_bytes or defaults.max_body_bytes),
             rate_limit_rps=float(args.rate_limit_rps or defaults.rate_limit_rps),
             rate_limit_burst=int(args.rate_limit_burst or defaults.rate_limit_burst),
+            new_credential_rps=float(args.new_credential_rps or defaults.new_credential_rps),
+            new_credential_burst=int(args.new_credential_burst or defaults.new_credential_burst),
             upstream_timeout=float(args.upstream_timeout or defaults.upstream_timeout),
             max_watch_seconds=int(args.max_watch_seconds or defaults.max_watch_seconds),
             credential_cache_ttl=ttl,
@@ -112,4 +122,6 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         parser.error(str(exc))
     if settings.rate_limit_rps <= 0 or settings.rate_limit_burst < 1 or settings.max_body_bytes < 1024:
         parser.error("--rate-limit-rps must be > 0, --rate-limit-burst >= 1, --max-body-bytes >= 1024")
+    if settings.new_credential_rps <= 0 or settings.new_credential_burst < 1:
+        parser.error("--new-credential-rps must be > 0 and --new-credential-burst >= 1")
     return settings

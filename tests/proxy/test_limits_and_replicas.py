@@ -63,3 +63,23 @@ async def test_a_stopping_proxy_ends_open_watches_cleanly_so_agents_rewatch_at_o
                 stopping.process.stop()  # SIGTERM; the loop must then end without a protocol error
     assert seen[0] == "ADDED"
     assert stopping.process.returncode == 0
+
+
+async def test_made_up_credentials_are_throttled_together_and_known_workers_are_not(world, processes,
+                                                                                  proxy_sa_kubeconfig, tls):
+    """Each credential the proxy has not seen costs a Secret GET; a flood of made-up ones gets 429s
+    from one shared bucket instead of becoming apiserver load, while a known worker goes on."""
+    guarded = start_proxy(processes, proxy_sa_kubeconfig, tls, "--new-credential-rps", "0.2",
+                          "--new-credential-burst", "3", name="hrw-proxy-guarded")
+    path = RUNBOOK_JOBS.path(world.namespace)
+    async with guarded.http(world.credentials["w1"]) as http:
+        assert (await http.get(path)).status_code == 200  # w1 is looked up once, then known
+    codes = []
+    for i in range(5):
+        fake = f"hrw1.{world.namespace}.g1.made-up-{i}.{'x' * 43}"
+        async with guarded.http(fake) as http:
+            codes.append((await http.get(path)).status_code)
+    assert codes[:2] == [401, 401]
+    assert codes[2:] == [429, 429, 429]
+    async with guarded.http(world.credentials["w1"]) as http:
+        assert (await http.get(path)).status_code == 200
