@@ -286,12 +286,18 @@ class ProxyServer:
         task = asyncio.current_task()
         if task is not None:
             self._watches.add(task)
+        credential = bearer_token(request.headers.get("Authorization")) or ""
         try:
             try:
                 async for event in self.upstream.watch_jobs(identity.namespace, params):
                     obj = event.get("object") or {}
                     if event.get("type") != "BOOKMARK" and not rules.job_visible(identity, obj):
                         continue
+                    # A watch outlives the credential check that opened it: each event is checked
+                    # again (from the verifier's cache, refetched after its TTL), so a revoked
+                    # worker stops hearing its group's jobs as soon as any request of its would fail.
+                    if await self.verifier.verify(credential) != identity:
+                        raise ProxyError(401, "the worker credential was revoked during the watch")
                     await response.write(json.dumps(event).encode() + b"\n")
             except ProxyError as exc:
                 await response.write(json.dumps({"type": "ERROR", "object": exc.body()}).encode() + b"\n")

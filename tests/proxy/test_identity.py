@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 
@@ -101,3 +102,28 @@ def test_the_proxy_never_logs_a_credential_or_token(world):
     for secret in [*world.credentials.values(), *world.tokens.values()]:
         assert secret not in text
     assert f"worker={world.namespace}/g1/w1" in text
+
+
+async def test_a_worker_revoked_during_a_watch_hears_no_further_jobs(world):
+    seen: list[str] = []
+
+    async def watch() -> None:
+        async with world.proxy.client(world.credentials["w1"]) as kube:
+            async for event in kube.watch(RUNBOOK_JOBS.path(world.namespace), timeout_seconds=60):
+                seen.append(event["object"]["metadata"].get("name", ""))
+
+    await world.create_job("before", "g1")
+    watching = asyncio.create_task(watch())
+    await async_wait_until(lambda: _seen(seen, "before"), timeout=10, message="the watch delivering jobs")
+    await world.admin.delete(SECRETS.path(world.namespace, names.worker_secret_name("g1", "w1")))
+    await async_wait_until(lambda: _is_401(world, world.credentials["w1"]), timeout=10,
+                           message="the proxy knowing the credential is revoked")
+    await world.create_job("after", "g1")
+    with pytest.raises(ApiError) as caught:
+        await asyncio.wait_for(watching, 30)
+    assert caught.value.code == 401
+    assert "after" not in seen
+
+
+async def _seen(seen: list[str], name: str) -> bool:
+    return name in seen
