@@ -165,9 +165,9 @@ class Agent:
             return  # its result waits in the spool
         message = "the agent restarted while the job ran; its process is gone"
         phase = job.status.phase
-        if phase is JobPhase.RUNNING and job.spec.retry_policy.allows(job.status.attempt, RetryOn.WORKER_LOST):
+        if job.spec.retry_policy.allows(job.status.attempt, RetryOn.WORKER_LOST):
             patch = patches.retry(job.status.attempt, self.config.worker, Reason.WORKER_LOST.value, message,
-                                  cause=RetryOn.WORKER_LOST)
+                                  cause=RetryOn.WORKER_LOST, from_phase=phase)
             target = JobPhase.QUEUED
         else:
             result = patches.JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message)

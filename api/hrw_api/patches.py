@@ -101,20 +101,27 @@ def finish(attempt: int, worker: str, result: JobResult, *, from_phase: JobPhase
 
 
 def retry(attempt: int, worker: str, reason: str, message: str, *, exit_code: int | None = None,
-          cause: RetryOn = RetryOn.FAILED, now: str | None = None) -> JsonPatch:
-    """Running -> Queued with attempt + 1: an attempt that the retry policy runs again.
+          cause: RetryOn = RetryOn.FAILED, from_phase: JobPhase = JobPhase.RUNNING,
+          now: str | None = None) -> JsonPatch:
+    """Running (or Claimed) -> Queued with attempt + 1: an attempt that the retry policy runs again.
 
     `cause` is why: the script failed (`Failed`, status reason `Retrying`), or the agent gives the
-    job up without a result, e.g. its shutdown grace ran out (`WorkerLost`, status reason `Requeued`,
-    as when the operator requeues the job of a lost worker). The proxy checks it against the policy.
+    job up without a result, e.g. its shutdown grace ran out or it restarted and lost the process
+    (`WorkerLost`, status reason `Requeued`, as when the operator requeues the job of a lost
+    worker; the only cause for a job that never started). The proxy checks it against the policy.
     """
+    if from_phase is JobPhase.CLAIMED and cause is not RetryOn.WORKER_LOST:
+        raise ValueError("a job that never started can only be given up (cause WorkerLost)")
     status_reason = Reason.REQUEUED if cause is RetryOn.WORKER_LOST else Reason.RETRYING
     ops = [
-        *_fence(JobPhase.RUNNING, attempt, worker),
+        *_fence(from_phase, attempt, worker),
         _set("/status/phase", JobPhase.QUEUED.value),
         _set("/status/attempt", attempt + 1),
         {"op": "remove", "path": "/status/claim"},
-        {"op": "remove", "path": "/status/startTime"},
+    ]
+    if from_phase is JobPhase.RUNNING:
+        ops.append({"op": "remove", "path": "/status/startTime"})
+    ops += [
         _set("/status/reason", status_reason.value),
         _set("/status/message", f"attempt {attempt} failed ({reason}: {message}); queued again"),
         _set("/status/queuedTime", now or now_rfc3339()),
@@ -198,6 +205,8 @@ def agent_patch_intent(patch: Sequence[Mapping[str, Any]]) -> AgentIntent:
     if target is JobPhase.CLAIMED and (claim_writes != ["/status/claim"] or not isinstance(claim_value, Mapping)
                                        or claim_value.get("attempt") != attempt):
         raise ValueError("a claim must record the attempt it tests in /status/claim/attempt")
+    if source is JobPhase.CLAIMED and target is JobPhase.QUEUED and sets.get("/status/reason") != Reason.REQUEUED:
+        raise ValueError("a job that never started can only be given up (status reason Requeued), not retried")
     retry_cause = None
     if target is JobPhase.QUEUED:
         lost = sets.get("/status/reason") == Reason.REQUEUED.value

@@ -49,6 +49,8 @@ AGENT_TRANSITIONS: Final[frozenset[tuple[JobPhase, JobPhase]]] = frozenset(
         (JobPhase.RUNNING, JobPhase.TIMED_OUT),
         # A failed attempt that the job's retry policy retries: back to the queue, attempt + 1.
         (JobPhase.RUNNING, JobPhase.QUEUED),
+        # A claimed job the agent gives up before it started (it restarted and lost it).
+        (JobPhase.CLAIMED, JobPhase.QUEUED),
     }
 )
 

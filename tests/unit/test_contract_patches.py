@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from hrw_api import patches
-from hrw_api.models import Condition, OutputSummary, RunbookJob
+from hrw_api.models import Condition, OutputSummary, RetryOn, RunbookJob
 from hrw_api.patches import JobResult, agent_patch_intent
 from hrw_api.phases import JobPhase, Reason, agent_may
 from tests.unit.jsonpatch_helper import PatchTestFailed, apply_patch
@@ -124,6 +124,25 @@ def test_retry_queues_the_next_attempt_and_drops_the_claim() -> None:
     assert "claim" not in status and "startTime" not in status
     assert "attempt 1 failed (NonZeroExit: exit 3)" in status["message"]
     assert RunbookJob.parse(job(status)).holder is None
+
+
+def test_a_claimed_job_the_agent_lost_is_given_back_to_the_queue_as_worker_lost() -> None:
+    patch = patches.retry(1, "w1", "WorkerLost", "restarted", cause=RetryOn.WORKER_LOST,
+                          from_phase=JobPhase.CLAIMED, now=NOW)
+    status = apply_patch(claimed(), patch)["status"]
+    assert (status["phase"], status["attempt"], status["reason"]) == ("Queued", 2, "Requeued")
+    assert "claim" not in status
+    intent = agent_patch_intent(patch)
+    assert (intent.source, intent.target, intent.retry_cause) == (JobPhase.CLAIMED, JobPhase.QUEUED,
+                                                                  RetryOn.WORKER_LOST)
+    with pytest.raises(ValueError, match="never started"):
+        patches.retry(1, "w1", "NonZeroExit", "x", from_phase=JobPhase.CLAIMED)
+    as_failure = [dict(op) for op in patch]
+    for op in as_failure:
+        if op["path"] == "/status/reason":
+            op["value"] = "Retrying"
+    with pytest.raises(ValueError, match="never started"):
+        agent_patch_intent(as_failure)
 
 
 # ------------------------------------------------------------------------------- operator patches
