@@ -204,7 +204,7 @@ class JobTask:
             outcome = await runner.run(files, interpreter_path, output.feed,
                                        time_limit=float(timeout) if timeout else None, execution=self.execution)
             summary = await output.close()
-            outputs = {k: masker.mask(v) for k, v in runner.read_outputs(files.outputs).items()}
+            outputs = {masker.mask(k): masker.mask(v) for k, v in runner.read_outputs(files.outputs).items()}
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

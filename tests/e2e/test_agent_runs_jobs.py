@@ -120,6 +120,7 @@ printf '%s' "$HRW_ASSET_DB_PASSWORD" | tail -c +6; echo
 cat "$HRW_ASSETS_DIR/db/password"; echo
 echo "user: $HRW_ASSET_DB_USERNAME"
 echo "leak=$HRW_ASSET_DB_PASSWORD" >> "$HRW_OUTPUTS"
+echo "$HRW_ASSET_DB_PASSWORD=as-a-key" >> "$HRW_OUTPUTS"
 """
     await stack.runbook("leaky", script, assets=["db"])
     agent = stack.start_agent(GROUP, "w1")
@@ -133,7 +134,7 @@ echo "leak=$HRW_ASSET_DB_PASSWORD" >> "$HRW_OUTPUTS"
         assert secret not in text, where
         assert b64 not in text, where
         assert secret[:5] + secret[5:] not in text.replace("\n", ""), where
-    assert job["status"]["outputs"]["leak"] == "***"
+    assert job["status"]["outputs"] == {"leak": "***", "***": "as-a-key"}
     assert "event=job.finished" in agent.logs()
 
 
