@@ -48,7 +48,7 @@ spec:
 JOB = """
 apiVersion: hrw.dev/v1alpha1
 kind: RunbookJob
-metadata: {{name: bad}}
+metadata: {{name: {name}}}
 spec:
   runbookRef: {{name: hello}}
   workerGroup: datacenter-a
@@ -56,6 +56,10 @@ spec:
 """
 
 CASES: dict[str, Bad] = {
+    "job_name_longer_than_a_label_value": Bad(
+        JOB.format(name="j" * 64, spec=""),
+        ("metadata.name of a RunbookJob must be at most 63 characters",),
+    ),
     # Runbook
     "runbook_with_unknown_interpreter": Bad(
         RUNBOOK.format(spec="  interpreter: perl\n  content: print 1"),
@@ -182,35 +186,35 @@ CASES: dict[str, Bad] = {
     ),
     # RunbookJob
     "job_with_zero_timeout": Bad(
-        JOB.format(spec="  timeoutSeconds: 0"),
+        JOB.format(name="bad", spec="  timeoutSeconds: 0"),
         ("spec.timeoutSeconds", "greater than or equal to 1"),
     ),
     "job_with_a_timeout_over_a_week": Bad(
-        JOB.format(spec="  timeoutSeconds: 604801"),
+        JOB.format(name="bad", spec="  timeoutSeconds: 604801"),
         ("spec.timeoutSeconds", "less than or equal to 604800"),
     ),
     "job_with_zero_max_attempts": Bad(
-        JOB.format(spec="  retryPolicy: {maxAttempts: 0}"),
+        JOB.format(name="bad", spec="  retryPolicy: {maxAttempts: 0}"),
         ("spec.retryPolicy.maxAttempts", "greater than or equal to 1"),
     ),
     "job_with_unknown_retry_on": Bad(
-        JOB.format(spec="  retryPolicy: {retryOn: [WorkerLost, Timeout]}"),
+        JOB.format(name="bad", spec="  retryPolicy: {retryOn: [WorkerLost, Timeout]}"),
         ("spec.retryPolicy.retryOn[1]", "Unsupported value"),
     ),
     "job_with_negative_ttl": Bad(
-        JOB.format(spec="  ttlSecondsAfterFinished: -1"),
+        JOB.format(name="bad", spec="  ttlSecondsAfterFinished: -1"),
         ("spec.ttlSecondsAfterFinished", "greater than or equal to 0"),
     ),
     "job_with_worker_group_that_is_not_a_dns_label": Bad(
-        JOB.format(spec="").replace("workerGroup: datacenter-a", "workerGroup: Datacenter.A"),
+        JOB.format(name="bad", spec="").replace("workerGroup: datacenter-a", "workerGroup: Datacenter.A"),
         ("spec.workerGroup", "should match"),
     ),
     "job_without_runbook_ref": Bad(
-        JOB.format(spec="").replace("  runbookRef: {name: hello}\n", ""),
+        JOB.format(name="bad", spec="").replace("  runbookRef: {name: hello}\n", ""),
         ("spec.runbookRef", "Required value"),
     ),
     "job_with_parameters_that_are_not_an_object": Bad(
-        JOB.format(spec="  parameters: [World]"),
+        JOB.format(name="bad", spec="  parameters: [World]"),
         ("spec.parameters", "must be of type object"),
     ),
 }
@@ -244,8 +248,10 @@ def test_each_bad_manifest_differs_from_a_good_one_only_in_its_fault(
             name="dc", spec="  requireSignedRunbooks: true\n  trustedKeys: [{keyId: k1, publicKey: QUJD}]"
         ),
         WORKER_GROUP.format(name="d" * 63, spec="  maxJobsPerWorker: 256"),
-        JOB.format(spec="  timeoutSeconds: 604800\n  retryPolicy: {maxAttempts: 10, retryOn: [WorkerLost, Failed]}\n"
-                        "  ttlSecondsAfterFinished: 0\n  parameters: {who: World}"),
+        JOB.format(name="j" * 63, spec=""),
+        JOB.format(name="bad", spec="  timeoutSeconds: 604800\n"
+                                    "  retryPolicy: {maxAttempts: 10, retryOn: [WorkerLost, Failed]}\n"
+                                    "  ttlSecondsAfterFinished: 0\n  parameters: {who: World}"),
     ]
     for manifest in good:
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
