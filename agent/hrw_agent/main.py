@@ -29,10 +29,14 @@ async def _credential(config: AgentConfig, interpreters: list[str], stop: asynci
         try:
             return await register.ensure_credential(config, interpreters)
         except CallError as exc:
-            if not is_transient(exc):
+            # 409: a live worker holds this name (this server's old self, whose state dir was lost):
+            # the proxy accepts the registration once that worker's Lease has lapsed.
+            name_taken = isinstance(exc, ApiError) and exc.code == 409
+            if not is_transient(exc) and not name_taken:
                 raise
             delay = backoff.next_delay()
-            log.warning("agent.register.retry", error=type(exc).__name__, retry_in=f"{delay:.2f}")
+            log.warning("agent.register.retry", error=type(exc).__name__, retry_in=f"{delay:.2f}",
+                        detail=exc.message if name_taken and isinstance(exc, ApiError) else "")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
     return None

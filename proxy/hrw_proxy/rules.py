@@ -29,7 +29,7 @@ from hrw_api import names
 from hrw_api.models import RetryOn, RunbookJob
 from hrw_api.patches import agent_patch_intent
 from hrw_api.phases import JobPhase, agent_may
-from hrw_api.times import format_time
+from hrw_api.times import format_time, parse_time
 
 from .auth import WorkerIdentity
 from .status import ProxyError, forbidden, not_found
@@ -416,6 +416,23 @@ def sanitize_lease_patch(identity: WorkerIdentity, patch: Any, *, now: datetime 
         _stamp_lease_times(spec, now)
         result["spec"] = spec
     return result
+
+
+def check_worker_name_free(worker: str, lease: Mapping[str, Any] | None, now: datetime) -> None:
+    """Registration may not take the name of a live worker: with the group's token alone, a second
+    agent could otherwise replace a running worker's credential and take over the jobs it holds.
+    An agent that lost its state dir registers again once its old Lease has lapsed."""
+    spec = (lease or {}).get("spec") or {}
+    renewed = parse_time(spec.get("renewTime"))
+    duration = spec.get("leaseDurationSeconds")
+    if renewed is None or not isinstance(duration, int):
+        return
+    ago = max(0.0, (now - renewed).total_seconds())
+    left = duration - ago
+    if left > 0:
+        raise ProxyError(409, f"worker {worker!r} is live (its Lease was renewed {ago:.0f}s ago): a second agent "
+                              f"cannot take its name. Stop that agent, or register again in {left:.0f}s when its "
+                              f"Lease has lapsed, or choose another worker name", reason="AlreadyExists")
 
 
 def _stamp_lease_times(spec: dict[str, Any], now: datetime | None) -> None:

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -225,6 +226,8 @@ class ProxyServer:
         if expected is None or not tokens_equal(token, expected):
             raise ProxyError(401, f"invalid registration token for worker group {namespace}/{group}")
         group_obj = await self.upstream.get_group(namespace, group)
+        lease = await self.upstream.get_lease(namespace, names.lease_name(group, worker))
+        rules.check_worker_name_free(worker, lease, datetime.now(UTC))
         identity = WorkerIdentity(namespace, group, worker)
         credential = new_credential(identity)
         digest = credential_hash(credential)

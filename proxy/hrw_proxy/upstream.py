@@ -138,6 +138,9 @@ class Upstream:
     async def get_secret(self, namespace: str, name: str) -> JSON | None:
         return await self._get_or_none(SECRETS.path(namespace, name))
 
+    async def get_lease(self, namespace: str, name: str) -> JSON | None:
+        return await self._get_or_none(LEASES.path(namespace, name))
+
     async def get_configmap(self, namespace: str, name: str) -> JSON | None:
         return await self._get_or_none(CONFIG_MAPS.path(namespace, name))
 

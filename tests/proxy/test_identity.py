@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from datetime import UTC, datetime
 
 import pytest
 
 from hrw_api import names, wire
 from hrw_api.errors import ApiError
-from hrw_api.kubeclient import RUNBOOK_JOBS, SECRETS
+from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, SECRETS
 from tests.support.proxy import register_worker
 from tests.support.waiting import async_wait_until
 
@@ -57,6 +58,10 @@ async def test_reregistration_replaces_the_credential(world):
     new = register_worker(world.proxy, world.namespace, "g1", "w1", world.tokens["g1"])
     assert await _status_of(world, new) == 200
     await async_wait_until(lambda: _is_401(world, old), timeout=10, message="the replaced credential refused")
+
+
+def micro_time() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 async def _is_401(world, credential: str) -> bool:
@@ -127,3 +132,14 @@ async def test_a_worker_revoked_during_a_watch_hears_no_further_jobs(world):
 
 async def _seen(seen: list[str], name: str) -> bool:
     return name in seen
+
+
+async def test_the_group_token_cannot_take_over_the_name_of_a_live_worker(world):
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": names.lease_name("g1", "w1")},
+             "spec": {"holderIdentity": "w1", "leaseDurationSeconds": 30, "renewTime": micro_time()}}
+    async with world.proxy.client(world.credentials["w1"]) as kube:
+        await kube.create(LEASES.path(world.namespace), lease)  # w1 is live (the proxy stamps its own clock)
+    with pytest.raises(AssertionError, match="409"):
+        register_worker(world.proxy, world.namespace, "g1", "w1", world.tokens["g1"])
+    assert await _status_of(world, world.credentials["w1"]) == 200  # the live worker keeps its credential

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -247,3 +248,13 @@ def test_times_in_an_agents_status_patch_are_the_proxys_clock() -> None:
         == "2026-11-25T22:00:00Z"
     # The fence is untouched, and so is what the proxy checked.
     assert [op for op in claim if op["op"] == "test"] == [op for op in patches.claim(1, "w1") if op["op"] == "test"]
+
+
+def test_registration_may_not_take_the_name_of_a_live_worker_but_may_after_its_lease_lapsed():
+    now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+    live = {"spec": {"renewTime": "2026-11-25T11:59:50.000000Z", "leaseDurationSeconds": 30}}
+    with _Refused(409):
+        rules.check_worker_name_free("w1", live, now)
+    lapsed = {"spec": {"renewTime": "2026-11-25T11:59:20.000000Z", "leaseDurationSeconds": 30}}
+    rules.check_worker_name_free("w1", lapsed, now)
+    rules.check_worker_name_free("w1", None, now)  # never ran
