@@ -20,6 +20,7 @@ import pytest
 from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
 from hrw_cli.dev.crds import CrdInfo, apply_crds
 from tests.support import ProcessFactory, open_session_cluster, unique_name
+from tests.support.proxy import ProxyTLS, proxy_kubeconfig, proxy_tls
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,6 +73,20 @@ def session_processes(
     _register(request.session, factory)
     yield factory
     factory.close()
+
+
+@pytest.fixture(scope="session")
+def proxy_sa_kubeconfig(cluster: ControlPlane | ExistingCluster, crds: list[CrdInfo],
+                        tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """deploy/rbac/proxy.yaml applied and a kubeconfig of the hrw-proxy ServiceAccount: the only way
+    the tests run `hrw-proxy` (never as admin)."""
+    return proxy_kubeconfig(cluster, tmp_path_factory.mktemp("proxy-identity"))
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> ProxyTLS:
+    """A throwaway CA and the proxy's serving certificate for 127.0.0.1."""
+    return proxy_tls(tmp_path_factory.mktemp("proxy-tls"))
 
 
 @pytest.hookimpl(wrapper=True)

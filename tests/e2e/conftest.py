@@ -1,5 +1,5 @@
-"""End-to-end fixtures: one proxy kubeconfig and TLS material per session, and per test a
-`Stack` (operator + proxy processes in the test's namespace; agents started by the test)."""
+"""End-to-end fixtures: per test a `Stack` (operator + proxy processes in the test's namespace;
+agents started by the test), on the session's proxy identity and TLS (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import ProcessFactory
-from tests.support.proxy import ProxyTLS, proxy_kubeconfig, proxy_tls
+from tests.support.proxy import ProxyTLS
 from tests.support.stack import Stack
-
-
-@pytest.fixture(scope="session")
-def e2e_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e")
-
-
-@pytest.fixture(scope="session")
-def e2e_proxy_kubeconfig(cluster, crds, e2e_dir: Path) -> Path:
-    return proxy_kubeconfig(cluster, e2e_dir)
-
-
-@pytest.fixture(scope="session")
-def e2e_tls(e2e_dir: Path) -> ProxyTLS:
-    return proxy_tls(e2e_dir / "tls")
 
 
 @pytest.fixture
 async def stack(cluster, crds, namespace: str, processes: ProcessFactory, tmp_path: Path,
-                e2e_proxy_kubeconfig: Path, e2e_tls: ProxyTLS) -> AsyncIterator[Stack]:
-    built = await Stack.create(cluster, namespace, processes, tmp_path, e2e_proxy_kubeconfig, e2e_tls)
+                proxy_sa_kubeconfig: Path, tls: ProxyTLS) -> AsyncIterator[Stack]:
+    built = await Stack.create(cluster, namespace, processes, tmp_path, proxy_sa_kubeconfig, tls)
     try:
         yield built
     finally:

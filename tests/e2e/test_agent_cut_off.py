@@ -38,10 +38,10 @@ def _alive(pid: int) -> bool:
 
 
 async def test_a_cut_off_worker_loses_its_job_and_on_return_kills_the_stale_attempt_and_reports_nothing(
-        stack: Stack, tmp_path: Path, e2e_proxy_kubeconfig: Path, e2e_tls: ProxyTLS):
+        stack: Stack, tmp_path: Path, proxy_sa_kubeconfig: Path, tls: ProxyTLS):
     pidfile = tmp_path / "attempt-1.pid"
     await stack.group(GROUP, leaseDurationSeconds=10)
-    replica = start_proxy(stack.processes, e2e_proxy_kubeconfig, e2e_tls, *PROXY_ARGS, name="hrw-proxy-w1")
+    replica = start_proxy(stack.processes, proxy_sa_kubeconfig, tls, *PROXY_ARGS, name="hrw-proxy-w1")
     w1: ManagedProcess = stack.start_agent(GROUP, "w1", proxy=replica)
     await stack.runbook("hold", HOLD_ON_FIRST_ATTEMPT, parameters=[{"name": "pidfile", "type": "string"}])
     await stack.job("j1", "hold", GROUP, parameters={"pidfile": str(pidfile)})

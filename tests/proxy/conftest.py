@@ -23,8 +23,6 @@ from tests.support.proxy import (
     ProxyTLS,
     RunningProxy,
     create_registration_secret,
-    proxy_kubeconfig,
-    proxy_tls,
     register_worker,
     start_proxy,
 )
@@ -33,21 +31,6 @@ INLINE_SCRIPT = "echo hello from the inline runbook\n"
 CONFIGMAP_SCRIPT = "print('hello from a ConfigMap')\n"
 # Generous: most tests are about rules, not limits (the limits have their own proxy).
 SHARED_PROXY_ARGS = ("--rate-limit-rps", "200", "--rate-limit-burst", "400", "--credential-cache-ttl", "1")
-
-
-@pytest.fixture(scope="session")
-def proxy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("proxy")
-
-
-@pytest.fixture(scope="session")
-def proxy_sa_kubeconfig(cluster, crds, proxy_dir: Path) -> Path:
-    return proxy_kubeconfig(cluster, proxy_dir)
-
-
-@pytest.fixture(scope="session")
-def tls(proxy_dir: Path) -> ProxyTLS:
-    return proxy_tls(proxy_dir / "tls")
 
 
 @pytest.fixture(scope="session")
