@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hrw_cli.dev.controlplane import pid_runs
 from tests.support.processes import ManagedProcess
 from tests.support.proxy import ProxyTLS, start_proxy
 from tests.support.stack import PROXY_ARGS, Stack, spool_files
@@ -27,14 +28,6 @@ if [ "$HRW_JOB_ATTEMPT" = 1 ]; then
 fi
 echo "done=$HRW_WORKER_NAME" >> "$HRW_OUTPUTS"
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 async def test_a_cut_off_worker_loses_its_job_and_on_return_kills_the_stale_attempt_and_reports_nothing(
@@ -58,11 +51,11 @@ async def test_a_cut_off_worker_loses_its_job_and_on_return_kills_the_stale_atte
     assert done["status"]["phase"] == "Succeeded"
     assert done["status"]["attempt"] == 2 and done["status"]["claim"]["worker"] == "w2"
     assert done["status"]["outputs"] == {"done": "w2"}
-    assert _alive(pid), "attempt 1 should still run on the cut-off server until it hears the news"
+    assert pid_runs(pid), "attempt 1 should still run on the cut-off server until it hears the news"
 
     replica.process.start()  # the network is back
     w1.wait_for_log(r"event=job\.superseded job=j1 attempt=1", timeout=60)
-    wait_until(lambda: not _alive(pid), timeout=30, message=f"w1 killed its stale attempt-1 process {pid}")
+    wait_until(lambda: not pid_runs(pid), timeout=30, message=f"w1 killed its stale attempt-1 process {pid}")
     state = stack.agent_dir("w1") / "state"
     wait_until(lambda: not spool_files(state), timeout=30, message="w1 dropped its reports for attempt 1")
 

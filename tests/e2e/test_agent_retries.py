@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hrw_cli.dev.controlplane import pid_runs
 from tests.support.stack import Stack
 from tests.support.waiting import async_wait_until, wait_until
 
@@ -86,14 +87,7 @@ async def test_job_of_a_killed_worker_is_requeued_and_another_worker_finishes_it
     finally:
         go.touch()  # the orphaned attempt-1 script exits on its own
     pid = int(pidfile.read_text().strip())
-    wait_until(lambda: not _alive(pid), timeout=10, message=f"attempt 1's orphaned script {pid} exited")
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
+    wait_until(lambda: not pid_runs(pid), timeout=10, message=f"attempt 1's orphaned script {pid} exited")
 
 
 async def _output_is(stack: Stack, expected: str, *, attempt: int) -> bool:

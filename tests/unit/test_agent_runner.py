@@ -13,6 +13,7 @@ from pathlib import Path
 from hrw_agent import runner
 from hrw_agent.runner import Execution, StopReason
 from hrw_api.models import AssetType, ResolvedAsset
+from hrw_cli.dev.controlplane import pid_runs
 
 BASH = "/bin/bash"
 PY = "/usr/bin/python3"
@@ -106,18 +107,6 @@ async def test_outputs_file_becomes_key_values(tmp_path):
     assert runner.read_outputs(files.outputs) == {"greeting": "hello world", "count": "2=two"}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 async def test_timeout_kills_the_whole_process_group_including_a_grandchild(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
     script = f"""
@@ -132,10 +121,10 @@ while true; do sleep 0.1; done
     assert time.monotonic() - started < 10
     grandchild = int(pidfile.read_text())
     for _ in range(50):
-        if not _alive(grandchild):
+        if not pid_runs(grandchild):
             break
         await asyncio.sleep(0.05)
-    assert not _alive(grandchild)
+    assert not pid_runs(grandchild)
 
 
 async def test_stop_ends_the_process_with_sigterm_first(tmp_path):
@@ -168,10 +157,10 @@ async def test_background_leftovers_are_killed_when_the_script_exits(tmp_path):
     assert result.exit_code == 0 and out == "done\n"
     pid = int(pidfile.read_text())
     for _ in range(50):
-        if not _alive(pid):
+        if not pid_runs(pid):
             break
         await asyncio.sleep(0.05)
-    assert not _alive(pid)
+    assert not pid_runs(pid)
 
 
 async def test_cleanup_removes_the_work_dir_with_the_assets(tmp_path):
