@@ -17,11 +17,11 @@ import asyncio
 import contextlib
 import shutil
 from collections.abc import Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from hrw_api import patches
+from hrw_api import Interpreter, RetryOn, RunbookJob, WorkerGroupSpec, patches
 from hrw_api.errors import Invalid, InvalidObject
-from hrw_api.models import Interpreter, RetryOn, RunbookJob, WorkerGroupSpec
 from hrw_api.phases import JobPhase, Reason
 
 from . import lease
@@ -33,6 +33,13 @@ from .jobs import JobTask
 from .logs import log
 from .spool import AttemptKey, Spool
 from .watcher import JobWatcher
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _queue_order(job: RunbookJob) -> tuple[datetime, datetime, str]:
+    """Oldest in the queue first (a job without a time counts as the oldest), then by creation and name."""
+    return (job.status.queued_time or _EARLIEST, job.meta.creation_timestamp or _EARLIEST, job.meta.name)
 
 
 class Agent:
@@ -194,9 +201,7 @@ class Agent:
             self._wake_claim.clear()
             if self.draining:
                 continue
-            candidates = sorted(self.queued.values(),
-                                key=lambda j: (j.status.queued_time or "", j.meta.creation_timestamp or "",
-                                               j.meta.name))
+            candidates = sorted(self.queued.values(), key=_queue_order)
             for job in candidates:
                 if self.free <= 0 or self.draining:
                     break

@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 
-from hrw_api import wire
+from hrw_api import ResolvedAsset, Runbook, RunbookJob, WorkerGroup, wire
 from hrw_api.errors import ApiError, TooManyRequests
 from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, RUNBOOKS, KubeClient, ssl_context
-from hrw_api.models import ResolvedAsset, Runbook, RunbookJob, WorkerGroup
 from hrw_api.patches import JsonPatch
 
 from . import __version__

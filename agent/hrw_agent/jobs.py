@@ -17,9 +17,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from hrw_api import patches
-from hrw_api.errors import ApiError
-from hrw_api.models import (
+from hrw_api import (
     Interpreter,
     ResolvedAsset,
     RetryOn,
@@ -27,7 +25,9 @@ from hrw_api.models import (
     RunbookJob,
     WorkerGroupSpec,
     content_digest,
+    patches,
 )
+from hrw_api.errors import ApiError
 from hrw_api.params import check
 from hrw_api.phases import JobPhase, Reason
 

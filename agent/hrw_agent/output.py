@@ -17,8 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from hrw_api import wire
-from hrw_api.models import OutputSummary
+from hrw_api import OutputSummary, wire
 
 from .masking import Masker, StreamMasker
 from .spool import AttemptKey, Spool

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from hrw_api import RunbookJob
 from hrw_api.errors import Gone, InvalidObject
-from hrw_api.models import RunbookJob
 
 from .backoff import Backoff
 from .client import CallError, ProxyClient
