@@ -107,7 +107,11 @@ class WorkerLease:
     renew_time: datetime | None
     acquire_time: datetime | None = None
     info: WorkerInfo = field(default_factory=WorkerInfo)
-    holder: str = ""  # spec.holderIdentity; the worker's name when empty
+    holder: str | None = None  # spec.holderIdentity when it is not the worker (the proxy refuses such a Lease)
+
+    @property
+    def holder_identity(self) -> str:
+        return self.holder or self.worker
 
     @property
     def expires_at(self) -> datetime | None:
@@ -133,7 +137,7 @@ class WorkerLease:
         )
 
     def _spec(self) -> JSON:
-        spec: JSON = {"holderIdentity": self.holder or self.worker, "leaseDurationSeconds": self.duration_seconds}
+        spec: JSON = {"holderIdentity": self.holder_identity, "leaseDurationSeconds": self.duration_seconds}
         if self.renew_time is not None:
             spec["renewTime"] = format_micro_time(self.renew_time)
         if self.acquire_time is not None:
@@ -182,5 +186,5 @@ class WorkerLease:
             renew_time=f.time(spec, "renewTime", "spec"),
             acquire_time=f.time(spec, "acquireTime", "spec"),
             info=WorkerInfo.from_annotations(f.obj(meta.get("annotations"), "metadata.annotations")),
-            holder=holder,
+            holder=holder if holder and holder != worker else None,
         )
