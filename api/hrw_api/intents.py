@@ -229,6 +229,14 @@ class GiveBackIntent:
     from_phase: JobPhase = JobPhase.RUNNING
     at: datetime | None = None
 
+    @classmethod
+    def for_attempt(cls, attempt: int, worker: str, reason: str, message: str, *, cause: RetryOn = RetryOn.FAILED,
+                    exit_code: int | None = None, from_phase: JobPhase = JobPhase.RUNNING,
+                    at: datetime | None = None) -> GiveBackIntent:
+        """Attempt `attempt` ended by `reason`/`message` and goes back to the queue; the status message names both."""
+        return cls(attempt, worker, cause, f"attempt {attempt} failed ({reason}: {message}); queued again",
+                   exit_code=exit_code, from_phase=from_phase, at=at)
+
     @property
     def status_reason(self) -> Reason:
         return Reason.REQUEUED if self.cause is RetryOn.WORKER_LOST else Reason.RETRYING

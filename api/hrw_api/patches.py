@@ -73,8 +73,8 @@ def retry(attempt: int, worker: str, reason: str, message: str, *, exit_code: in
     """Running (or Claimed) -> Queued with attempt + 1: see `intents.GiveBackIntent`.
 
     `reason` and `message` say how the attempt ended; the status message names them."""
-    return GiveBackIntent(attempt, worker, cause, f"attempt {attempt} failed ({reason}: {message}); queued again",
-                          exit_code=exit_code, from_phase=from_phase, at=parse_time(now)).to_patch()
+    return GiveBackIntent.for_attempt(attempt, worker, reason, message, cause=cause, exit_code=exit_code,
+                                      from_phase=from_phase, at=parse_time(now)).to_patch()
 
 
 # ------------------------------------------------ the old reader: to remove once the proxy calls
