@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
-
 from hrw_api import names, wire
 from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, SECRETS, KubeClient
 from tests.operator.conftest import Kit
@@ -21,8 +19,8 @@ from .conftest import Helm, Release, find, rbac_source, role_source, service_acc
 CRD_NAMES = {"runbooks.hrw.dev", "assets.hrw.dev", "workergroups.hrw.dev", "runbookjobs.hrw.dev"}
 
 
-def dry_run(cluster, namespace: str, manifest: str) -> set[str]:
-    result = cluster.kubectl_run("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest)
+def dry_run(cluster, manifest: str) -> set[str]:
+    result = cluster.kubectl_run("apply", "--dry-run=server", "-f", "-", input=manifest)
     assert result.returncode == 0, result.stderr
     return {line.split(" ")[0] for line in result.stdout.split("\n") if line}
 
@@ -37,7 +35,7 @@ def test_rendered_chart_passes_server_side_validation(helm: Helm, cluster, crds,
                                      "kubernetes.io/metadata.name": "monitoring"}}}],
                                  "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
                                              "ports": [{"port": 443}, {"port": 6443}]}]}})
-    created = dry_run(cluster, namespace, manifest)
+    created = dry_run(cluster, manifest)
     assert created >= {
         "deployment.apps/hrw-dry-run-operator", "deployment.apps/hrw-dry-run-proxy",
         "service/hrw-dry-run-proxy", "service/hrw-dry-run-proxy-metrics",
@@ -51,7 +49,7 @@ def test_rendered_chart_passes_server_side_validation(helm: Helm, cluster, crds,
 
 def test_all_namespaces_mode_passes_server_side_validation(helm: Helm, cluster, crds, namespace: str) -> None:
     manifest = helm.template("allNamespaces=true", namespace=namespace, release="hrw-dry-run-all")
-    created = dry_run(cluster, namespace, manifest)
+    created = dry_run(cluster, manifest)
     assert created >= {"clusterrole.rbac.authorization.k8s.io/hrw-dry-run-all-proxy",
                        "clusterrolebinding.rbac.authorization.k8s.io/hrw-dry-run-all-proxy",
                        "networkpolicy.networking.k8s.io/hrw-dry-run-all-proxy"}, created
@@ -190,9 +188,9 @@ async def test_the_real_proxy_as_the_charts_account_cannot_register_a_worker_out
     proxy = start_proxy(processes, kubeconfig, proxy_tls(tmp_path / "tls"), name="hrw-proxy-chart-outside")
     await Kit(outside_namespace, admin).group("pool")
     token = create_registration_secret(cluster, outside_namespace, "pool")
-    response = httpx.post(f"{proxy.url}{wire.register_path(outside_namespace, 'pool')}",
-                          json=wire.RegisterRequest("w1", "test-host", "test", ("bash",)).to_dict(),
-                          headers={"Authorization": f"Bearer {token}"}, verify=proxy.ssl_context(), timeout=15)
+    async with proxy.http(token) as http:
+        response = await http.post(wire.register_path(outside_namespace, "pool"),
+                                   json=wire.RegisterRequest("w1", "test-host", "test", ("bash",)).to_dict())
     assert response.status_code == 403, response.text
     assert response.json()["kind"] == "Status"
     # Nothing was written there: no credential Secret, no Lease.

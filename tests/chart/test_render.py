@@ -82,7 +82,7 @@ def test_all_namespaces_mode_binds_the_same_rules_cluster_wide(helm: Helm) -> No
 
 
 def test_rendered_roles_carry_the_comment_of_each_rule(helm: Helm) -> None:
-    text = helm.template("watchNamespaces={ops}", "allNamespaces=false")
+    text = helm.template("watchNamespaces={ops}")
     for component in ("operator", "proxy"):
         source = (RBAC_DIR / "per-namespace" / f"{component}.yaml").read_text()
         comments = [line.strip() for line in source[source.index("\nrules:"):].splitlines()
