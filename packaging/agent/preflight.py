@@ -61,12 +61,12 @@ async def _credential_accepted(config: AgentConfig, credential: str) -> bool:
 
 
 async def preflight(config: AgentConfig, existing: Path | None, out: Path) -> str:
-    """Check the proxy; return what was established ("credential accepted" or "registered")."""
+    """Check the proxy; return what was established: "accepted" (the stored credential) or "registered"."""
     try:
         if existing is not None and existing.is_file():
             credential = existing.read_text().strip()
             if credential and await _credential_accepted(config, credential):
-                return "credential accepted"
+                return "accepted"
             if config.registration_token_file is None:
                 raise PreflightError(f"the proxy refused worker {config.worker!r}'s stored credential ({existing}): "
                                      "it was revoked or its worker removed; give --token-file to register again")
@@ -109,7 +109,7 @@ def main() -> int:
     except (PreflightError, ConfigError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"{outcome}: worker {config.worker}")
+    print(outcome, config.worker)  # read by install.sh: what happened, and the worker name to pin
     return 0
 
 

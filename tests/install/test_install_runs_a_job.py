@@ -1,0 +1,86 @@
+"""The agent's offline artifact, installed into a temporary root with every package index out of
+reach, registers through the installer and runs a job against the real control plane; running
+the installer again changes nothing and keeps the worker's identity and state."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+import subprocess
+from pathlib import Path
+
+from hrw_api import names
+from hrw_api.kubeclient import SECRETS
+from tests.install.conftest import run_install
+from tests.support.processes import ProcessFactory
+from tests.support.stack import Stack
+
+GROUP = "dc"
+WORKER = "installed-1"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _tree(directory: Path) -> dict[str, tuple[int, int, int]]:
+    """Every path under `directory` with its inode, mode and mtime: what a no-op must not change."""
+    found = {}
+    for path in [directory, *directory.rglob("*")]:
+        info = path.lstat()
+        found[str(path.relative_to(directory))] = (info.st_ino, info.st_mode, info.st_mtime_ns)
+    return found
+
+
+async def test_the_installed_agent_registers_through_the_installer_and_runs_a_job(
+        stack: Stack, bundle: Path, root: Path, tmp_path: Path, processes: ProcessFactory):
+    await stack.group(GROUP)
+    token_file = tmp_path / "registration-token"
+    token_file.write_text(stack.tokens[GROUP])
+    flags = ["--root", root, "--proxy-url", stack.proxy.url, "--ca-file", stack.proxy.ca_path, "--group", GROUP,
+             "--namespace", stack.namespace, "--token-file", token_file, "--worker", WORKER]
+
+    installed = run_install(bundle, *flags)
+    assert installed.returncode == 0, installed.stderr
+    assert re.search(r"^hrw-agent \S+ installed \(release \S+, worker installed-1 of ", installed.stdout, re.M)
+    secret_path = SECRETS.path(stack.namespace, names.worker_secret_name(GROUP, WORKER))
+    registered = await stack.admin.get(secret_path)  # the installer's registration is the real one
+
+    state, config_dir = root / "var/lib/hrw-agent", root / "etc/hrw-agent"
+    assert _mode(state) == 0o700 and _mode(state / "credential") == 0o600
+    assert _mode(config_dir) == 0o750 and _mode(config_dir / "agent.yaml") == 0o640
+    assert (root / "etc/systemd/system/hrw-agent.service").is_file()
+    release = (root / "opt/hrw-agent/current").resolve()
+    assert release.parent == root / "opt/hrw-agent/releases"
+    assert os.access(release / "bin/hrw-agent", os.X_OK)  # the unit's ExecStart, inside the root
+    assert not (release / "bin/pip").exists()  # pip ran from its bundled wheel and stayed out of the venv
+    where = subprocess.run([release / "bin/python", "-c", "import hrw_agent; print(hrw_agent.__file__)"],
+                           capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    assert where.stdout.startswith(str(release)), where.stdout
+
+    start_line = installed.stdout.strip().splitlines()[-1]  # the installer says how to start it here
+    agent = processes.start(shlex.split(start_line), name="installed-agent")
+    agent.wait_for_log(r"event=agent\.credential\.loaded", timeout=30)
+    agent.wait_for_log(r"event=agent\.ready", timeout=30)
+    await stack.runbook("hello", "echo hello from the installed agent\n")
+    await stack.job("j1", "hello", GROUP)
+    done = await stack.wait_phase("j1", "Succeeded")
+    assert done["status"]["claim"]["worker"] == WORKER
+    assert await stack.output("j1") == "hello from the installed agent\n"
+
+    keep = state / "kept-by-the-admin"
+    keep.write_text("state survives a re-run\n")
+    credential = (state / "credential").read_bytes()
+    before = {part: _tree(root / part) for part in ("opt", "etc")}
+
+    again = run_install(bundle, *flags)
+    assert again.returncode == 0, again.stderr
+    assert "nothing changed" in again.stdout
+    assert {part: _tree(root / part) for part in ("opt", "etc")} == before
+    assert (state / "credential").read_bytes() == credential
+    assert keep.read_text() == "state survives a re-run\n"
+    after = await stack.admin.get(secret_path)  # the stored credential was checked, not replaced
+    assert after["metadata"]["resourceVersion"] == registered["metadata"]["resourceVersion"]
+    assert agent.alive
