@@ -24,6 +24,7 @@ for the others, so every server runs the same versions whatever its Python.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import io
 import os
@@ -43,7 +44,6 @@ PLATFORM = "linux-x86_64"
 # manylinux2014 is glibc 2.17: the oldest tag the dependencies still publish, so the wheels
 # install on any x86_64 distribution of the last decade.
 PIP_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64")
-# Dependencies are downloaded for the agent, never for the cloud side's extras.
 _WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-")
 
 
@@ -141,8 +141,6 @@ def write_tarball(bundle: Path, tarball: Path, mtime: int) -> None:
         for path in [bundle, *sorted(bundle.rglob("*"))]:
             tar.add(path, arcname=str(Path(bundle.name) / path.relative_to(bundle)), recursive=False,
                     filter=normalized)
-    import gzip
-
     with tarball.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime) as gz:
         gz.write(buffer.getvalue())
 

@@ -60,16 +60,15 @@ async def _credential_accepted(config: AgentConfig, credential: str) -> bool:
     return True
 
 
-async def preflight(config: AgentConfig, existing: Path | None, out: Path) -> str:
+async def preflight(config: AgentConfig, stored: str | None) -> str:
     """Check the proxy; return what was established: "accepted" (the stored credential) or "registered"."""
     try:
-        if existing is not None and existing.is_file():
-            credential = existing.read_text().strip()
-            if credential and await _credential_accepted(config, credential):
+        if stored:
+            if await _credential_accepted(config, stored):
                 return "accepted"
             if config.registration_token_file is None:
-                raise PreflightError(f"the proxy refused worker {config.worker!r}'s stored credential ({existing}): "
-                                     "it was revoked or its worker removed; give --token-file to register again")
+                raise PreflightError(f"the proxy refused worker {config.worker!r}'s stored credential: it was "
+                                     "revoked or its worker removed; give --token-file to register again")
         if config.registration_token_file is None:
             raise PreflightError("--token-file is required to register a new worker")
         interpreters = await asyncio.to_thread(detect, config.interpreter_paths)
@@ -84,8 +83,6 @@ async def preflight(config: AgentConfig, existing: Path | None, out: Path) -> st
                              f"{exc.code} {exc.reason}: {exc.message}") from None
     except ConfigError as exc:
         raise PreflightError(str(exc)) from None
-    if not out.is_file():
-        raise PreflightError(f"registration answered but no credential was written to {out}")
     return "registered"
 
 
@@ -105,7 +102,10 @@ def main() -> int:
         if args.out.name != "credential":
             raise PreflightError("--out must name a file called 'credential'")
         config = _config(args)
-        outcome = asyncio.run(preflight(config, args.credential, args.out))
+        stored = args.credential.read_text().strip() if args.credential and args.credential.is_file() else None
+        outcome = asyncio.run(preflight(config, stored))
+        if outcome == "registered" and not args.out.is_file():
+            raise PreflightError(f"the registration was answered but no credential was written to {args.out}")
     except (PreflightError, ConfigError) as exc:
         print(exc, file=sys.stderr)
         return 1

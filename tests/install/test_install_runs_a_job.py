@@ -4,6 +4,7 @@ the installer again changes nothing and keeps the worker's identity and state.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shlex
@@ -34,15 +35,23 @@ def _tree(directory: Path) -> dict[str, tuple[int, int, int]]:
     return found
 
 
+def _imported_from(release: Path) -> str:
+    """Where the installed venv's Python finds the agent's code (not in this checkout)."""
+    where = subprocess.run([release / "bin/python", "-c", "import hrw_agent; print(hrw_agent.__file__)"],
+                           capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    return where.stdout.strip()
+
+
 async def test_the_installed_agent_registers_through_the_installer_and_runs_a_job(
         stack: Stack, bundle: Path, root: Path, tmp_path: Path, processes: ProcessFactory):
     await stack.group(GROUP)
     token_file = tmp_path / "registration-token"
     token_file.write_text(stack.tokens[GROUP])
-    flags = ["--root", root, "--proxy-url", stack.proxy.url, "--ca-file", stack.proxy.ca_path, "--group", GROUP,
-             "--namespace", stack.namespace, "--token-file", token_file, "--worker", WORKER]
+    flags: list[str | Path] = ["--root", root, "--proxy-url", stack.proxy.url, "--ca-file", stack.proxy.ca_path,
+                               "--group", GROUP, "--namespace", stack.namespace, "--token-file", token_file,
+                               "--worker", WORKER]
 
-    installed = run_install(bundle, *flags)
+    installed = await asyncio.to_thread(run_install, bundle, *flags)
     assert installed.returncode == 0, installed.stderr
     assert re.search(r"^hrw-agent \S+ installed \(release \S+, worker installed-1 of ", installed.stdout, re.M)
     secret_path = SECRETS.path(stack.namespace, names.worker_secret_name(GROUP, WORKER))
@@ -56,9 +65,7 @@ async def test_the_installed_agent_registers_through_the_installer_and_runs_a_jo
     assert release.parent == root / "opt/hrw-agent/releases"
     assert os.access(release / "bin/hrw-agent", os.X_OK)  # the unit's ExecStart, inside the root
     assert not (release / "bin/pip").exists()  # pip ran from its bundled wheel and stayed out of the venv
-    where = subprocess.run([release / "bin/python", "-c", "import hrw_agent; print(hrw_agent.__file__)"],
-                           capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
-    assert where.stdout.startswith(str(release)), where.stdout
+    assert _imported_from(release).startswith(str(release))
 
     start_line = installed.stdout.strip().splitlines()[-1]  # the installer says how to start it here
     agent = processes.start(shlex.split(start_line), name="installed-agent")
@@ -75,7 +82,7 @@ async def test_the_installed_agent_registers_through_the_installer_and_runs_a_jo
     credential = (state / "credential").read_bytes()
     before = {part: _tree(root / part) for part in ("opt", "etc")}
 
-    again = run_install(bundle, *flags)
+    again = await asyncio.to_thread(run_install, bundle, *flags)
     assert again.returncode == 0, again.stderr
     assert "nothing changed" in again.stdout
     assert {part: _tree(root / part) for part in ("opt", "etc")} == before
