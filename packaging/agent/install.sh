@@ -291,9 +291,10 @@ make_dirs "$root$CONFIG_DIR" 0750 "root:${owner#*:}"
 make_dirs "$root$STATE_DIR" 0700 "$owner"
 make_dirs "$(dirname "$root$UNIT")" 0755 root:root
 
+LOCAL_MARK="# --- local settings: install.sh keeps everything below this line; a key here wins ---"
 cat >"$stage/agent.yaml" <<EOF
-# Written by install.sh from its flags; running install.sh again rewrites it.
-# Every key is described in agent.example.yaml (in the artifact); hrw-agent's flags override keys.
+# Written by install.sh from its flags; running install.sh again rewrites the lines above the
+# local settings mark. Every key is described in agent.example.yaml (in the artifact).
 proxyUrl: '$proxy_url'
 caFile: $CONFIG_DIR/ca.crt
 namespace: $namespace
@@ -303,7 +304,12 @@ stateDir: $STATE_DIR
 shutdownGraceSeconds: 60
 logFormat: text
 logLevel: info
+$LOCAL_MARK
 EOF
+if [ -f "$root$CONFIG_DIR/agent.yaml" ]; then  # e.g. maxConcurrentJobs or interpreterPaths set by the admin
+    awk -v mark="$LOCAL_MARK" 'seen { print } $0 == mark { seen = 1 }' "$root$CONFIG_DIR/agent.yaml" \
+        >>"$stage/agent.yaml"
+fi
 place_file "$ca_file" "$root$CONFIG_DIR/ca.crt" 0644 root:root
 place_file "$stage/agent.yaml" "$root$CONFIG_DIR/agent.yaml" 0640 "root:${owner#*:}"
 place_file "$BUNDLE/hrw-agent.service" "$root$UNIT" 0644 root:root

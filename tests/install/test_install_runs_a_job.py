@@ -1,6 +1,7 @@
 """The agent's offline artifact, installed into a temporary root with every package index out of
 reach, registers through the installer and runs a job against the real control plane; running
-the installer again changes nothing and keeps the worker's identity and state."""
+the installer again changes nothing and keeps the worker's identity, its state and the admin's
+own settings in the config."""
 
 from __future__ import annotations
 
@@ -91,3 +92,10 @@ async def test_the_installed_agent_registers_through_the_installer_and_runs_a_jo
     after = await stack.admin.get(secret_path)  # the stored credential was checked, not replaced
     assert after["metadata"]["resourceVersion"] == registered["metadata"]["resourceVersion"]
     assert agent.alive
+
+    config = config_dir / "agent.yaml"
+    config.write_text(config.read_text() + "maxConcurrentJobs: 3\n")  # the admin's own setting, below the mark
+    once_more = await asyncio.to_thread(run_install, bundle, *flags)
+    assert once_more.returncode == 0, once_more.stderr
+    assert "nothing changed" in once_more.stdout
+    assert config.read_text().endswith("---\nmaxConcurrentJobs: 3\n")
