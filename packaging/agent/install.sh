@@ -19,6 +19,7 @@
 # a new user removed), so nothing is left half-installed. A re-run with the same artifact and
 # flags changes nothing.
 
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi  # `sh install.sh` works too
 set -euo pipefail
 umask 022
 

@@ -36,6 +36,24 @@ def _tree(directory: Path) -> dict[str, tuple[int, int, int]]:
     return found
 
 
+def _accounts(root: Path) -> None:
+    """A root with its own account files, so the installer creates its system user there (useradd --root)."""
+    etc = root / "etc"
+    etc.mkdir()
+    for name, line, mode in (("passwd", "root:x:0:0:root:/root:/bin/bash", 0o644), ("group", "root:x:0:", 0o644),
+                             ("shadow", "root:*:19000:0:99999:7:::", 0o600), ("gshadow", "root:*::", 0o600)):
+        (etc / name).write_text(line + "\n")
+        (etc / name).chmod(mode)
+
+
+def _account(root: Path, user: str) -> tuple[int, int]:
+    for line in (root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    raise AssertionError(f"no user {user} in {root}/etc/passwd")
+
+
 def _imported_from(release: Path) -> str:
     """Where the installed venv's Python finds the agent's code (not in this checkout)."""
     where = subprocess.run([release / "bin/python", "-c", "import hrw_agent; print(hrw_agent.__file__)"],
@@ -46,6 +64,7 @@ def _imported_from(release: Path) -> str:
 async def test_the_installed_agent_registers_through_the_installer_and_runs_a_job(
         stack: Stack, bundle: Path, root: Path, tmp_path: Path, processes: ProcessFactory):
     await stack.group(GROUP)
+    _accounts(root)
     token_file = tmp_path / "registration-token"
     token_file.write_text(stack.tokens[GROUP])
     flags: list[str | Path] = ["--root", root, "--proxy-url", stack.proxy.url, "--ca-file", stack.proxy.ca_path,
@@ -61,6 +80,9 @@ async def test_the_installed_agent_registers_through_the_installer_and_runs_a_jo
     state, config_dir = root / "var/lib/hrw-agent", root / "etc/hrw-agent"
     assert _mode(state) == 0o700 and _mode(state / "credential") == 0o600
     assert _mode(config_dir) == 0o750 and _mode(config_dir / "agent.yaml") == 0o640
+    uid, gid = _account(root, "hrw-agent")  # the system user, created in the root's own account files
+    assert (state.stat().st_uid, (state / "credential").stat().st_uid) == (uid, uid)
+    assert (config_dir.stat().st_uid, config_dir.stat().st_gid) == (0, gid)
     assert (root / "etc/systemd/system/hrw-agent.service").is_file()
     release = (root / "opt/hrw-agent/current").resolve()
     assert release.parent == root / "opt/hrw-agent/releases"
