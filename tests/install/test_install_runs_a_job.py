@@ -1,7 +1,8 @@
 """The agent's offline artifact, installed into a temporary root with every package index out of
 reach, registers through the installer and runs a job against the real control plane; running
 the installer again changes nothing and keeps the worker's identity, its state and the admin's
-own settings in the config."""
+own settings in the config; the next artifact's installer upgrades beside the running agent,
+which after its restart is the same worker with the same credential."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -52,6 +54,17 @@ def _account(root: Path, user: str) -> tuple[int, int]:
         if fields[0] == user:
             return int(fields[2]), int(fields[3])
     raise AssertionError(f"no user {user} in {root}/etc/passwd")
+
+
+def _rebuilt(bundle: Path, target: Path) -> Path:
+    """The same artifact as if built again: another release id, its SHA256SUMS made anew."""
+    shutil.copytree(bundle, target)
+    manifest = target / "MANIFEST"
+    manifest.write_text(re.sub(r"(?m)^RELEASE=(.*)$", r"RELEASE=\1-rebuilt", manifest.read_text()))
+    sums = subprocess.run("find . -type f ! -name SHA256SUMS | sort | xargs sha256sum", shell=True, cwd=target,
+                          capture_output=True, text=True, check=True).stdout
+    (target / "SHA256SUMS").write_text(sums.replace("  ./", "  "))
+    return target
 
 
 def _imported_from(release: Path) -> str:
@@ -121,3 +134,23 @@ async def test_the_installed_agent_registers_through_the_installer_and_runs_a_jo
     assert once_more.returncode == 0, once_more.stderr
     assert "nothing changed" in once_more.stdout
     assert config.read_text().endswith("---\nmaxConcurrentJobs: 3\n")
+
+    # An upgrade: the next artifact's install.sh, without the token, while the old agent runs;
+    # then the restart systemd would do (SIGTERM, start). Same worker, same credential.
+    newer = _rebuilt(bundle, tmp_path / "newer")
+    without_token = [flag for pair in zip(flags[::2], flags[1::2], strict=True) if pair[0] != "--token-file"
+                     for flag in pair]
+    upgraded = await asyncio.to_thread(run_install, newer, *without_token)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "nothing changed" not in upgraded.stdout
+    assert (root / "opt/hrw-agent/current").resolve() != release
+    assert release.is_dir()  # the previous release stays, for the running agent and a rollback
+    assert agent.alive
+    assert agent.stop() == 0
+    restarted = processes.start(shlex.split(upgraded.stdout.strip().splitlines()[-1]), name="upgraded-agent")
+    restarted.wait_for_log(r"event=agent\.credential\.loaded", timeout=30)
+    restarted.wait_for_log(r"event=agent\.ready", timeout=30)
+    assert (state / "credential").read_bytes() == credential
+    await stack.job("j2", "hello", GROUP)
+    done = await stack.wait_phase("j2", "Succeeded")
+    assert done["status"]["claim"]["worker"] == WORKER
