@@ -97,7 +97,7 @@ missing=""
 [ -n "$group" ] || missing="$missing --group"
 [ -n "$namespace" ] || missing="$missing --namespace"
 if [ -n "$root" ]; then
-    [ -d "$root" ] || die "--root $root is not a directory"
+    [ -d "$root" ] || usage_error "--root $root is not a directory"
     root=$(cd "$root" && pwd)
     [ "$root" != / ] || root=""
     use_systemd=no
@@ -115,12 +115,12 @@ fi
 
 dns_label='^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'
 for pair in "group:$group" "namespace:$namespace" ${worker:+"worker:$worker"}; do
-    [[ ${pair#*:} =~ $dns_label ]] || die "--${pair%%:*} must be a DNS label (lowercase letters, digits, '-'), got '${pair#*:}'"
+    [[ ${pair#*:} =~ $dns_label ]] || usage_error "--${pair%%:*} must be a DNS label (lowercase letters, digits, '-'), got '${pair#*:}'"
 done
-[[ $proxy_url =~ ^https://[^[:space:]\'\"]+$ ]] || die "--proxy-url must be an https:// URL, got '$proxy_url'"
-[ -r "$ca_file" ] && [ -f "$ca_file" ] || die "--ca-file $ca_file is not a readable file"
+[[ $proxy_url =~ ^https://[^[:space:]\'\"]+$ ]] || usage_error "--proxy-url must be an https:// URL, got '$proxy_url'"
+[ -r "$ca_file" ] && [ -f "$ca_file" ] || usage_error "--ca-file $ca_file is not a readable file"
 if [ -n "$token_file" ]; then
-    [ -r "$token_file" ] && [ -s "$token_file" ] || die "--token-file $token_file is not a readable, non-empty file"
+    [ -r "$token_file" ] && [ -s "$token_file" ] || usage_error "--token-file $token_file is not a readable, non-empty file"
 fi
 if [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
     die "run as root (it creates a system user and files under /etc, /opt and /var/lib)"
@@ -260,7 +260,8 @@ preflight_args=(--proxy-url "$proxy_url" --ca-file "$ca_file" --namespace "$name
 [ -z "$token_file" ] || preflight_args+=(--token-file "$token_file")
 [ ! -f "$stored_credential" ] || preflight_args+=(--credential "$stored_credential")
 if ! answer=$("$release_dir/bin/python" "$BUNDLE/preflight.py" "${preflight_args[@]}" 2>"$stage/preflight.err"); then
-    die "$(last_line "$(cat "$stage/preflight.err")")"
+    problem=$(last_line "$(cat "$stage/preflight.err")")
+    die "${problem:-the check against the proxy failed without saying why}"
 fi
 read -r outcome worker <<<"$answer"
 
