@@ -23,6 +23,13 @@ demo: setup
 
 setup: $(INSTALLED) controlplane
 
+# The agent's offline artifact: dist/hrw-agent-<version>-linux-x86_64.tar.gz and its .sha256
+# (a wheelhouse with every runtime dependency, install.sh, the systemd unit, an example config).
+# Needs the package index now; installing it on a server never does.
+.PHONY: dist
+dist: $(INSTALLED)
+	$(BIN)/python packaging/agent/build.py --out dist
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/mypy api operator proxy agent cli bench
