@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed-dev
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy api operator proxy agent cli bench
+	$(BIN)/mypy api operator proxy agent cli bench packaging
 	$(BIN)/pytest -p no:cacheprovider --timeout=600
 
 demo: setup
@@ -32,7 +32,7 @@ dist: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
-	$(BIN)/mypy api operator proxy agent cli bench
+	$(BIN)/mypy api operator proxy agent cli bench packaging
 
 controlplane: $(INSTALLED)
 	$(BIN)/hrw dev build
