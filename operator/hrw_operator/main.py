@@ -1,6 +1,9 @@
-"""`hrw-operator`: parse the command line, configure kopf, import the handlers, run.
+"""`hrw-operator`: parse the command line, configure kopf, build the controllers, route kopf's events.
 
-Nothing here reconciles anything. kopf is configured in its startup handler: our own
+Nothing here reconciles anything. This is the one place that knows every controller: at
+startup `build_graph` creates the stores and hands each controller its own store, read-only
+views of the kinds it reads and the callbacks it calls (the controllers never import each
+other), and the handlers below route kopf's watch events to them. kopf is configured in its startup handler: our own
 annotation prefix for whatever kopf might persist (`names.OPERATOR_PREFIX`; our handlers are
 event handlers and persist nothing), explicit watch timeouts, no Kubernetes Events for kopf's
 own handler chatter (our controllers post the Events that matter), standalone (no peering
@@ -16,17 +19,25 @@ import argparse
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
 from hrw_api import names
+from hrw_api.kubeclient import KubeClient
+from hrw_api.models import Asset, Runbook, RunbookJob, WorkerGroup
 
-from . import assets, jobs, logs, runbooks, workergroups  # noqa: F401 -- importing registers their handlers
-from . import client as login
-from .context import Operator
+from . import login, logs
+from .assets import AssetController
+from .events import EventRecorder
+from .frame import Controller, Store, Tools
+from .jobs.controller import JobController
+from .leases import LeaseInfo, LeaseView
+from .runbooks import RunbookController
 from .settings import OperatorSettings
+from .workergroups import WorkerGroupController
 
 logger = logging.getLogger("hrw.operator")
 
@@ -68,6 +79,71 @@ def _current_namespace(kubeconfig: str | None) -> str:
     return info.default_namespace or "default"
 
 
+@dataclass(frozen=True)
+class Graph:
+    """Every controller of the process, wired together once by `build_graph`."""
+
+    client: KubeClient
+    leases: LeaseView
+    runbooks: RunbookController
+    assets: AssetController
+    groups: WorkerGroupController
+    jobs: JobController
+
+    @property
+    def controllers(self) -> tuple[Controller[Any], ...]:
+        return (self.runbooks, self.assets, self.groups, self.jobs)
+
+
+def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
+    """The controllers and who reads what: each gets its own store and views of the others."""
+    tools = Tools(client, EventRecorder(client, settings.reporting_instance), settings)
+    runbooks, groups = Store(Runbook.parse), Store(WorkerGroup.parse)
+    leases = LeaseView()
+    jobs = JobController(tools, Store(RunbookJob.parse), runbooks=runbooks, groups=groups, leases=leases)
+    return Graph(
+        client=client,
+        leases=leases,
+        runbooks=RunbookController(tools, runbooks, on_status_changed=jobs.kick_pending),
+        assets=AssetController(tools, Store(Asset.parse), on_status_changed=jobs.kick_pending),
+        groups=WorkerGroupController(tools, groups, leases=leases),
+        jobs=jobs,
+    )
+
+
+class Operator:
+    """kopf's `memo`: the settings, and the graph once startup has built it.
+
+    kopf shallow-copies the memo for each object it sees; `__copy__` returns the same instance
+    so every handler shares one graph.
+    """
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self._graph: Graph | None = None
+
+    def __copy__(self) -> Operator:
+        return self
+
+    def open(self) -> None:
+        """Create the process's KubeClient and the controllers (kopf's startup handler, inside the loop)."""
+        client = KubeClient.from_environment(self.settings.kubeconfig, user_agent="hrw-operator")
+        self._graph = build_graph(self.settings, client)
+
+    async def close(self) -> None:
+        graph, self._graph = self._graph, None
+        if graph is not None:
+            for controller in graph.controllers:
+                await controller.close()
+            await graph.client.aclose()
+
+    @property
+    def graph(self) -> Graph:
+        if self._graph is None:
+            raise RuntimeError("the operator's controllers are not built (startup has not run)")
+        return self._graph
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Operator, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.OPERATOR_PREFIX)
@@ -83,7 +159,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Operator, **_: Any) -
     memo.open()
     logs.kv(logger, logging.INFO, "operator.started",
             namespaces="*" if memo.settings.all_namespaces else ",".join(memo.settings.namespaces),
-            server=memo.client.server)
+            server=memo.graph.client.server)
 
 
 @kopf.on.cleanup()
@@ -97,6 +173,67 @@ def login_handler(memo: Operator, settings: kopf.OperatorSettings, **kwargs: Any
     if login.in_cluster(memo.settings.kubeconfig):
         return kopf.login_with_service_account(settings=settings, **kwargs)
     return login.connection_info(login.kubeconfig_path(memo.settings.kubeconfig))
+
+
+# ------------------------------------------------------------------------ routing kopf's events
+
+
+@kopf.on.event(names.GROUP, names.VERSION, "runbookjobs")
+async def runbookjob_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
+    await memo.graph.jobs.on_event(event.get("type"), event["object"])
+
+
+@kopf.on.event(names.GROUP, names.VERSION, "runbooks")
+async def runbook_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
+    await memo.graph.runbooks.on_event(event.get("type"), event["object"])
+
+
+def _configmap_read_by_a_runbook(name: str, namespace: str | None, memo: Operator, **_: Any) -> bool:
+    return memo.graph.runbooks.references(namespace or "", name)
+
+
+@kopf.on.event("v1", "configmaps", labels={names.LABEL_JOB: kopf.ABSENT}, when=_configmap_read_by_a_runbook)
+async def configmap_event(name: str, namespace: str | None, memo: Operator, **_: Any) -> None:
+    await memo.graph.runbooks.on_configmap_event(namespace or "", name)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, "assets")
+async def asset_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
+    await memo.graph.assets.on_event(event.get("type"), event["object"])
+
+
+def _secret_read_by_an_asset(name: str, namespace: str | None, memo: Operator, **_: Any) -> bool:
+    return memo.graph.assets.references(namespace or "", name)
+
+
+@kopf.on.event("v1", "secrets", when=_secret_read_by_an_asset)
+async def secret_event(name: str, namespace: str | None, memo: Operator, **_: Any) -> None:
+    await memo.graph.assets.on_secret_event(namespace or "", name)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, "workergroups")
+async def workergroup_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
+    await memo.graph.groups.on_event(event.get("type"), event["object"])
+
+
+@kopf.on.event("v1", "secrets", field="type", value=names.SECRET_TYPE_REGISTRATION)
+async def registration_secret_event(event: Mapping[str, Any], labels: Mapping[str, str], namespace: str | None,
+                                    memo: Operator, **_: Any) -> None:
+    group = labels.get(names.LABEL_WORKER_GROUP)
+    if event.get("type") == "DELETED" and group:
+        await memo.graph.groups.on_registration_secret_deleted(namespace or "", str(group))
+
+
+@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={names.LABEL_WORKER_GROUP: kopf.PRESENT})
+async def lease_event(event: Mapping[str, Any], name: str, namespace: str | None, body: Mapping[str, Any],
+                      memo: Operator, **_: Any) -> None:
+    graph = memo.graph
+    if event.get("type") == "DELETED":
+        await graph.groups.on_lease(graph.leases.remove(namespace or "", name), None)
+        return
+    lease = LeaseInfo.parse(body)
+    if lease is not None:
+        await graph.groups.on_lease(graph.leases.put(lease), lease)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

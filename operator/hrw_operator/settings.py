@@ -51,7 +51,11 @@ class OperatorSettings:
     so that no job stays Pending for ever."""
 
     error_retry_seconds: float = 5.0
-    """How soon a reconcile that failed on an API error (not a conflict) is retried."""
+    """How soon a reconcile that failed on an API error (not a conflict) is first retried; each
+    further failure in a row doubles the delay (`frame.retry.Backoff`)."""
+
+    error_retry_max_seconds: float = 60.0
+    """The longest delay between retries of an object whose reconcile keeps failing."""
 
     reporting_instance: str = field(default="hrw-operator")
     """`reportingInstance` of the Events we post (host name and pid by default, set by main)."""

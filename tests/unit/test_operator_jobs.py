@@ -8,7 +8,7 @@ from typing import Any
 from hrw_api.models import Asset, Runbook, RunbookJob, WorkerGroup, content_digest
 from hrw_api.phases import RUN_DEADLINE_GRACE_SECONDS, JobPhase
 from hrw_api.times import format_time
-from hrw_operator.jobs import Delete, End, JobFacts, MarkFinished, Queue, Reject, Requeue, decide
+from hrw_operator.jobs.decide import Delete, End, JobFacts, MarkFinished, Queue, Reject, Requeue, decide
 from hrw_operator.leases import LeaseInfo
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

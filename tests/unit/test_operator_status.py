@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hrw_api.models import Asset, Runbook, content_digest
+from hrw_api.models import Asset, Runbook, WorkerGroup, content_digest
 from hrw_operator import assets, runbooks, workergroups
+from hrw_operator.frame import Observed, differs
 from hrw_operator.leases import LeaseInfo
-from hrw_operator.status import differs
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 
@@ -57,8 +57,9 @@ def test_group_status_unchanged_by_a_renewal() -> None:
     body = {"metadata": {"name": "pool", "generation": 1}}
     before = [LeaseInfo("ns", "a", "pool", "w1", NOW, 10)]
     after = [LeaseInfo("ns", "a", "pool", "w1", NOW + timedelta(seconds=3), 10)]
-    first = workergroups.desired_status(body, workergroups.aggregate(before, NOW)[0])
-    second = workergroups.desired_status({**body, "status": first},
+    first = workergroups.desired_status(Observed.parse(body, WorkerGroup.parse),
+                                        workergroups.aggregate(before, NOW)[0])
+    second = workergroups.desired_status(Observed.parse({**body, "status": first}, WorkerGroup.parse),
                                          workergroups.aggregate(after, NOW + timedelta(seconds=3))[0])
     assert not differs(second, first)
     assert first["readyWorkers"] == 1 and first["registrationTokenSecret"] == "pool-registration"
