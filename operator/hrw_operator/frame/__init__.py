@@ -28,7 +28,7 @@ frame.
 from .controller import Controller, Outcome, Pass, Tools
 from .retry import Backoff
 from .status import StatusWriter, differs
-from .store import Key, Observed, Store, View
+from .store import Key, Model, Observed, Store, View
 
-__all__ = ["Backoff", "Controller", "Key", "Observed", "Outcome", "Pass", "StatusWriter", "Store", "Tools",
+__all__ = ["Backoff", "Controller", "Key", "Model", "Observed", "Outcome", "Pass", "StatusWriter", "Store", "Tools",
            "View", "differs"]

@@ -14,13 +14,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from hrw_api.errors import InvalidObject
 from hrw_api.models import Condition, Meta
 
 Key = tuple[str, str]  # (namespace, name)
-M = TypeVar("M")
+
+
+class Model(Protocol):
+    """What every kind's model has: its parsed metadata."""
+
+    @property
+    def meta(self) -> Meta: ...
+
+
+M = TypeVar("M", bound=Model)
 
 
 def _resource_version(meta: Meta) -> int | None:
@@ -50,13 +59,13 @@ class Observed(Generic[M]):
     @classmethod
     def parse(cls, body: Mapping[str, Any], parse: Callable[[Mapping[str, Any]], M]) -> Observed[M]:
         """The edge: raises InvalidObject only for a body without usable metadata."""
-        meta = Meta.parse(body)
         status = body.get("status")
+        status = status if isinstance(status, Mapping) else {}
         try:
-            model, problem = parse(body), None
+            model = parse(body)
         except InvalidObject as exc:
-            model, problem = None, exc
-        return cls(meta, model, problem, status if isinstance(status, Mapping) else {})
+            return cls(Meta.parse(body), None, exc, status)
+        return cls(model.meta, model, None, status)
 
 
 def key_of(body: Mapping[str, Any]) -> Key:

@@ -27,14 +27,14 @@ from hrw_api.models import Asset, Runbook, RunbookJob, WorkerGroup
 from hrw_api.phases import JobPhase, Reason
 from hrw_api.times import now as utcnow
 
-from ..frame import Controller, Key, Observed, Outcome, Pass, Store, Tools, View
+from ..frame import Controller, Key, Model, Observed, Outcome, Pass, Store, Tools, View
 from ..leases import LeaseInfo, LeaseView
 from ..logs import kv
 from .decide import DEFAULT_LEASE_DURATION_SECONDS, Action, Delete, End, JobFacts, Requeue, Tunables, decide
 from .writes import build_patch, events_for
 
 logger = logging.getLogger("hrw.operator.jobs")
-K = TypeVar("K")
+K = TypeVar("K", bound=Model)
 
 
 class Write(Enum):
