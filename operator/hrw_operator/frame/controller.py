@@ -26,11 +26,11 @@ from hrw_api.times import now as utcnow
 
 from ..events import EventRecorder
 from ..logs import kv
-from ..scheduler import Timers
 from ..settings import OperatorSettings
 from .retry import Backoff
 from .status import StatusWriter
 from .store import Key, M, Observed, Store, key_of
+from .timers import Timers
 
 
 @dataclass(frozen=True)
