@@ -3,11 +3,14 @@
 Nothing here reconciles anything. This is the one place that knows every controller: at
 startup `build_graph` creates the stores and hands each controller its own store, read-only
 views of the kinds it reads and the callbacks it calls (the controllers never import each
-other), and the handlers below route kopf's watch events to them. kopf is configured in its startup handler: our own
-annotation prefix for whatever kopf might persist (`names.OPERATOR_PREFIX`; our handlers are
-event handlers and persist nothing), explicit watch timeouts, no Kubernetes Events for kopf's
-own handler chatter (our controllers post the Events that matter), standalone (no peering
-objects). kopf logs in with the same kubeconfig or ServiceAccount as our KubeClient.
+other); every kind in `KINDS` is subscribed to its own watch, and the handlers at the end
+route the watches of what the kinds depend on (ConfigMaps, Secrets, Leases).
+
+kopf is configured in its startup handler: our own annotation prefix for whatever kopf might
+persist (`names.OPERATOR_PREFIX`; our handlers are event handlers and persist nothing),
+explicit watch timeouts, no Kubernetes Events for kopf's own handler chatter (our controllers
+post the Events that matter), standalone (no peering objects). kopf logs in with the same
+kubeconfig or ServiceAccount as our KubeClient (`login`).
 
     hrw-operator [--namespace NS ...] [--all-namespaces] [--kubeconfig PATH]
                  [--log-format json|text] [--verbose] [--liveness URL]
@@ -79,6 +82,10 @@ def _current_namespace(kubeconfig: str | None) -> str:
     return info.default_namespace or "default"
 
 
+KINDS: tuple[type[Controller[Any]], ...] = (RunbookController, AssetController, WorkerGroupController, JobController)
+"""The kinds this operator serves; each is subscribed to its own resource's watch."""
+
+
 @dataclass(frozen=True)
 class Graph:
     """Every controller of the process, wired together once by `build_graph`."""
@@ -89,10 +96,8 @@ class Graph:
     assets: AssetController
     groups: WorkerGroupController
     jobs: JobController
-
-    @property
-    def controllers(self) -> tuple[Controller[Any], ...]:
-        return (self.runbooks, self.assets, self.groups, self.jobs)
+    by_kind: Mapping[str, Controller[Any]]
+    """Every controller by its `kind`, for the watch of its own kind."""
 
 
 def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
@@ -101,14 +106,13 @@ def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
     runbooks, groups = Store(Runbook.parse), Store(WorkerGroup.parse)
     leases = LeaseView()
     jobs = JobController(tools, Store(RunbookJob.parse), runbooks=runbooks, groups=groups, leases=leases)
-    return Graph(
-        client=client,
-        leases=leases,
-        runbooks=RunbookController(tools, runbooks, on_status_changed=jobs.kick_pending),
-        assets=AssetController(tools, Store(Asset.parse), on_status_changed=jobs.kick_pending),
-        groups=WorkerGroupController(tools, groups, leases=leases),
-        jobs=jobs,
-    )
+    runbook_controller = RunbookController(tools, runbooks, on_status_changed=jobs.kick_pending)
+    assets = AssetController(tools, Store(Asset.parse), on_status_changed=jobs.kick_pending)
+    group_controller = WorkerGroupController(tools, groups, leases=leases)
+    controllers: tuple[Controller[Any], ...] = (runbook_controller, assets, group_controller, jobs)
+    assert {type(c) for c in controllers} == set(KINDS), "build_graph and KINDS list the same kinds"
+    return Graph(client=client, leases=leases, runbooks=runbook_controller, assets=assets, groups=group_controller,
+                 jobs=jobs, by_kind={c.kind: c for c in controllers})
 
 
 class Operator:
@@ -133,7 +137,7 @@ class Operator:
     async def close(self) -> None:
         graph, self._graph = self._graph, None
         if graph is not None:
-            for controller in graph.controllers:
+            for controller in graph.by_kind.values():
                 await controller.close()
             await graph.client.aclose()
 
@@ -178,14 +182,14 @@ def login_handler(memo: Operator, settings: kopf.OperatorSettings, **kwargs: Any
 # ------------------------------------------------------------------------ routing kopf's events
 
 
-@kopf.on.event(names.GROUP, names.VERSION, "runbookjobs")
-async def runbookjob_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
-    await memo.graph.jobs.on_event(event.get("type"), event["object"])
+async def kind_event(*, event: kopf.RawEvent, memo: Operator, param: Any = None, **_: Any) -> None:
+    """A watch event of one of our kinds, for that kind's controller (`param` is its `kind`)."""
+    await memo.graph.by_kind[param].on_event(event.get("type"), event["object"])
 
 
-@kopf.on.event(names.GROUP, names.VERSION, "runbooks")
-async def runbook_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
-    await memo.graph.runbooks.on_event(event.get("type"), event["object"])
+for _kind in KINDS:
+    kopf.on.event(_kind.resource.group, _kind.resource.version, _kind.resource.plural,
+                  id=f"{_kind.kind}_event", param=_kind.kind)(kind_event)
 
 
 def _configmap_read_by_a_runbook(name: str, namespace: str | None, memo: Operator, **_: Any) -> bool:
@@ -197,11 +201,6 @@ async def configmap_event(name: str, namespace: str | None, memo: Operator, **_:
     await memo.graph.runbooks.on_configmap_event(namespace or "", name)
 
 
-@kopf.on.event(names.GROUP, names.VERSION, "assets")
-async def asset_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
-    await memo.graph.assets.on_event(event.get("type"), event["object"])
-
-
 def _secret_read_by_an_asset(name: str, namespace: str | None, memo: Operator, **_: Any) -> bool:
     return memo.graph.assets.references(namespace or "", name)
 
@@ -209,11 +208,6 @@ def _secret_read_by_an_asset(name: str, namespace: str | None, memo: Operator, *
 @kopf.on.event("v1", "secrets", when=_secret_read_by_an_asset)
 async def secret_event(name: str, namespace: str | None, memo: Operator, **_: Any) -> None:
     await memo.graph.assets.on_secret_event(namespace or "", name)
-
-
-@kopf.on.event(names.GROUP, names.VERSION, "workergroups")
-async def workergroup_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
-    await memo.graph.groups.on_event(event.get("type"), event["object"])
 
 
 @kopf.on.event("v1", "secrets", field="type", value=names.SECRET_TYPE_REGISTRATION)
