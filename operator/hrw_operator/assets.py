@@ -15,10 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hrw_api import conditions
+from hrw_api import Asset, conditions
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import ASSETS, SECRETS
-from hrw_api.models import Asset
 
 from .frame import Controller, Key, Observed, Pass, Store, Tools
 from .logs import kv

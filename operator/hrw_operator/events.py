@@ -11,10 +11,9 @@ import logging
 import secrets
 from typing import Any
 
-from hrw_api import names
+from hrw_api import Meta, names
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import EVENTS, KubeClient
-from hrw_api.models import Meta
 from hrw_api.times import now
 
 from .logs import kv

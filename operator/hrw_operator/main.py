@@ -28,9 +28,8 @@ from typing import Any
 
 import kopf
 
-from hrw_api import names
+from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, names
 from hrw_api.kubeclient import KubeClient
-from hrw_api.models import Asset, Runbook, RunbookJob, WorkerGroup
 
 from . import login, logs
 from .assets import AssetController

@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hrw_api import conditions, params
+from hrw_api import ParameterSpec, Runbook, conditions, content_digest, params
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOKS
-from hrw_api.models import ParameterSpec, Runbook, content_digest
 
 from .frame import Controller, Key, Observed, Pass, Store, Tools
 from .logs import kv

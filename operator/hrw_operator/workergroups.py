@@ -19,10 +19,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from hrw_api import conditions, names
+from hrw_api import Meta, WorkerGroup, WorkerStatus, conditions, names
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import SECRETS, WORKER_GROUPS
-from hrw_api.models import Meta, WorkerGroup, WorkerStatus
 from hrw_api.times import now as utcnow
 
 from . import events

@@ -7,7 +7,7 @@ from DESIGN.md "The API proxy":
 - read its own WorkerGroup; list/watch/get RunbookJobs of its own group in its own namespace
   (the field selector `spec.workerGroup=<group>` is forced; another group's job is "not found");
 - patch a job's `/status` only with a JSON Patch of the shapes in `hrw_api.patches`, only for
-  the transitions `phases.agent_may` allows, a claim only in its own name, anything else only as
+  the transitions `intents.agent_may` allows, a claim only in its own name, anything else only as
   the claimer of the job's current attempt (fencing), a retry only where the retry policy allows;
 - read a Runbook referenced by a job it holds, the resolved assets of a job it holds, append
   output of a job it holds (current attempt, bounded size);
@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from hrw_api import names
-from hrw_api.models import RetryOn, RunbookJob
+from hrw_api import RetryOn, RunbookJob, names
+from hrw_api.intents import agent_may
 from hrw_api.patches import agent_patch_intent
-from hrw_api.phases import JobPhase, agent_may
+from hrw_api.phases import JobPhase
 from hrw_api.times import format_time, parse_time
 
 from .auth import WorkerIdentity

@@ -18,9 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from hrw_api import names, wire
+from hrw_api import Asset, ResolvedAsset, Runbook, RunbookJob, WorkerGroup, names, wire
 from hrw_api.errors import InvalidObject
-from hrw_api.models import Asset, ResolvedAsset, Runbook, RunbookJob, WorkerGroup
 from hrw_api.patches import JSON_PATCH, MERGE_PATCH
 
 from . import rules

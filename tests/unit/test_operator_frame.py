@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from hrw_api import Runbook
 from hrw_api.kubeclient import RUNBOOKS
-from hrw_api.models import Runbook
 from hrw_operator.frame import Backoff, Controller, Observed, Outcome, Pass, StatusWriter, Store, Tools
 from hrw_operator.settings import OperatorSettings
 

@@ -13,9 +13,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hrw_api import conditions
+from hrw_api import Condition, conditions
 from hrw_api.kubeclient import KubeClient, Resource
-from hrw_api.models import Condition
 
 from ..logs import kv
 from .store import Observed

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, Protocol, TypeVar
 
+from hrw_api import Condition, Meta
 from hrw_api.errors import InvalidObject
-from hrw_api.models import Condition, Meta
 
 Key = tuple[str, str]  # (namespace, name)
 

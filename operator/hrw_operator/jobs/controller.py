@@ -20,10 +20,9 @@ from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
-from hrw_api import names
+from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, names
 from hrw_api.errors import ApiError, InvalidObject
 from hrw_api.kubeclient import ASSETS, LEASES, RUNBOOK_JOBS, RUNBOOKS, WORKER_GROUPS, Resource
-from hrw_api.models import Asset, Runbook, RunbookJob, WorkerGroup
 from hrw_api.phases import JobPhase, Reason
 from hrw_api.times import now as utcnow
 

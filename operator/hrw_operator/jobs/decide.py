@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hrw_api import conditions, params, patches
-from hrw_api.models import Asset, Condition, RetryOn, Runbook, RunbookJob, WorkerGroup
+from hrw_api import Asset, Condition, RetryOn, Runbook, RunbookJob, WorkerGroup, conditions, params, patches
 from hrw_api.phases import RUN_DEADLINE_GRACE_SECONDS, JobPhase, Reason
-from hrw_api.times import parse_time
 
 from ..leases import LeaseInfo
 
@@ -121,7 +119,7 @@ def _decide_pending(job: RunbookJob, facts: JobFacts, now: datetime, tunables: T
         return Decision(Reject(Reason.RUNBOOK_NOT_FOUND, f"runbook {spec.runbook!r} not found in namespace {ns!r}"))
 
     def wait(what: str) -> Decision:
-        created = parse_time(job.meta.creation_timestamp) or now
+        created = job.meta.creation_timestamp or now
         if now - created >= timedelta(seconds=tunables.pending_give_up_seconds):
             return Decision(Reject(Reason.RUNBOOK_NOT_READY if what.startswith("runbook") else Reason.ASSET_NOT_READY,
                                    f"{what} was not evaluated within {tunables.pending_give_up_seconds:g}s"))
@@ -194,7 +192,7 @@ def _decide_queued(job: RunbookJob, now: datetime) -> Decision:
     if job.spec.cancel:
         return Decision(End(JobPhase.QUEUED, status.attempt, JobPhase.CANCELLED, Reason.CANCELLED,
                             "cancelled while queued"))
-    queued_at = parse_time(status.queued_time) or parse_time(job.meta.creation_timestamp) or now
+    queued_at = status.queued_time or job.meta.creation_timestamp or now
     deadline = queued_at + timedelta(seconds=job.spec.queue_timeout_seconds)
     if now >= deadline:
         return Decision(End(JobPhase.QUEUED, status.attempt, JobPhase.TIMED_OUT, Reason.QUEUE_TIMEOUT,
@@ -212,7 +210,7 @@ def _decide_held(job: RunbookJob, facts: JobFacts, now: datetime) -> Decision:
                             f"cancelled while {phase.value.lower()} on worker {worker}"))
     wakes: list[datetime] = []
     timeout = job.spec.timeout_seconds or facts.runbook_timeout_seconds
-    started = parse_time(status.start_time) or (parse_time(claim.claimed_at) if claim else None)
+    started = status.start_time or (claim.claimed_at if claim else None)
     if timeout and started:
         deadline = started + timedelta(seconds=timeout + RUN_DEADLINE_GRACE_SECONDS)
         if now >= deadline:
@@ -230,7 +228,7 @@ def _decide_held(job: RunbookJob, facts: JobFacts, now: datetime) -> Decision:
             else:
                 wakes.append(expiry)
         else:
-            claimed_at = parse_time(claim.claimed_at) or parse_time(status.start_time) or now
+            claimed_at = claim.claimed_at or status.start_time or now
             grace = claimed_at + timedelta(seconds=facts.lease_duration_seconds)
             if now >= grace:
                 lost = f"worker {worker} lost: it has no Lease {facts.lease_duration_seconds}s after its claim"
@@ -255,7 +253,7 @@ def _decide_terminal(job: RunbookJob, now: datetime) -> Decision:
     ttl = job.spec.ttl_seconds_after_finished
     if ttl is None:
         return Decision(None, None, "finished")
-    done = parse_time(status.completion_time) or parse_time(job.meta.creation_timestamp) or now
+    done = status.completion_time or job.meta.creation_timestamp or now
     expiry = done + timedelta(seconds=ttl)
     if now >= expiry:
         return Decision(Delete(), why=f"finished {ttl}s ago")

@@ -7,8 +7,7 @@ Event notes carry names, reasons and numbers only.
 
 from __future__ import annotations
 
-from hrw_api import patches
-from hrw_api.models import RunbookJob
+from hrw_api import RunbookJob, patches
 from hrw_api.phases import JobPhase
 
 from .. import events
