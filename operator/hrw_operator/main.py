@@ -36,7 +36,7 @@ from .assets import AssetController
 from .events import EventRecorder
 from .frame import Controller, Store, Tools
 from .jobs.controller import JobController
-from .leases import LeaseInfo, LeaseView
+from .leases import LeaseView, worker_lease
 from .runbooks import RunbookController
 from .settings import OperatorSettings
 from .workergroups import WorkerGroupController
@@ -224,7 +224,7 @@ async def lease_event(event: Mapping[str, Any], name: str, namespace: str | None
     if event.get("type") == "DELETED":
         await graph.groups.on_lease(graph.leases.remove(namespace or "", name), None)
         return
-    lease = LeaseInfo.parse(body)
+    lease = worker_lease(body)
     if lease is not None:
         await graph.groups.on_lease(graph.leases.put(lease), lease)
 

@@ -7,9 +7,8 @@ One frozen dataclass, built once by `main` and handed to every controller, so no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-LogFormat = Literal["text", "json"]
+from hrw_api.logs import LogFormat
 
 
 @dataclass(frozen=True)

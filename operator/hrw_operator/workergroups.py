@@ -19,20 +19,20 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from hrw_api import Meta, WorkerGroup, WorkerStatus, conditions, names
+from hrw_api import Meta, WorkerGroup, WorkerLease, WorkerStatus, conditions, names
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import SECRETS, WORKER_GROUPS
 from hrw_api.times import now as utcnow
 
 from . import events
 from .frame import Controller, Key, Observed, Pass, Store, Tools
-from .leases import LeaseInfo, LeaseView
+from .leases import LeaseView
 from .logs import kv
 
 logger = logging.getLogger("hrw.operator.workergroups")
 
 
-def aggregate(leases: Iterable[LeaseInfo], now: datetime) -> tuple[list[WorkerStatus], datetime | None]:
+def aggregate(leases: Iterable[WorkerLease], now: datetime) -> tuple[list[WorkerStatus], datetime | None]:
     """The workers (sorted by name) and the next moment one of them may change readiness. Pure."""
     workers: list[WorkerStatus] = []
     next_change: datetime | None = None
@@ -104,7 +104,7 @@ class WorkerGroupController(Controller[WorkerGroup]):
         if key in self.store:
             await self.reconcile(key)
 
-    async def on_lease(self, old: LeaseInfo | None, new: LeaseInfo | None) -> None:
+    async def on_lease(self, old: WorkerLease | None, new: WorkerLease | None) -> None:
         """A Lease changed: reconcile its group only if that worker's entry in the status would change."""
         lease = new or old
         if lease is None:

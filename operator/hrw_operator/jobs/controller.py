@@ -27,7 +27,7 @@ from hrw_api.phases import JobPhase, Reason
 from hrw_api.times import now as utcnow
 
 from ..frame import Controller, Key, Model, Observed, Outcome, Pass, Store, Tools, View
-from ..leases import LeaseInfo, LeaseView
+from ..leases import LeaseView, worker_lease
 from ..logs import kv
 from .decide import DEFAULT_LEASE_DURATION_SECONDS, Action, Delete, End, JobFacts, Requeue, Tunables, decide
 from .writes import build_patch, events_for
@@ -246,6 +246,6 @@ class JobController(Controller[RunbookJob]):
         if claim is None:
             return facts
         body = await self._get(LEASES.path(job.meta.namespace, names.lease_name(job.spec.worker_group, claim.worker)))
-        lease = LeaseInfo.parse(body) if body is not None else None
+        lease = worker_lease(body) if body is not None else None
         return JobFacts(lease=lease, lease_duration_seconds=facts.lease_duration_seconds,
                         runbook_timeout_seconds=facts.runbook_timeout_seconds)

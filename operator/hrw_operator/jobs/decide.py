@@ -13,10 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hrw_api import Asset, Condition, RetryOn, Runbook, RunbookJob, WorkerGroup, conditions, params, patches
+from hrw_api import (
+    Asset,
+    Condition,
+    RetryOn,
+    Runbook,
+    RunbookJob,
+    WorkerGroup,
+    WorkerLease,
+    conditions,
+    params,
+    patches,
+)
 from hrw_api.phases import RUN_DEADLINE_GRACE_SECONDS, JobPhase, Reason
-
-from ..leases import LeaseInfo
 
 DEFAULT_LEASE_DURATION_SECONDS = 30
 
@@ -88,7 +97,7 @@ class JobFacts:
     group: WorkerGroup | None = None
     group_problem: str | None = None
     assets: Mapping[str, Asset | None] = field(default_factory=dict)
-    lease: LeaseInfo | None = None  # the claimer's Lease, None if there is none
+    lease: WorkerLease | None = None  # the claimer's Lease, None if there is none
     runbook_timeout_seconds: int | None = None  # for held jobs (the runbook may be gone by then)
     lease_duration_seconds: int = DEFAULT_LEASE_DURATION_SECONDS  # the group's, for held jobs
 
@@ -224,7 +233,8 @@ def _decide_held(job: RunbookJob, facts: JobFacts, now: datetime) -> Decision:
         if lease is not None:
             expiry = lease.expires_at
             if expiry is None or now >= expiry:
-                lost = f"worker {worker} lost: its Lease was last renewed at {lease.renew_time} and expired"
+                renewed = lease.renew_time or lease.acquire_time
+                lost = f"worker {worker} lost: its Lease was last renewed at {renewed} and expired"
             else:
                 wakes.append(expiry)
         else:
