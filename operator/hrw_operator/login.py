@@ -1,4 +1,4 @@
-"""The login: how kopf logs in — the same kubeconfig (or in-cluster ServiceAccount) as our own KubeClient.
+"""How kopf logs in: the same kubeconfig (or in-cluster ServiceAccount) as our own KubeClient.
 
 kopf's `login_with_kubeconfig` reads only `$KUBECONFIG` and takes relative file paths as
 relative to the working directory; kubectl resolves them against the kubeconfig's folder. This

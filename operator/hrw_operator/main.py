@@ -1,19 +1,19 @@
-"""`hrw-operator`: parse the command line, configure kopf, build the controllers, route kopf's events.
+"""`hrw-operator`: parse the command line, configure kopf, build the controllers and route events to them, run.
 
-Nothing here reconciles anything. This is the one place that knows every controller: at
-startup `build_graph` creates the stores and hands each controller its own store, read-only
-views of the kinds it reads and the callbacks it calls (the controllers never import each
-other); every kind in `KINDS` is subscribed to its own watch, and the handlers at the end
-route the watches of what the kinds depend on (ConfigMaps, Secrets, Leases).
-
-kopf is configured in its startup handler: our own annotation prefix for whatever kopf might
-persist (`names.OPERATOR_PREFIX`; our handlers are event handlers and persist nothing),
-explicit watch timeouts, no Kubernetes Events for kopf's own handler chatter (our controllers
-post the Events that matter), standalone (no peering objects). kopf logs in with the same
-kubeconfig or ServiceAccount as our KubeClient (`login`).
+Nothing here reconciles anything. kopf is configured in its startup handler: our own
+annotation prefix for whatever kopf might persist (`names.OPERATOR_PREFIX`; our handlers are
+event handlers and persist nothing), explicit watch timeouts, no Kubernetes Events for kopf's
+own handler chatter (our controllers post the Events that matter), standalone (no peering
+objects). kopf logs in with the same kubeconfig or ServiceAccount as our KubeClient.
 
     hrw-operator [--namespace NS ...] [--all-namespaces] [--kubeconfig PATH]
                  [--log-format json|text] [--verbose] [--liveness URL]
+
+This is also the one place that knows every controller: at startup `build_graph` creates the
+stores and hands each controller its own store, read-only views of the kinds it reads and the
+callbacks it calls (the controllers never import each other); every kind in `KINDS` is
+subscribed to its own watch, and the handlers at the end route the watches of what the kinds
+depend on (ConfigMaps, Secrets, Leases). `login` is how kopf logs in.
 """
 
 from __future__ import annotations
