@@ -1,5 +1,11 @@
 """`hrw-operator`: parse the command line, configure kopf, build the controllers and route events to them, run.
 
+This is the one place that knows every controller: at startup `build_graph` creates the
+stores and hands each controller its own store, read-only views of the kinds it reads and the
+callbacks it calls (the controllers never import each other); every kind in `KINDS` is
+subscribed to its own watch, and the handlers at the end route the watches of what the kinds
+depend on (ConfigMaps, Secrets, Leases). `login` is how kopf logs in.
+
 Nothing here reconciles anything. kopf is configured in its startup handler: our own
 annotation prefix for whatever kopf might persist (`names.OPERATOR_PREFIX`; our handlers are
 event handlers and persist nothing), explicit watch timeouts, no Kubernetes Events for kopf's
@@ -8,12 +14,6 @@ objects). kopf logs in with the same kubeconfig or ServiceAccount as our KubeCli
 
     hrw-operator [--namespace NS ...] [--all-namespaces] [--kubeconfig PATH]
                  [--log-format json|text] [--verbose] [--liveness URL]
-
-This is also the one place that knows every controller: at startup `build_graph` creates the
-stores and hands each controller its own store, read-only views of the kinds it reads and the
-callbacks it calls (the controllers never import each other); every kind in `KINDS` is
-subscribed to its own watch, and the handlers at the end route the watches of what the kinds
-depend on (ConfigMaps, Secrets, Leases). `login` is how kopf logs in.
 """
 
 from __future__ import annotations
@@ -81,6 +81,37 @@ def _current_namespace(kubeconfig: str | None) -> str:
     return info.default_namespace or "default"
 
 
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Operator, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.OPERATOR_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=names.OPERATOR_PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{names.OPERATOR_PREFIX}/finalizer"
+    settings.posting.enabled = False
+    settings.watching.server_timeout = memo.settings.watch_server_timeout
+    settings.watching.client_timeout = memo.settings.watch_client_timeout
+    settings.watching.connect_timeout = memo.settings.connect_timeout
+    settings.networking.connect_timeout = memo.settings.connect_timeout
+    settings.peering.standalone = True
+    memo.open()
+    logs.kv(logger, logging.INFO, "operator.started",
+            namespaces="*" if memo.settings.all_namespaces else ",".join(memo.settings.namespaces),
+            server=memo.graph.client.server)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Operator, **_: Any) -> None:
+    await memo.close()
+    logs.kv(logger, logging.INFO, "operator.stopped")
+
+
+@kopf.on.login()
+def login_handler(memo: Operator, settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    if login.in_cluster(memo.settings.kubeconfig):
+        return kopf.login_with_service_account(settings=settings, **kwargs)
+    return login.connection_info(login.kubeconfig_path(memo.settings.kubeconfig))
+
+
 KINDS: tuple[type[Controller[Any]], ...] = (RunbookController, AssetController, WorkerGroupController, JobController)
 """The kinds this operator serves; each is subscribed to its own resource's watch."""
 
@@ -145,37 +176,6 @@ class Operator:
         if self._graph is None:
             raise RuntimeError("the operator's controllers are not built (startup has not run)")
         return self._graph
-
-
-@kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: Operator, **_: Any) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.OPERATOR_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.OPERATOR_PREFIX, key="last-handled-configuration")
-    settings.persistence.finalizer = f"{names.OPERATOR_PREFIX}/finalizer"
-    settings.posting.enabled = False
-    settings.watching.server_timeout = memo.settings.watch_server_timeout
-    settings.watching.client_timeout = memo.settings.watch_client_timeout
-    settings.watching.connect_timeout = memo.settings.connect_timeout
-    settings.networking.connect_timeout = memo.settings.connect_timeout
-    settings.peering.standalone = True
-    memo.open()
-    logs.kv(logger, logging.INFO, "operator.started",
-            namespaces="*" if memo.settings.all_namespaces else ",".join(memo.settings.namespaces),
-            server=memo.graph.client.server)
-
-
-@kopf.on.cleanup()
-async def cleanup(memo: Operator, **_: Any) -> None:
-    await memo.close()
-    logs.kv(logger, logging.INFO, "operator.stopped")
-
-
-@kopf.on.login()
-def login_handler(memo: Operator, settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    if login.in_cluster(memo.settings.kubeconfig):
-        return kopf.login_with_service_account(settings=settings, **kwargs)
-    return login.connection_info(login.kubeconfig_path(memo.settings.kubeconfig))
 
 
 # ------------------------------------------------------------------------ routing kopf's events
