@@ -8,6 +8,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     asset        Asset, ResolvedAsset, …                  the Asset kind and its resolved form
     workergroup  WorkerGroup, WorkerGroupSpec, …          the WorkerGroup kind
     runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind
+    runbookschedule  RunbookSchedule, ConcurrencyPolicy   the RunbookSchedule kind, job_name
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
     wire         RegisterRequest/Response, OutputChunk    the proxy's own bodies and paths
     intents      Claim/Start/Finish/GiveBackIntent        the agent's moves, AGENT_TRANSITIONS,
@@ -50,6 +51,7 @@ from .runbook import (
     content_digest,
 )
 from .runbookjob import Claim, OutputSummary, RetryOn, RetryPolicy, RunbookJob, RunbookJobSpec, RunbookJobStatus
+from .runbookschedule import ConcurrencyPolicy, RunbookSchedule, RunbookScheduleSpec, RunbookScheduleStatus
 from .wire import OutputChunk, RegisterRequest, RegisterResponse, ResolvedAssetList, StreamName
 from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
@@ -61,6 +63,7 @@ __all__ = [
     "AssetType",
     "Claim",
     "ClaimIntent",
+    "ConcurrencyPolicy",
     "Condition",
     "Conflict",
     "FinishIntent",
@@ -92,6 +95,9 @@ __all__ = [
     "RunbookJob",
     "RunbookJobSpec",
     "RunbookJobStatus",
+    "RunbookSchedule",
+    "RunbookScheduleSpec",
+    "RunbookScheduleStatus",
     "RunbookSpec",
     "RunbookStatus",
     "SecretKeyRef",
