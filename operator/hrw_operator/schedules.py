@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -182,9 +182,13 @@ def template_problem(schedule: RunbookSchedule, facts: ScheduleFacts) -> Problem
 
 
 def _history(jobs: Sequence[OwnedJob], limit: int) -> list[str]:
-    """The finished `jobs` beyond `limit`, oldest first out."""
-    def age(job: OwnedJob) -> datetime:
-        return job.finished or job.scheduled or job.created or datetime.min.replace(tzinfo=utcnow().tzinfo)
+    """The finished `jobs` beyond `limit`, oldest first out: by the run they are for (their
+    scheduled time, else their creation), then by when they finished, then by name (API times
+    have whole seconds, so ties are common)."""
+    never = datetime.min.replace(tzinfo=UTC)
+
+    def age(job: OwnedJob) -> tuple[datetime, datetime, str]:
+        return (job.scheduled or job.created or never, job.finished or never, job.name)
 
     newest_first = sorted(jobs, key=age, reverse=True)
     return [job.name for job in newest_first[limit:]]
