@@ -90,8 +90,14 @@ async def test_forbid_skips_the_next_run_while_a_job_runs_and_runs_it_late_when_
     # The first job ends within the starting deadline: the skipped run starts late, exactly once,
     # and the finished job goes (successfulJobsHistoryLimit: 0).
     await kit.succeed(name, "w1")
-    [late] = await wait_jobs(kit, "every-minute", 1, timeout=20)
-    assert late["metadata"]["name"] != name
+
+    async def only_the_late_run() -> list[JSON] | None:
+        found = await jobs_of(kit, "every-minute")
+        return found if len(found) == 1 and found[0]["metadata"]["name"] != name else None
+
+    [late] = await async_wait_until(only_the_late_run, timeout=20, message="the late run replacing the finished one")
+    scheduled = late["metadata"]["annotations"][names.ANNOTATION_SCHEDULED_TIME]
+    assert scheduled == skipped["note"].split("the run at ")[1].split(" ")[0].replace("+00:00", "Z")
     status = await wait_schedule(kit, "every-minute", lambda s: s.get("active") == [late["metadata"]["name"]]
                                  and bool(s.get("lastSuccessfulTime")))
 
