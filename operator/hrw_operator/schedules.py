@@ -387,14 +387,13 @@ class ScheduleController(Controller[RunbookSchedule]):
 
 
 def _owned(items: Sequence[Any], uid: str) -> list[RunbookJob]:
-    """The listed jobs this schedule owns (its uid as controller), parsed; others are not ours to touch."""
+    """The listed jobs this schedule controls, parsed; others (same label, another owner) are not ours."""
     owned: list[RunbookJob] = []
     for item in items:
-        refs = (item.get("metadata") or {}).get("ownerReferences") or []
-        if not any(ref.get("uid") == uid and ref.get("controller") for ref in refs):
-            continue
         try:
-            owned.append(RunbookJob.parse(item))
+            job = RunbookJob.parse(item)
         except InvalidObject:
             continue
+        if job.meta.controller_uid == uid:
+            owned.append(job)
     return owned

@@ -255,3 +255,16 @@ def test_a_scheduled_job_is_owned_by_its_schedule_and_named_from_the_minute() ->
     assert job_name("nightly", at(9, 5) + timedelta(seconds=59)) == meta["name"]
     assert len(job_name("s" * 52, datetime(2999, 12, 31, tzinfo=UTC))) <= 63  # a RunbookJob name's limit
 
+
+
+def test_a_job_is_the_schedules_only_if_the_schedule_is_its_controlling_owner() -> None:
+    from hrw_api import RunbookJob
+    from hrw_operator.schedules import _owned
+
+    body = schedule().job_body(at(9, 5))
+    foreign = {**body, "metadata": {**body["metadata"], "name": "other", "ownerReferences": [
+        {**body["metadata"]["ownerReferences"][0], "uid": "u-2"}]}}
+    not_controller = {**body, "metadata": {**body["metadata"], "name": "plain", "ownerReferences": [
+        {**body["metadata"]["ownerReferences"][0], "controller": False}]}}
+    assert RunbookJob.parse(body).meta.controller_uid == "u-1"
+    assert [j.meta.name for j in _owned([body, foreign, not_controller], "u-1")] == [body["metadata"]["name"]]
