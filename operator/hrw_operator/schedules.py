@@ -157,7 +157,7 @@ class ScheduleFacts:
 class Decision:
     status: RunbookScheduleStatus
     create: datetime | None = None
-    """Create the job for the run scheduled at this time."""
+    """Create the job for the run scheduled at this time (a 409 means it exists: fine)."""
     cancel: tuple[str, ...] = ()
     """Set `spec.cancel` on these active jobs (Replace)."""
     delete: tuple[str, ...] = ()
@@ -209,14 +209,15 @@ def decide(schedule: RunbookSchedule, facts: ScheduleFacts, now: datetime) -> De
     last_schedule = schedule.status.last_schedule_time
 
     def decision(ok: bool, reason: str, message: str, *, create: datetime | None = None,
-                 cancel: tuple[str, ...] = (), skipped: tuple[str, str] | None = None,
-                 wake_at: datetime | None = None) -> Decision:
+                 recorded: datetime | None = None, cancel: tuple[str, ...] = (),
+                 skipped: tuple[str, str] | None = None, wake_at: datetime | None = None) -> Decision:
+        """`recorded`: a run whose job exists already; `create`: a run whose job is created now."""
         ready = conditions.make(conditions.READY, ok, reason, message, meta.generation)
         names_active = sorted(j.name for j in active)
         if create is not None:
             names_active = sorted({*names_active, job_name(meta.name, create)})
         status = RunbookScheduleStatus(
-            last_schedule_time=create or last_schedule,
+            last_schedule_time=create or recorded or last_schedule,
             last_successful_time=last_success,
             active=tuple(names_active),
             observed_generation=meta.generation,
@@ -243,7 +244,7 @@ def decide(schedule: RunbookSchedule, facts: ScheduleFacts, now: datetime) -> De
         return decision(True, "Scheduled", scheduled_message, wake_at=upcoming)
     name = job_name(meta.name, due)
     if any(j.name == name for j in facts.jobs):  # created before the status said so (a write lost, a restart)
-        return decision(True, "Scheduled", scheduled_message, create=due, wake_at=upcoming)
+        return decision(True, "Scheduled", scheduled_message, recorded=due, wake_at=upcoming)
     late = (now - due).total_seconds()
     if spec.starting_deadline_seconds is not None and late > spec.starting_deadline_seconds:
         return decision(True, "Scheduled", scheduled_message, wake_at=upcoming, skipped=(
@@ -310,8 +311,7 @@ class ScheduleController(Controller[RunbookSchedule]):
         ns = schedule.meta.namespace
         for name in decision.cancel:
             await self._cancel(ns, name)
-        if decision.create is not None and not any(j.name == job_name(schedule.meta.name, decision.create)
-                                                   for j in facts.jobs):
+        if decision.create is not None:
             await self._create(schedule, decision.create)
         for name in decision.delete:
             await self.client.delete(RUNBOOK_JOBS.path(ns, name), propagationPolicy="Background")

@@ -108,7 +108,7 @@ def test_a_run_already_created_is_not_created_again() -> None:
 
 def test_a_job_created_before_its_status_was_written_only_records_the_time() -> None:
     decision = decide(schedule(), facts(job(at(9, 5))), at(9, 5, 3))
-    assert decision.status.last_schedule_time == at(9, 5)
+    assert decision.create is None and decision.status.last_schedule_time == at(9, 5)
     assert decision.status.active == (job_name("nightly", at(9, 5)),)
 
 
