@@ -34,7 +34,8 @@ class Operator:
 
     def open(self) -> None:
         """Create the process's KubeClient (called from kopf's startup handler, inside the loop)."""
-        self._client = KubeClient.from_environment(self.settings.kubeconfig, user_agent="hrw-operator")
+        self._client = KubeClient.from_environment(self.settings.kubeconfig, context=self.settings.context,
+                                                   user_agent="hrw-operator")
         self._recorder = EventRecorder(self._client, self.settings.reporting_instance)
 
     async def close(self) -> None:

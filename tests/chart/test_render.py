@@ -66,7 +66,7 @@ def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
 
 def test_operator_serves_all_namespaces_by_default_and_the_listed_ones_when_given(helm: Helm) -> None:
     default = container(helm.render(), "hrw-operator")
-    assert default["command"] == ["hrw-operator"]
+    assert default["command"] == ["python", "-m", "hrw_operator"]
     liveness = ["--liveness", "http://0.0.0.0:8080/healthz"]
     assert default["args"] == ["--all-namespaces", "--log-format", "json", *liveness]
     listed = container(helm.render("operator.namespaces={a,b}", "operator.logFormat=text",

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hrw_cli.dev.build import KUBERNETES_VERSION, asset_overrides
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster, KubectlError
-from hrw_cli.dev.crds import apply_crds
+from hrw_dev.build import KUBERNETES_VERSION, asset_overrides
+from hrw_dev.controlplane import ControlPlane, ExistingCluster, KubectlError
+from hrw_dev.crds import apply_crds
 from tests.support import unique_name, wait_until
 
 HERE = Path(__file__).parent

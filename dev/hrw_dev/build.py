@@ -258,7 +258,7 @@ def ensure_built() -> Binaries:
 
 
 def main() -> int:
-    """Build, then print where the binaries are (``python -m hrw_cli.dev.build``)."""
+    """Build, then print where the binaries are (``python -m hrw_dev.build``)."""
     try:
         binaries = ensure_built()
     except BuildError as exc:

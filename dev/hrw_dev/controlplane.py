@@ -1,6 +1,6 @@
 """Start and stop a real Kubernetes control plane as local processes: etcd, kube-apiserver, kcm.
 
-hrw's tests, its demo and ``hrw dev up`` all need a real apiserver (a fake of the Kubernetes
+hrw's tests, its demo and ``hrw-dev up`` all need a real apiserver (a fake of the Kubernetes
 API is never a substitute, see DESIGN.md), and no Docker engine is available to run kind.
 So this module does what controller-runtime's envtest does, plus a kube-controller-manager
 running the four controllers a plain apiserver lacks and hrw relies on: namespace deletion,
@@ -9,7 +9,7 @@ ownerReference garbage collection, default ServiceAccounts and ClusterRole aggre
 
 The recipe and its pitfalls are in shared/CONTROLPLANE.md. In short:
 
-- fresh certificates per control plane (:mod:`hrw_cli.dev.certs`), free loopback ports,
+- fresh certificates per control plane (:mod:`hrw_dev.certs`), free loopback ports,
   etcd's data on tmpfs with ``--unsafe-no-fsync``;
 - each process in its own session, so a Ctrl-C at the terminal reaches us, not them, and we
   stop them one at a time in reverse order (kcm, apiserver, etcd): an apiserver whose etcd
@@ -17,8 +17,8 @@ The recipe and its pitfalls are in shared/CONTROLPLANE.md. In short:
 - every wait has a deadline, and a process that dies while we wait is reported with the tail
   of its log;
 - no orphan: a started control plane is stopped at interpreter exit (``atexit``) and on
-  SIGTERM/SIGHUP, unless it was started *detached* for ``hrw dev up``, whose state file lets
-  ``hrw dev down`` stop it from another process later.
+  SIGTERM/SIGHUP, unless it was started *detached* for ``hrw-dev up``, whose state file lets
+  ``hrw-dev down`` stop it from another process later.
 
 :class:`ExistingCluster` offers the same surface for ``USE_EXISTING_CLUSTER=true`` with
 ``KUBECONFIG`` (kind, k3d, a real cluster), and :func:`cluster_from_env` picks one of the two.
@@ -49,8 +49,8 @@ from typing import Any, Protocol, Self
 
 import yaml
 
-from hrw_cli.dev import certs
-from hrw_cli.dev.build import Binaries, ensure_built, find_kubectl
+from hrw_dev import certs
+from hrw_dev.build import Binaries, ensure_built, find_kubectl
 
 __all__ = [
     "STOP_GRACE_SECONDS",
@@ -150,7 +150,7 @@ class _KubectlMixin:
 
     @property
     def kubectl_path(self) -> Path:
-        """The kubectl binary used (see :func:`hrw_cli.dev.build.find_kubectl`)."""
+        """The kubectl binary used (see :func:`hrw_dev.build.find_kubectl`)."""
         return self._kubectl_path
 
     def kubectl_run(
@@ -328,7 +328,7 @@ class ControlPlane(_KubectlMixin):
 
     ``root_dir`` holds certificates, the kubeconfig, logs and (for detached planes) the state
     file; a temporary folder, removed at stop, when not given. ``detached=True`` (for
-    ``hrw dev up``) leaves the processes running when this Python exits; stop them later with
+    ``hrw-dev up``) leaves the processes running when this Python exits; stop them later with
     ``ControlPlane.attach(root_dir).stop()``.
     """
 
@@ -456,7 +456,7 @@ class ControlPlane(_KubectlMixin):
         """Start etcd, kube-apiserver and kube-controller-manager; return when all are ready.
 
         Raises :class:`ControlPlaneError` (with the failing component's log tail) or
-        :class:`hrw_cli.dev.build.BuildError`; nothing is left running after a failure.
+        :class:`hrw_dev.build.BuildError`; nothing is left running after a failure.
         """
         if self._started:
             raise ControlPlaneError(f"control plane {self._name} was already started")
@@ -502,7 +502,7 @@ class ControlPlane(_KubectlMixin):
 
     @classmethod
     def attach(cls, root_dir: Path) -> ControlPlane:
-        """Find again a detached control plane started with ``root_dir`` (by ``hrw dev up``).
+        """Find again a detached control plane started with ``root_dir`` (by ``hrw-dev up``).
 
         Raises :class:`ControlPlaneError` if there is no state file there.
         """
