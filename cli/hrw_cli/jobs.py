@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+import httpx
+
 from hrw_api import kubeconfig, names, params
 from hrw_api.errors import ApiError, InvalidObject, NotFound
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, KubeClient
@@ -186,6 +188,8 @@ def _sync(handler: Any) -> Any:
             code: int = asyncio.run(handler(args))
         except ApiError as exc:
             raise CommandError(f"the API server said {exc.code} {exc.reason}: {exc.message}") from None
+        except httpx.TransportError as exc:
+            raise CommandError(f"cannot reach the API server: {exc!r}") from None
         return code
 
     return run
