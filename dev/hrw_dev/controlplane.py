@@ -1,13 +1,13 @@
 """Start and stop a real Kubernetes control plane as local processes: etcd, kube-apiserver, kcm.
 
 hrw's tests, its demo and ``hrw-dev up`` all need a real apiserver (a fake of the Kubernetes
-API is never a substitute, see DESIGN.md), and no Docker engine is available to run kind.
+API is never a substitute), and no Docker engine is available to run kind.
 So this module does what controller-runtime's envtest does, plus a kube-controller-manager
 running the four controllers a plain apiserver lacks and hrw relies on: namespace deletion,
 ownerReference garbage collection, default ServiceAccounts and ClusterRole aggregation
 (without the last, the built-in ``edit`` ClusterRole has no rules and grants nothing).
 
-The recipe and its pitfalls are in shared/CONTROLPLANE.md. In short:
+The recipe, and the pitfalls it steps around:
 
 - fresh certificates per control plane (:mod:`hrw_dev.certs`), free loopback ports,
   etcd's data on tmpfs with ``--unsafe-no-fsync``;

@@ -1,7 +1,7 @@
 """Apply CustomResourceDefinitions and wait until their objects are really served.
 
 ``Established`` is not enough: right after it, a list of the new kind can still answer 404
-for a moment while discovery catches up (shared/CONTROLPLANE.md, "Pitfalls"). So we wait for
+for a moment while the apiserver's discovery catches up. So we wait for
 the condition *and* for a list of each kind to succeed. The tests' ``crds`` fixture and
 ``hrw-dev demo`` both use this.
 """

@@ -1,4 +1,4 @@
-"""The layers have a direction (STYLE.md): `hrw_api` is the contract everyone imports and imports
+"""The layers have a direction (README.md, "Architecture"): `hrw_api` is the contract everyone imports and imports
 none of them; the agent, installed on bare servers, never needs the cloud side's packages; the
 product never imports the development tooling (`hrw_dev`, not shipped); and the `kubernetes`
 library is used in one place, `hrw_api/kubeconfig.py`, which the agent never loads.
