@@ -141,15 +141,18 @@ def _loader(kubeconfig: str | None, context: str | None, environ: Mapping[str, s
         raise KubeconfigError(f"no kubeconfig found in {paths} (set --kubeconfig or KUBECONFIG)")
     config = _plain(merged.config)
     names = [str(_plain(each).get("name")) for each in config.get("contexts") or []]
-    if context is None and not config.get("current-context"):
+    # kubectl: the first file that sets a current-context wins (the library would take the last).
+    current = next((each["current-context"] for each in merged.config_files.values()
+                    if isinstance(each, dict) and each.get("current-context")), None)
+    if context is None and not current:
         raise KubeconfigError(f"kubeconfig {paths} sets no current-context; choose one with --context "
                               f"({', '.join(names) or 'it has none'})")
-    wanted = context or config.get("current-context")
+    wanted = context or current
     if wanted not in names:
         raise KubeconfigError(f"context {wanted!r} not found in kubeconfig {paths} "
                               f"(contexts: {', '.join(names) or 'none'})")
     try:
-        return KubeConfigLoader(config_dict=merged.config, active_context=context, config_base_path=None,
+        return KubeConfigLoader(config_dict=merged.config, active_context=wanted, config_base_path=None,
                                 temp_file_path=temp_dir)
     except ConfigException as exc:
         raise KubeconfigError(f"kubeconfig {paths}, context {wanted!r}: {exc}") from None

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -215,3 +216,27 @@ async def test_in_a_pod_the_service_account_token_and_ca_are_used(cluster, names
                                      {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
     assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:in-pod"
 
+
+
+async def test_tls_server_name_is_the_name_checked_in_the_apiservers_certificate(
+        cluster, namespace: str, tmp_path: Path) -> None:
+    token = _service_account_token(cluster, namespace, "named", admin=False)
+
+    async def whoami(server_name: str) -> str:
+        path = tmp_path / f"{server_name}.kubeconfig"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": cluster.server, "tls-server-name": server_name,
+                                                    "certificate-authority": str(cluster.ca_path)}}],
+            "users": [{"name": "u", "user": {"token": token}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        }))
+        async with kubeconfig.load(str(path)).client() as client:
+            review = await client.create("/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                         {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        return str(review["status"]["userInfo"]["username"])
+
+    # The local control plane's serving certificate names localhost; the server URL is an IP.
+    assert await whoami("localhost") == f"system:serviceaccount:{namespace}:named"
+    with pytest.raises(httpx.ConnectError, match=r"not-the-apiserver\.example"):
+        await whoami("not-the-apiserver.example")
