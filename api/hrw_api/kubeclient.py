@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import ssl
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,19 +69,14 @@ class Credentials(Protocol):
     async def authorization(self) -> str | None: ...
 
 
-class _TokenSource:
-    """A bearer token, re-read from its file now and then (projected tokens rotate)."""
+class _StaticToken:
+    """A bearer token that does not change: the agent's worker credential, a test's token."""
 
-    def __init__(self, token: str | None = None, token_file: Path | None = None) -> None:
-        self._token = token
-        self._file = token_file
-        self._read_at = 0.0
+    def __init__(self, token: str | None) -> None:
+        self._header = f"Bearer {token}" if token else None
 
     async def authorization(self) -> str | None:
-        if self._file is not None and time.monotonic() - self._read_at > 60:
-            self._token = self._file.read_text().strip()
-            self._read_at = time.monotonic()
-        return f"Bearer {self._token}" if self._token else None
+        return self._header
 
 
 def ssl_context(*, ca_file: str | None = None, ca_data: bytes | None = None, cert_file: str | None = None,
@@ -103,11 +97,12 @@ class KubeClient:
     """Async Kubernetes REST calls. Create one per process; close it with `aclose()` or `async with`."""
 
     def __init__(self, server: str, *, verify: ssl.SSLContext | bool = True, token: str | None = None,
-                 token_file: Path | None = None, credentials: Credentials | None = None,
+                 credentials: Credentials | None = None,
                  tls_server_name: str | None = None, proxy: str | None = None, timeout: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None, user_agent: str = "hrw") -> None:
         self.server = server.rstrip("/")
-        self._credentials: Credentials = credentials or _TokenSource(token, token_file)
+        # A static `token`, or `credentials` that may fetch a new one (hrw_api.kubeconfig).
+        self._credentials: Credentials = credentials or _StaticToken(token)
         # kubeconfig's tls-server-name: the name sent (SNI) and checked in the server's certificate.
         self._extensions: dict[str, Any] = {"sni_hostname": tls_server_name} if tls_server_name else {}
         self._http = httpx.AsyncClient(
