@@ -126,7 +126,7 @@ def use_existing_cluster() -> bool:
 
 def _run_kubectl(
     kubectl: Path,
-    kubeconfig: Path,
+    kubeconfig: Path | str,
     args: Sequence[str],
     *,
     input: str | None,
@@ -685,8 +685,10 @@ def write_kubeconfig(
 class ExistingCluster(_KubectlMixin):
     """A cluster someone else runs, reached through a kubeconfig; same surface as :class:`ControlPlane`.
 
-    ``start``/``stop`` only check reachability and clean up our temporary files: we never
-    stop someone else's cluster.
+    kubectl reads the kubeconfig (``--kubeconfig``, else every file of ``$KUBECONFIG`` merged, else
+    ~/.kube/config) and flattens its current context into one private file, which is then the
+    ``kubeconfig_path`` every process gets. ``start``/``stop`` only check reachability and clean
+    up that file: we never stop someone else's cluster.
     """
 
     def __init__(
@@ -696,28 +698,30 @@ class ExistingCluster(_KubectlMixin):
         name: str | None = None,
         kubectl_path: Path | None = None,
     ) -> None:
-        if kubeconfig_path is None:
-            env = os.environ.get("KUBECONFIG", "")
-            first = next((part for part in env.split(os.pathsep) if part), "")
-            kubeconfig_path = Path(first) if first else Path.home() / ".kube" / "config"
-        if not Path(kubeconfig_path).is_file():
+        source = str(kubeconfig_path) if kubeconfig_path is not None else (
+            os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config"))
+        if not any(Path(part).expanduser().is_file() for part in source.split(os.pathsep) if part):
             raise ControlPlaneError(
-                f"USE_EXISTING_CLUSTER is set but the kubeconfig {kubeconfig_path} does not exist; "
+                f"USE_EXISTING_CLUSTER is set but the kubeconfig {source} does not exist; "
                 "set KUBECONFIG to your cluster's kubeconfig."
             )
-        self._kubeconfig_path = Path(kubeconfig_path)
         self._kubectl_path = kubectl_path or find_kubectl()
-        self._tmp: Path | None = None
-        view = json.loads(self.kubectl("config", "view", "--minify", "--raw", "-o", "json", timeout=30))
+        flattened = _run_kubectl(self._kubectl_path, source, ["config", "view", "--minify", "--flatten", "-o", "json"],
+                                 input=None, timeout=30)
+        if flattened.returncode != 0:
+            raise ControlPlaneError(f"kubectl cannot read the kubeconfig {source}: {flattened.stderr.strip()}")
+        self._tmp: Path | None = Path(tempfile.mkdtemp(prefix="hrw-existing-"))
+        self._kubeconfig_path = self._tmp / "kubeconfig"
+        fd = os.open(self._kubeconfig_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(flattened.stdout)
+        view = json.loads(flattened.stdout)
         context = view.get("contexts", [{}])[0]
         cluster = view.get("clusters", [{}])[0].get("cluster", {})
         self._name = name or context.get("name", "existing")
         self._server: str = cluster.get("server", "")
         self._ca_path: Path | None = None
-        if cluster.get("certificate-authority"):
-            self._ca_path = Path(cluster["certificate-authority"])
-        elif cluster.get("certificate-authority-data"):
-            self._tmp = Path(tempfile.mkdtemp(prefix="hrw-existing-"))
+        if cluster.get("certificate-authority-data"):  # --flatten embeds a CA file's content
             self._ca_path = self._tmp / "ca.crt"
             self._ca_path.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
 
