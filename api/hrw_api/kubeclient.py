@@ -17,7 +17,6 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -27,8 +26,6 @@ from .names import GROUP, VERSION
 from .patches import JSON_PATCH, MERGE_PATCH
 
 JSON = dict[str, Any]
-
-IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,15 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.incluster_config import InClusterConfigLoader
 from kubernetes.config.kube_config import ConfigNode, KubeConfigLoader, KubeConfigMerger
 
-from .kubeclient import IN_CLUSTER_DIR, KubeClient, ssl_context
+from .kubeclient import KubeClient, ssl_context
 
-__all__ = ["ClusterConfig", "KubeconfigError", "LibraryCredentials", "context_namespace", "load", "running_in_cluster"]
+__all__ = [
+    "IN_CLUSTER_DIR", "ClusterConfig", "KubeconfigError", "LibraryCredentials", "context_namespace", "load",
+    "running_in_cluster",
+]
+
+IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+"""Where a Pod finds its ServiceAccount's token, the cluster's CA and its namespace."""
 
 REFRESH_CHECK_SECONDS = 10.0
 """How often a request may ask the library whether the token needs fetching again. The library
