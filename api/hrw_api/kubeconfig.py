@@ -74,6 +74,11 @@ class LibraryCredentials:
         return self._header
 
     @property
+    def header(self) -> str | None:
+        """The header value last fetched (no refresh)."""
+        return self._header
+
+    @property
     def expiry(self) -> datetime | None:
         """When an exec plugin said its token expires, if it did."""
         expiry = getattr(self._loader, "expiry", None)
@@ -227,7 +232,7 @@ def load(kubeconfig: str | None = None, context: str | None = None, *, in_cluste
             except (ConfigException, OSError, ValueError) as exc:
                 raise KubeconfigError(f"context {loader.current_context['name']!r}: {exc}") from None
         credentials = LibraryCredentials(configuration, loader)
-        if errors and credentials.authorization_now() is None and not configuration.cert_file:
+        if errors and credentials.header is None and not configuration.cert_file:
             raise KubeconfigError(f"context {loader.current_context['name']!r}, user {user!r}: "
                                   f"the credential plugin failed: {errors[-1]}")
         ca_pem = _read(configuration.ssl_ca_cert)
