@@ -17,7 +17,7 @@ COPY operator ./operator
 COPY proxy ./proxy
 COPY agent ./agent
 # From this folder, never by name from an index: the cloud extra holds what the two processes need.
-RUN pip install "./[cloud]" && rm -rf /src
+RUN pip install ".[cloud]" && rm -rf /src
 
 # A fixed numeric uid so that the chart's runAsNonRoot can verify it without a passwd lookup.
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin hrw
