@@ -1,5 +1,5 @@
 # One image for the cloud side: the operator and the proxy (the chart picks the command).
-# Agents are not run from this image: they live on your servers (README.md, "Install the agent").
+# Agents are not run from this image: they live on your servers (README.md, "Install the agent on a server").
 #
 #   docker build -t ghcr.io/OWNER/hrw:0.1.0 .
 FROM python:3.11-slim
