@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
-from hrw_cli.dev.crds import CrdInfo, apply_crds
+from hrw_dev.controlplane import ControlPlane, ExistingCluster
+from hrw_dev.crds import CrdInfo, apply_crds
 from tests.support import ProcessFactory, open_session_cluster, unique_name
 from tests.support.proxy import ProxyTLS, proxy_kubeconfig, proxy_tls
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 
 from hrw_api import RunbookJob, WorkerGroup, WorkerGroupSpec
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
-from hrw_cli.dev.crds import CrdInfo
+from hrw_dev.controlplane import ControlPlane, ExistingCluster
+from hrw_dev.crds import CrdInfo
 
 Cluster = ControlPlane | ExistingCluster
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
-from hrw_cli.dev.crds import CrdInfo
+from hrw_dev.controlplane import ControlPlane, ExistingCluster
+from hrw_dev.crds import CrdInfo
 
 Cluster = ControlPlane | ExistingCluster
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_dev.controlplane import pid_runs
 from tests.support.processes import ManagedProcess
 from tests.support.proxy import ProxyTLS, start_proxy
 from tests.support.stack import PROXY_ARGS, Stack, spool_files

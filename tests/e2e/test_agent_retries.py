@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_dev.controlplane import pid_runs
 from tests.support.stack import Stack
 from tests.support.waiting import async_wait_until, wait_until
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from hrw_agent import runner
 from hrw_agent.runner import Execution, StopReason
 from hrw_api import AssetType, ResolvedAsset
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_dev.controlplane import pid_runs
 
 BASH = "/bin/bash"
 PY = "/usr/bin/python3"
