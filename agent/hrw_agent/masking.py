@@ -21,6 +21,9 @@ the guarantee (issue 14, "job streams a person can follow"):
   several quick ones, however the reads cut it. If the script pauses longer in the middle of a
   form, the part before the pause is shown; the rest is still masked when it is the next thing
   written (the secret is never shown whole), but not if other text comes first.
+- A form is replaced as soon as it is whole, so what only a longer form would also have covered
+  may follow the mask: base64 padding (`***==`), or the last character of the base64 of the
+  secret and a newline. Neither carries anything of the secret.
 
 Forms not covered: encodings wrapped over several lines (`base64` past 76 columns, `xxd -p`
 past 60), base64 of a secret inside a larger blob at another alignment than `user:password`,
@@ -52,12 +55,12 @@ def _lower_escapes(text: str) -> str:
 
 def _base64_forms(raw: bytes) -> set[str]:
     forms = set()
-    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
-        text = encoded.decode("ascii")
-        forms.add(text)
-        # `base64` output cut before its padding; also a prefix of the base64 of the secret
-        # followed by a newline (`echo "$SECRET" | base64`): a newline's top four bits are 0.
-        forms.add(text.rstrip("="))
+    # The secret alone (`printf %s "$S" | base64`) and with a newline (`echo "$S" | base64`).
+    for data in (raw, raw + b"\n"):
+        for encoded in (base64.b64encode(data), base64.urlsafe_b64encode(data)):
+            text = encoded.decode("ascii")
+            forms.add(text)
+            forms.add(text.rstrip("="))  # cut before its padding, or a prefix of a longer stream
     return forms
 
 
