@@ -208,7 +208,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    logs = subparsers.add_parser("logs", help="print a job's output (its stored chunks, in order; the script's stderr on stderr)")
+    logs = subparsers.add_parser("logs", help="print a job's output in order (the script's stderr on stderr)")
     logs.add_argument("job", help="RunbookJob name")
     logs.add_argument("-f", "--follow", action="store_true", help="follow the output until the job ends")
     logs.add_argument("--attempt", type=int, default=None, help="only this attempt's output")
