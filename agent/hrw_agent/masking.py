@@ -19,8 +19,9 @@ the guarantee (issue 14, "job streams a person can follow"):
 - So a secret form is always masked when the script writes it with no pause longer than
   `QUIET_SECONDS` between its bytes: in one `write()` (every `echo`/`print` of a line) or in
   several quick ones, however the reads cut it. If the script pauses longer in the middle of a
-  form, the part before the pause is shown; the rest is still masked when it is the next thing
-  written (the secret is never shown whole), but not if other text comes first.
+  form, the part before the pause is shown and the rest is masked (the secret is never shown
+  whole), as long as the rest is the next thing written; after another long pause inside the
+  rest, again only what came before that pause is shown.
 - A form is replaced as soon as it is whole, so what only a longer form would also have covered
   may follow the mask: base64 padding (`***==`), or the last character of the base64 of the
   secret and a newline. Neither carries anything of the secret.
@@ -37,7 +38,7 @@ import codecs
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import quote, quote_plus
 
 from hrw_api import AssetType, ResolvedAsset
@@ -122,13 +123,23 @@ class Masker:
                 return len(end)
         return 0
 
-    def mask_continuation(self, shown: str, text: str) -> str:
-        """`text` with its start masked where it completes a form that `shown` (already out) began."""
+    def _begun(self, shown: str) -> Iterator[tuple[str, int]]:
+        """Each form with how much of its beginning `shown` ends with, longest first."""
         for form in self.forms:
             for begun in range(min(len(form) - 1, len(shown)), 0, -1):
-                if shown.endswith(form[:begun]) and text.startswith(form[begun:]):
-                    return MASK + text[len(form) - begun:]
-        return text
+                if shown[-begun] == form[0] and shown.endswith(form[:begun]):
+                    yield form, begun
+
+    def complete(self, shown: str, text: str) -> str | None:
+        """`text` with its start masked where it completes a form that `shown` (already out) began."""
+        for form, begun in self._begun(shown):
+            if text.startswith(form[begun:]):
+                return MASK + text[len(form) - begun:]
+        return None
+
+    def continues(self, shown: str, text: str) -> bool:
+        """Whether `text` goes on with a form that `shown` began, without finishing it yet."""
+        return any(form[begun:].startswith(text) for form, begun in self._begun(shown))
 
 
 class StreamMasker:
@@ -143,8 +154,8 @@ class StreamMasker:
         self._quiet = quiet_seconds
         self._clock = clock
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""  # masked text that may be the beginning of a secret form
-        self._released = ""  # what `release_quiet` last let out, until the next piece arrives
+        self._pending = ""  # text that may be the beginning (or the rest) of a secret form
+        self._released = ""  # what quiet periods let out of a possible form, until it is settled
         self._last_input = clock()
 
     @property
@@ -153,13 +164,19 @@ class StreamMasker:
 
     def feed(self, data: bytes) -> str:
         self._last_input = self._clock()
-        text = self._decoder.decode(data)
+        text = self._pending + self._decoder.decode(data)
         if not text:
             return ""
         if self._released:
-            text = self._masker.mask_continuation(self._released, text)
+            # The quiet period let out the beginning of what may be a form: its rest is masked
+            # when it comes, and held (not shown) while it is coming.
+            completed = self._masker.complete(self._released, text)
+            if completed is None and self._masker.continues(self._released, text):
+                self._pending = text
+                return ""
+            text = completed if completed is not None else text
             self._released = ""
-        text = self._masker.mask(self._pending + text)
+        text = self._masker.mask(text)
         keep = self._masker.open_end(text)
         out, self._pending = text[:len(text) - keep], text[len(text) - keep:]
         return out
@@ -169,7 +186,8 @@ class StreamMasker:
         if not self._pending or self._clock() - self._last_input < self._quiet:
             return ""
         out, self._pending = self._pending, ""
-        self._released = out
+        # Still open: the held text went on with what the last release let out (see `feed`).
+        self._released += out
         return out
 
     def flush(self) -> str:

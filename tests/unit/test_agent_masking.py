@@ -196,6 +196,39 @@ def test_the_rest_of_a_secret_cut_by_a_long_pause_is_still_masked():
     assert PASSWORD not in shown
 
 
+def test_the_rest_of_a_secret_after_a_long_pause_is_masked_also_when_it_comes_in_pieces():
+    clock = Clock()
+    stream = StreamMasker(_credential_masker(), clock=clock)
+    shown = stream.feed(f"key: {PASSWORD[:3]}".encode())
+    clock.now += 5
+    shown += stream.release_quiet()
+    shown += stream.feed(PASSWORD[3:6].encode())  # still on its way: held, not shown
+    assert shown == f"key: {PASSWORD[:3]}"
+    shown += stream.feed(PASSWORD[6:].encode() + b"\n")
+    assert shown == f"key: {PASSWORD[:3]}***\n"
+
+
+def test_a_second_long_pause_inside_the_rest_shows_only_what_came_before_it():
+    clock = Clock()
+    stream = StreamMasker(_credential_masker(), clock=clock)
+    shown = stream.feed(f"key: {PASSWORD[:3]}".encode())
+    clock.now += 5
+    shown += stream.release_quiet() + stream.feed(PASSWORD[3:6].encode())
+    clock.now += 5
+    shown += stream.release_quiet() + stream.feed(PASSWORD[6:].encode() + b" ok\n")
+    assert shown == f"key: {PASSWORD[:6]}*** ok\n"
+
+
+def test_text_after_a_released_beginning_that_is_not_the_rest_is_shown_as_written():
+    clock = Clock()
+    stream = StreamMasker(_credential_masker(), clock=clock)
+    shown = stream.feed(b"pa")
+    clock.now += 5
+    shown += stream.release_quiet() + stream.feed(b"rtly done\n")
+    assert shown == "partly done\n"
+    assert not stream.holding
+
+
 def test_a_whole_possible_beginning_is_held_and_let_out_when_it_turns_out_not_a_secret():
     almost = FORMS["hex"][:-1]
     stream = StreamMasker(_credential_masker())
