@@ -93,7 +93,10 @@ class Masker:
         # Longest first, so a form that contains another is replaced whole.
         self.forms: tuple[str, ...] = tuple(sorted(forms, key=lambda f: (-len(f), f)))
         self.longest = max((len(f) for f in self.forms), default=0)
-        self._initials = frozenset(f[0] for f in self.forms)
+        by_initial: dict[str, list[str]] = {}
+        for form in self.forms:
+            by_initial.setdefault(form[0], []).append(form)
+        self._by_initial = {initial: tuple(forms) for initial, forms in by_initial.items()}
 
     @classmethod
     def for_assets(cls, assets: Iterable[ResolvedAsset]) -> Masker:
@@ -116,11 +119,14 @@ class Masker:
         """The length of the longest end of `text` that is the beginning (not the whole) of a form."""
         start = max(0, len(text) - (self.longest - 1))
         for position in range(start, len(text)):  # leftmost first: the longest end
-            if text[position] not in self._initials:
+            forms = self._by_initial.get(text[position])
+            if forms is None:
                 continue
+            size = len(text) - position
             end = text[position:]
-            if any(len(form) > len(end) and form.startswith(end) for form in self.forms):
-                return len(end)
+            for form in forms:
+                if len(form) > size and form.startswith(end):
+                    return size
         return 0
 
     def _begun(self, shown: str) -> Iterator[tuple[str, int]]:
