@@ -14,8 +14,9 @@ the guarantee (issue 14, "job streams a person can follow"):
   a whole form: those are already replaced). Text after which no form can continue, such as a
   line ending (no form contains a newline unless the secret itself does), goes out at once.
 - Held text is released as soon as more output shows it is not a secret, or when the output
-  has been quiet for `QUIET_SECONDS` (`release_quiet`, called by the output ticker). No text
-  waits longer than that after the script's last write.
+  has been quiet for `QUIET_SECONDS` (`release_quiet`, called by the output ticker every
+  `QUIET_SECONDS / 2`). So nothing waits longer than 0.3 s after the script's last write, and a
+  script that keeps writing never holds back more than one form's length.
 - So a secret form is always masked when the script writes it with no pause longer than
   `QUIET_SECONDS` between its bytes: in one `write()` (every `echo`/`print` of a line) or in
   several quick ones, however the reads cut it. If the script pauses longer in the middle of a
