@@ -193,7 +193,7 @@ class JobTask:
         self.phase = JobPhase.RUNNING
         effective, problems = check(runbook.spec.parameters, self.job.spec.parameters)
         parameters = effective if not problems else dict(self.job.spec.parameters)
-        masker = Masker(v for asset in assets for v in asset.secret_values)
+        masker = Masker.for_assets(assets)
         settings = self._settings()
         self.execution.grace_seconds = float(settings.job_grace_period_seconds)
         output = OutputStream(self._spool, self.key, masker, self._notify, limit_bytes=settings.output_limit_bytes)

@@ -27,7 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hrw_api import AssetType, ResolvedAsset, names
+from hrw_api import AssetType, ResolvedAsset, StreamName, names
 from hrw_api.params import as_environment
 
 from .interpreters import MINIMAL_PATH
@@ -159,25 +159,29 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes], Awaitable[None]], *,
+async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes, StreamName], Awaitable[None]], *,
               time_limit: float | None, execution: Execution) -> RunResult:
-    """Run the script to its end, a timeout, or `execution.stop()`; feed output as it comes."""
+    """Run the script to its end, a timeout, or `execution.stop()`; feed output as it comes, with
+    the stream (stdout or stderr) it came on."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         interpreter_path, str(files.script),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         cwd=str(files.root), env=dict(files.env), start_new_session=True,
     )
     execution.pid = proc.pid
-    assert proc.stdout is not None
-    stdout = proc.stdout
+    assert proc.stdout is not None and proc.stderr is not None
+    pipes = ((proc.stdout, StreamName.STDOUT), (proc.stderr, StreamName.STDERR))
 
-    async def pump() -> None:
+    async def pump_one(pipe: asyncio.StreamReader, stream: StreamName) -> None:
         while True:
-            data = await stdout.read(READ_SIZE)
+            data = await pipe.read(READ_SIZE)
             if not data:
                 return
-            await on_output(data)
+            await on_output(data, stream)
+
+    async def pump() -> None:
+        await asyncio.gather(*(pump_one(pipe, stream) for pipe, stream in pipes))
 
     async def exited() -> None:
         # Not `proc.wait()`: since Python 3.12 it also waits for the pipes to close, which a

@@ -4,7 +4,8 @@ They talk to the Kubernetes API as the user's kubeconfig context says (``--kubec
 ``--context``; exec credential plugins included, see ``hrw_api.kubeconfig``), never through the
 agents' proxy:
 - ``hrw logs JOB [-f]`` prints the job's output chunks (ConfigMaps the proxy stored, owned by
-  the job) in order, and with ``-f`` follows them until the job ends;
+  the job) in order, what the script wrote on stderr on stderr, and with ``-f`` follows them
+  until the job ends;
 - ``hrw run RUNBOOK --group G -p key=value ... [--wait]`` creates a RunbookJob; values are
   typed by the runbook's declared parameter types (a string parameter stays verbatim);
 - ``hrw get-token GROUP`` prints the group's registration token (for an agent's first start).
@@ -22,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from hrw_api import ParameterType, Runbook, RunbookJob, kubeconfig, names, params
+from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, kubeconfig, names, params
 from hrw_api.errors import ApiError, InvalidObject, NotFound
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, KubeClient
 from hrw_api.kubeconfig import KubeconfigError
@@ -82,8 +83,11 @@ async def _logs(args: argparse.Namespace) -> int:
                 if attempt_shown is not None and attempt != attempt_shown:
                     print(f"--- attempt {attempt} ---", file=sys.stderr, flush=True)
                 attempt_shown = attempt
-                sys.stdout.write((item.get("data") or {}).get(names.OUTPUT_CHUNK_KEY, ""))
-                sys.stdout.flush()
+                data = item.get("data") or {}
+                # What the script wrote on stderr goes to ours, so `hrw logs JOB > out` keeps them apart.
+                sink = sys.stderr if data.get(names.OUTPUT_STREAM_KEY) == StreamName.STDERR.value else sys.stdout
+                sink.write(data.get(names.OUTPUT_CHUNK_KEY, ""))
+                sink.flush()
             if not args.follow:
                 return 0
             if job.status.phase.terminal:
@@ -202,7 +206,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    logs = subparsers.add_parser("logs", help="print a job's output (its stored chunks, in order)")
+    logs = subparsers.add_parser("logs", help="print a job's output in order (the script's stderr on stderr)")
     logs.add_argument("job", help="RunbookJob name")
     logs.add_argument("-f", "--follow", action="store_true", help="follow the output until the job ends")
     logs.add_argument("--attempt", type=int, default=None, help="only this attempt's output")
