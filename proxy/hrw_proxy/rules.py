@@ -32,7 +32,7 @@ from hrw_api.phases import JobPhase, agent_may
 from hrw_api.times import format_time, parse_time
 
 from .auth import WorkerIdentity
-from .status import ProxyError, forbidden, not_found
+from .refusals import ProxyError, forbidden, not_found
 
 OUTPUT_CHUNK_MAX_BYTES = 64 * 1024
 JOB_SELECTOR_FIELD = "spec.workerGroup"

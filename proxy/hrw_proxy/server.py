@@ -36,12 +36,13 @@ from .auth import (
     parse_credential,
     tokens_equal,
 )
+from .bodies import json_response, parse_json, parse_object, success_response
 from .discovery import DOCUMENTS
 from .limits import RateLimiter, read_body
 from .metrics import Metrics
+from .refusals import ProxyError, bad_request, error_response, forbidden
 from .rules import Route, RouteKind
 from .settings import Settings
-from .status import ProxyError, bad_request, error_response, forbidden, success_response
 from .upstream import Upstream
 
 logger = logging.getLogger("hrw_proxy")
@@ -50,24 +51,6 @@ JSON = dict[str, Any]
 Handler = Callable[[web.Request, WorkerIdentity, Route], Awaitable[web.StreamResponse]]
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 _READY_CACHE_SECONDS = 1.0
-
-
-def _json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the request body is not valid JSON: {exc}") from None
-
-
-def _parse(model: Any, obj: JSON, what: str) -> Any:
-    try:
-        return model.parse(obj)
-    except InvalidObject as exc:
-        raise ProxyError(500, f"{what} does not fit the hrw contract: {exc}") from None
 
 
 NEW_CREDENTIALS = "credentials this proxy has not seen before"
@@ -211,7 +194,7 @@ class ProxyServer:
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             raise ProxyError(401, "registration needs 'Authorization: Bearer <the group's registration token>'")
-        body = _parse_json(await read_body(request, self.settings.max_body_bytes))
+        body = parse_json(await read_body(request, self.settings.max_body_bytes))
         if not isinstance(body, dict):
             raise bad_request("a WorkerRegistration must be a JSON object")
         worker = body.get("worker")
@@ -234,7 +217,7 @@ class ProxyServer:
         await self.upstream.store_worker_secret(self._worker_secret(identity, group_obj, digest, body))
         self.verifier.remember(identity, digest)
         log(logger, "worker registered", worker=str(identity), hostname=str(body.get("hostname", "")))
-        return _json_response(wire.RegisterResponse(worker, credential).to_dict()), str(identity)
+        return json_response(wire.RegisterResponse(worker, credential).to_dict()), str(identity)
 
     @staticmethod
     def _worker_secret(identity: WorkerIdentity, group: JSON, digest: str, body: JSON) -> JSON:
@@ -260,16 +243,16 @@ class ProxyServer:
     # ---------------------------------------------------------------------------- the hrw kinds
 
     async def _discovery(self, _: web.Request, __: WorkerIdentity, route: Route) -> web.StreamResponse:
-        return _json_response(DOCUMENTS[route.name])
+        return json_response(DOCUMENTS[route.name])
 
     async def _get_group(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         rules.check_own_group(identity, route.name)
-        return _json_response(await self.upstream.get_group(identity.namespace, route.name))
+        return json_response(await self.upstream.get_group(identity.namespace, route.name))
 
     async def _get_job(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         obj = await self.upstream.get_job(identity.namespace, route.name)
-        rules.check_job_of_group(identity, _parse(RunbookJob, obj, f"RunbookJob {route.name}"))
-        return _json_response(obj)
+        rules.check_job_of_group(identity, parse_object(RunbookJob, obj, f"RunbookJob {route.name}"))
+        return json_response(obj)
 
     async def _list_jobs(self, request: web.Request, identity: WorkerIdentity, _: Route) -> web.StreamResponse:
         params = rules.list_params(request.query, identity.group, self.settings.max_watch_seconds)
@@ -277,7 +260,7 @@ class ProxyServer:
             return await self._watch_jobs(request, identity, params)
         result = await self.upstream.list_jobs(identity.namespace, params)
         result["items"] = [item for item in result.get("items") or [] if rules.job_visible(identity, item)]
-        return _json_response(result)
+        return json_response(result)
 
     async def _watch_jobs(self, request: web.Request, identity: WorkerIdentity,
                           params: dict[str, str]) -> web.StreamResponse:
@@ -321,12 +304,12 @@ class ProxyServer:
         if request.content_type != JSON_PATCH:
             raise forbidden(f"a worker may patch a job's status only with a JSON Patch ({JSON_PATCH}) that "
                             "tests the phase, attempt and claimer it relies on")
-        patch = _parse_json(await read_body(request, self.settings.max_body_bytes))
+        patch = parse_json(await read_body(request, self.settings.max_body_bytes))
         obj = await self.upstream.get_job(identity.namespace, route.name)
-        job = _parse(RunbookJob, obj, f"RunbookJob {route.name}")
+        job = parse_object(RunbookJob, obj, f"RunbookJob {route.name}")
         rules.check_status_patch(identity, patch, job)
         patch = rules.stamp_status_times(patch)
-        return _json_response(await self.upstream.patch_job_status(identity.namespace, route.name, patch))
+        return json_response(await self.upstream.patch_job_status(identity.namespace, route.name, patch))
 
     async def _get_runbook(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         listed = await self.upstream.list_jobs(
@@ -341,7 +324,7 @@ class ProxyServer:
             raise forbidden(f"worker {identity.worker!r} may read Runbook {route.name!r} only while it holds a "
                             "job that runs it")
         obj = await self.upstream.get_runbook(identity.namespace, route.name)
-        runbook = _parse(Runbook, obj, f"Runbook {route.name}")
+        runbook = parse_object(Runbook, obj, f"Runbook {route.name}")
         if runbook.spec.content_from is not None:
             ref = runbook.spec.content_from
             configmap = await self.upstream.get_configmap(identity.namespace, ref.name)
@@ -351,19 +334,20 @@ class ProxyServer:
                                       "was not found")
             obj["spec"]["content"] = content
             del obj["spec"]["contentFrom"]
-        return _json_response(obj)
+        return json_response(obj)
 
     async def _job_assets(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
-        job = _parse(RunbookJob, await self.upstream.get_job(identity.namespace, route.name), "RunbookJob")
+        job = parse_object(RunbookJob, await self.upstream.get_job(identity.namespace, route.name), "RunbookJob")
         rules.check_holds(identity, job, "the assets")
-        runbook = _parse(Runbook, await self.upstream.get_runbook(identity.namespace, job.spec.runbook), "Runbook")
+        runbook = parse_object(Runbook, await self.upstream.get_runbook(identity.namespace, job.spec.runbook),
+                               "Runbook")
         secrets: dict[str, JSON | None] = {}
         items = []
         for name in runbook.spec.assets:
             obj = await self.upstream.get_asset(identity.namespace, name)
             if obj is None:
                 raise ProxyError(404, f"Asset {name!r} (listed by Runbook {runbook.meta.name}) was not found")
-            asset = _parse(Asset, obj, f"Asset {name}")
+            asset = parse_object(Asset, obj, f"Asset {name}")
             values: dict[str, str] = {}
             secret_fields: set[str] = set()
             for field in asset.fields:
@@ -381,14 +365,15 @@ class ProxyServer:
                 values[field.name] = value
                 secret_fields.add(field.name)
             items.append(ResolvedAsset(name, asset.type, values, frozenset(secret_fields)).to_dict())
-        return _json_response({"kind": wire.RESOLVED_ASSET_LIST_KIND, "apiVersion": names.API_VERSION,
+        return json_response({"kind": wire.RESOLVED_ASSET_LIST_KIND, "apiVersion": names.API_VERSION,
                                "items": items})
 
     async def _job_output(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
-        chunk = rules.parse_output_chunk(_parse_json(await read_body(request, self.settings.max_body_bytes)))
-        job = _parse(RunbookJob, await self.upstream.get_job(identity.namespace, route.name), "RunbookJob")
+        chunk = rules.parse_output_chunk(parse_json(await read_body(request, self.settings.max_body_bytes)))
+        job = parse_object(RunbookJob, await self.upstream.get_job(identity.namespace, route.name), "RunbookJob")
         rules.check_job_of_group(identity, job)
-        group = _parse(WorkerGroup, await self.upstream.get_group(identity.namespace, identity.group), "WorkerGroup")
+        group = parse_object(WorkerGroup, await self.upstream.get_group(identity.namespace, identity.group),
+                             "WorkerGroup")
         rules.check_output_chunk(identity, chunk, job, group.spec.output_limit_bytes)
         created = await self.upstream.create_configmap(rules.output_chunk_configmap(identity, chunk, job))
         return success_response(201 if created else 200,
@@ -398,16 +383,16 @@ class ProxyServer:
     async def _lease(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         if route.kind is RouteKind.LEASE_GET:
             rules.check_lease_name(identity, route.name)
-            return _json_response(await self.upstream.lease("GET", identity.namespace, route.name))
-        body = _parse_json(await read_body(request, self.settings.max_body_bytes))
+            return json_response(await self.upstream.lease("GET", identity.namespace, route.name))
+        body = parse_json(await read_body(request, self.settings.max_body_bytes))
         if route.kind is RouteKind.LEASE_CREATE:
             lease = rules.sanitize_lease(identity, body, path_name=None)
-            return _json_response(await self.upstream.lease("POST", identity.namespace, None, lease), 201)
+            return json_response(await self.upstream.lease("POST", identity.namespace, None, lease), 201)
         rules.check_lease_name(identity, route.name)
         if route.kind is RouteKind.LEASE_UPDATE:
             lease = rules.sanitize_lease(identity, body, path_name=route.name)
-            return _json_response(await self.upstream.lease("PUT", identity.namespace, route.name, lease))
+            return json_response(await self.upstream.lease("PUT", identity.namespace, route.name, lease))
         if request.content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH):
             raise forbidden(f"a worker may patch its Lease only with a merge patch ({MERGE_PATCH})")
         patch = rules.sanitize_lease_patch(identity, body)
-        return _json_response(await self.upstream.lease("PATCH", identity.namespace, route.name, patch))
+        return json_response(await self.upstream.lease("PATCH", identity.namespace, route.name, patch))

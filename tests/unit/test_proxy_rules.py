@@ -13,8 +13,8 @@ from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase
 from hrw_proxy import rules
 from hrw_proxy.auth import WorkerIdentity
+from hrw_proxy.refusals import ProxyError
 from hrw_proxy.rules import RouteKind
-from hrw_proxy.status import ProxyError
 
 ME = WorkerIdentity("ns", "g1", "w1")
 
