@@ -23,7 +23,7 @@ from hrw_api.errors import InvalidObject
 from hrw_api.models import Asset, ResolvedAsset, Runbook, RunbookJob, WorkerGroup
 from hrw_api.patches import JSON_PATCH, MERGE_PATCH
 
-from . import rules
+from . import leases, listing, output, policy, registration, routes, status_patches
 from .audit import audit, log
 from .auth import (
     CredentialVerifier,
@@ -40,8 +40,9 @@ from .bodies import json_response, parse_json, parse_object, success_response
 from .discovery import DOCUMENTS
 from .limits import RateLimiter, read_body
 from .metrics import Metrics
+from .ownership import owner_reference
 from .refusals import ProxyError, bad_request, error_response, forbidden
-from .rules import Route, RouteKind
+from .routes import Route, RouteKind
 from .settings import Settings
 from .upstream import Upstream
 
@@ -127,7 +128,7 @@ class ProxyServer:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
-        route = rules.route(request.method, request.path)
+        route = routes.route(request.method, request.path)
         verb = route.verb if route else request.method.lower()
         obj = request.path
         who = "-"
@@ -145,9 +146,9 @@ class ProxyServer:
                 who = str(identity)
                 self.limiter.check(who)
                 if route is None:
-                    raise rules.refuse_unknown(request.method, request.path)
-                rules.check_namespace(identity, route)
-                watching = route.kind is RouteKind.JOB_LIST and rules.is_watch(request.query)
+                    raise routes.refuse_unknown(request.method, request.path)
+                policy.check_namespace(identity, route)
+                watching = route.kind is RouteKind.JOB_LIST and listing.is_watch(request.query)
                 if watching:
                     verb = "watch"
                 response = await self._handlers[route.kind](request, identity, route)
@@ -210,7 +211,7 @@ class ProxyServer:
             raise ProxyError(401, f"invalid registration token for worker group {namespace}/{group}")
         group_obj = await self.upstream.get_group(namespace, group)
         lease = await self.upstream.get_lease(namespace, names.lease_name(group, worker))
-        rules.check_worker_name_free(worker, lease, datetime.now(UTC))
+        registration.check_worker_name_free(worker, lease, datetime.now(UTC))
         identity = WorkerIdentity(namespace, group, worker)
         credential = new_credential(identity)
         digest = credential_hash(credential)
@@ -235,7 +236,7 @@ class ProxyServer:
                 "labels": {names.LABEL_WORKER_GROUP: identity.group, names.LABEL_WORKER: identity.worker,
                            names.LABEL_MANAGED_BY: names.MANAGED_BY},
                 "annotations": annotations,
-                "ownerReferences": [rules.owner_reference(names.WORKER_GROUP, identity.group, meta.get("uid", ""))],
+                "ownerReferences": [owner_reference(names.WORKER_GROUP, identity.group, meta.get("uid", ""))],
             },
             "data": {names.WORKER_CREDENTIAL_HASH_KEY: base64.b64encode(digest.encode()).decode()},
         }
@@ -246,20 +247,20 @@ class ProxyServer:
         return json_response(DOCUMENTS[route.name])
 
     async def _get_group(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
-        rules.check_own_group(identity, route.name)
+        policy.check_own_group(identity, route.name)
         return json_response(await self.upstream.get_group(identity.namespace, route.name))
 
     async def _get_job(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         obj = await self.upstream.get_job(identity.namespace, route.name)
-        rules.check_job_of_group(identity, parse_object(RunbookJob, obj, f"RunbookJob {route.name}"))
+        policy.check_job_of_group(identity, parse_object(RunbookJob, obj, f"RunbookJob {route.name}"))
         return json_response(obj)
 
     async def _list_jobs(self, request: web.Request, identity: WorkerIdentity, _: Route) -> web.StreamResponse:
-        params = rules.list_params(request.query, identity.group, self.settings.max_watch_seconds)
-        if rules.is_watch(request.query):
+        params = listing.list_params(request.query, identity.group, self.settings.max_watch_seconds)
+        if listing.is_watch(request.query):
             return await self._watch_jobs(request, identity, params)
         result = await self.upstream.list_jobs(identity.namespace, params)
-        result["items"] = [item for item in result.get("items") or [] if rules.job_visible(identity, item)]
+        result["items"] = [item for item in result.get("items") or [] if listing.job_visible(identity.group, item)]
         return json_response(result)
 
     async def _watch_jobs(self, request: web.Request, identity: WorkerIdentity,
@@ -277,7 +278,7 @@ class ProxyServer:
             try:
                 async for event in self.upstream.watch_jobs(identity.namespace, params):
                     obj = event.get("object") or {}
-                    if event.get("type") != "BOOKMARK" and not rules.job_visible(identity, obj):
+                    if event.get("type") != "BOOKMARK" and not listing.job_visible(identity.group, obj):
                         continue
                     # A watch outlives the credential check that opened it: each event is checked
                     # again (from the verifier's cache, refetched after its TTL), so a revoked
@@ -307,20 +308,20 @@ class ProxyServer:
         patch = parse_json(await read_body(request, self.settings.max_body_bytes))
         obj = await self.upstream.get_job(identity.namespace, route.name)
         job = parse_object(RunbookJob, obj, f"RunbookJob {route.name}")
-        rules.check_status_patch(identity, patch, job)
-        patch = rules.stamp_status_times(patch)
+        status_patches.check_status_patch(identity, patch, job)
+        patch = status_patches.stamp_status_times(patch)
         return json_response(await self.upstream.patch_job_status(identity.namespace, route.name, patch))
 
     async def _get_runbook(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         listed = await self.upstream.list_jobs(
-            identity.namespace, {"fieldSelector": rules.force_field_selector(None, identity.group)})
+            identity.namespace, {"fieldSelector": listing.force_field_selector(None, identity.group)})
         jobs = []
         for item in listed.get("items") or []:
             try:
                 jobs.append(RunbookJob.parse(item))
             except InvalidObject:
                 continue
-        if not rules.holds_job_with_runbook(identity, jobs, route.name):
+        if not policy.holds_job_with_runbook(identity, jobs, route.name):
             raise forbidden(f"worker {identity.worker!r} may read Runbook {route.name!r} only while it holds a "
                             "job that runs it")
         obj = await self.upstream.get_runbook(identity.namespace, route.name)
@@ -338,7 +339,7 @@ class ProxyServer:
 
     async def _job_assets(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         job = parse_object(RunbookJob, await self.upstream.get_job(identity.namespace, route.name), "RunbookJob")
-        rules.check_holds(identity, job, "the assets")
+        policy.check_holds(identity, job, "the assets")
         runbook = parse_object(Runbook, await self.upstream.get_runbook(identity.namespace, job.spec.runbook),
                                "Runbook")
         secrets: dict[str, JSON | None] = {}
@@ -369,30 +370,30 @@ class ProxyServer:
                                "items": items})
 
     async def _job_output(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
-        chunk = rules.parse_output_chunk(parse_json(await read_body(request, self.settings.max_body_bytes)))
+        chunk = output.parse_output_chunk(parse_json(await read_body(request, self.settings.max_body_bytes)))
         job = parse_object(RunbookJob, await self.upstream.get_job(identity.namespace, route.name), "RunbookJob")
-        rules.check_job_of_group(identity, job)
+        policy.check_job_of_group(identity, job)
         group = parse_object(WorkerGroup, await self.upstream.get_group(identity.namespace, identity.group),
                              "WorkerGroup")
-        rules.check_output_chunk(identity, chunk, job, group.spec.output_limit_bytes)
-        created = await self.upstream.create_configmap(rules.output_chunk_configmap(identity, chunk, job))
+        output.check_output_chunk(identity, chunk, job, group.spec.output_limit_bytes)
+        created = await self.upstream.create_configmap(output.output_chunk_configmap(identity, chunk, job))
         return success_response(201 if created else 200,
                                 f"output chunk {chunk.seq} of attempt {chunk.attempt} "
                                 f"{'stored' if created else 'was stored already'}")
 
     async def _lease(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         if route.kind is RouteKind.LEASE_GET:
-            rules.check_lease_name(identity, route.name)
+            leases.check_lease_name(identity, route.name)
             return json_response(await self.upstream.lease("GET", identity.namespace, route.name))
         body = parse_json(await read_body(request, self.settings.max_body_bytes))
         if route.kind is RouteKind.LEASE_CREATE:
-            lease = rules.sanitize_lease(identity, body, path_name=None)
+            lease = leases.sanitize_lease(identity, body, path_name=None)
             return json_response(await self.upstream.lease("POST", identity.namespace, None, lease), 201)
-        rules.check_lease_name(identity, route.name)
+        leases.check_lease_name(identity, route.name)
         if route.kind is RouteKind.LEASE_UPDATE:
-            lease = rules.sanitize_lease(identity, body, path_name=route.name)
+            lease = leases.sanitize_lease(identity, body, path_name=route.name)
             return json_response(await self.upstream.lease("PUT", identity.namespace, route.name, lease))
         if request.content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH):
             raise forbidden(f"a worker may patch its Lease only with a merge patch ({MERGE_PATCH})")
-        patch = rules.sanitize_lease_patch(identity, body)
+        patch = leases.sanitize_lease_patch(identity, body)
         return json_response(await self.upstream.lease("PATCH", identity.namespace, route.name, patch))
