@@ -27,9 +27,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from hrw_api import patches
+from hrw_api import content_digest, patches
 from hrw_api.kubeclient import NAMESPACES, RUNBOOK_JOBS, RUNBOOKS, WORKER_GROUPS, KubeClient
-from hrw_api.models import content_digest
 from hrw_api.phases import JobPhase
 from hrw_cli.dev import demo
 from hrw_cli.dev.build import ensure_built

@@ -17,11 +17,20 @@ import asyncio
 import contextlib
 import shutil
 from collections.abc import Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from hrw_api import patches
+from hrw_api import (
+    ClaimIntent,
+    FinishIntent,
+    GiveBackIntent,
+    Interpreter,
+    JobResult,
+    RetryOn,
+    RunbookJob,
+    WorkerGroupSpec,
+)
 from hrw_api.errors import Invalid, InvalidObject
-from hrw_api.models import Interpreter, RetryOn, RunbookJob, WorkerGroupSpec
 from hrw_api.phases import JobPhase, Reason
 
 from . import lease
@@ -33,6 +42,13 @@ from .jobs import JobTask
 from .logs import log
 from .spool import AttemptKey, Spool
 from .watcher import JobWatcher
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def _queue_order(job: RunbookJob) -> tuple[datetime, datetime, str]:
+    """Oldest in the queue first (a job without a time counts as the oldest), then by creation and name."""
+    return (job.status.queued_time or _EARLIEST, job.meta.creation_timestamp or _EARLIEST, job.meta.name)
 
 
 class Agent:
@@ -165,17 +181,17 @@ class Agent:
             return  # its result waits in the spool
         message = "the agent restarted while the job ran; its process is gone"
         phase = job.status.phase
+        intent: GiveBackIntent | FinishIntent
         if job.spec.retry_policy.allows(job.status.attempt, RetryOn.WORKER_LOST):
-            patch = patches.retry(job.status.attempt, self.config.worker, Reason.WORKER_LOST.value, message,
-                                  cause=RetryOn.WORKER_LOST, from_phase=phase)
-            target = JobPhase.QUEUED
+            intent = GiveBackIntent.for_attempt(job.status.attempt, self.config.worker, Reason.WORKER_LOST.value,
+                                                message, cause=RetryOn.WORKER_LOST, from_phase=phase)
         else:
-            result = patches.JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message)
-            patch = patches.finish(job.status.attempt, self.config.worker, result, from_phase=phase)
-            target = JobPhase.FAILED
+            result = JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message)
+            intent = FinishIntent(job.status.attempt, self.config.worker, result, from_phase=phase)
+        target = intent.transition.target
         log.warning("job.orphaned", job=job.meta.name, attempt=job.status.attempt, phase=phase.value,
                     to=target.value)
-        await asyncio.to_thread(self.spool.put_result, key, {"patch": patch, "phase": target.value})
+        await asyncio.to_thread(self.spool.put_result, key, {"patch": intent.to_patch(), "phase": target.value})
         self.delivery.wake()
 
     # ---------------------------------------------------------------------------------- claim
@@ -194,9 +210,7 @@ class Agent:
             self._wake_claim.clear()
             if self.draining:
                 continue
-            candidates = sorted(self.queued.values(),
-                                key=lambda j: (j.status.queued_time or "", j.meta.creation_timestamp or "",
-                                               j.meta.name))
+            candidates = sorted(self.queued.values(), key=_queue_order)
             for job in candidates:
                 if self.free <= 0 or self.draining:
                     break
@@ -214,7 +228,8 @@ class Agent:
         name = job.meta.name
         self.claiming.add(name)
         try:
-            claimed = await self.client.patch_job_status(name, patches.claim(job.status.attempt, self.config.worker))
+            claimed = await self.client.patch_job_status(name, ClaimIntent(job.status.attempt,
+                                                                           self.config.worker).to_patch())
         except Invalid:
             log.debug("job.claim.lost", job=name, attempt=job.status.attempt)
             self.queued.pop(name, None)

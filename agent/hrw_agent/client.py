@@ -9,22 +9,30 @@ those and 5xx/429 answers as "try again later" (`is_transient`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from hrw_api import wire
-from hrw_api.errors import ApiError, TooManyRequests
+from hrw_api import (
+    OutputChunk,
+    RegisterRequest,
+    RegisterResponse,
+    ResolvedAsset,
+    ResolvedAssetList,
+    Runbook,
+    RunbookJob,
+    WorkerGroup,
+    WorkerLease,
+    wire,
+)
+from hrw_api.errors import ApiError, InvalidObject, TooManyRequests
 from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, RUNBOOKS, KubeClient, ssl_context
-from hrw_api.models import ResolvedAsset, Runbook, RunbookJob, WorkerGroup
 from hrw_api.patches import JsonPatch
 
 from . import __version__
 from .config import AgentConfig
-
-JSON = dict[str, Any]
-
 
 CallError = (httpx.HTTPError, ApiError)
 """What a proxy call may raise: catch this tuple, then ask `is_transient`. Keeps httpx in this module."""
@@ -43,15 +51,42 @@ def _kube(config: AgentConfig, token: str, *, timeout: float = 30.0) -> KubeClie
                       user_agent=f"hrw-agent/{__version__}")
 
 
-async def register(config: AgentConfig, registration_token: str,
-                   request: wire.RegisterRequest) -> wire.RegisterResponse:
+async def register(config: AgentConfig, registration_token: str, request: RegisterRequest) -> RegisterResponse:
     """POST the registration with the group's token; the answer carries the worker credential."""
     async with _kube(config, registration_token) as kube:
         body = await kube.create(wire.register_path(config.namespace, config.group), request.to_dict())
-    credential = body.get("credential")
-    if not isinstance(credential, str) or not credential:
-        raise ApiError(502, "BadGateway", "the proxy's registration answer carries no credential")
-    return wire.RegisterResponse(worker=str(body.get("worker") or request.worker), credential=credential)
+    try:
+        return RegisterResponse.parse(body)
+    except InvalidObject as exc:
+        raise ApiError(502, "BadGateway", f"the proxy's registration answer does not fit: {exc}") from None
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One event of the job watch, parsed at this edge.
+
+    `job` is None for a bookmark, or for an object that does not fit the contract (then `problem`
+    says why and `name` names it, for the log); `resource_version` is where the watch resumes.
+    """
+
+    type: str
+    resource_version: str
+    job: RunbookJob | None = None
+    name: str | None = None
+    problem: InvalidObject | None = None
+
+
+def _event(kind: str, obj: Any) -> JobEvent:
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    version = str(metadata.get("resourceVersion") or "")
+    if kind == "BOOKMARK":
+        return JobEvent(kind, version)
+    try:
+        return JobEvent(kind, version, RunbookJob.parse(obj if isinstance(obj, dict) else {}))
+    except InvalidObject as exc:
+        name = metadata.get("name")
+        return JobEvent(kind, version, name=name if isinstance(name, str) else None, problem=exc)
 
 
 class ProxyClient:
@@ -77,13 +112,17 @@ class ProxyClient:
     def _field_selector(self) -> str:
         return f"spec.workerGroup={self.group}"
 
-    async def list_jobs(self) -> tuple[list[JSON], str]:
+    async def list_jobs(self) -> tuple[list[JobEvent], str]:
+        """The group's jobs (as `ADDED` events, each parsed or with its problem) and the list's resourceVersion."""
         body = await self._kube.list(RUNBOOK_JOBS.path(self.namespace), fieldSelector=self._field_selector)
-        return list(body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion") or "")
+        metadata = body.get("metadata")
+        version = str(metadata.get("resourceVersion") or "") if isinstance(metadata, dict) else ""
+        return [_event("ADDED", item) for item in body.get("items") or []], version
 
-    def watch_jobs(self, resource_version: str, timeout_seconds: int = 240) -> AsyncIterator[JSON]:
-        return self._kube.watch(RUNBOOK_JOBS.path(self.namespace), resource_version=resource_version,
-                                timeout_seconds=timeout_seconds, fieldSelector=self._field_selector)
+    async def watch_jobs(self, resource_version: str, timeout_seconds: int = 240) -> AsyncIterator[JobEvent]:
+        async for event in self._kube.watch(RUNBOOK_JOBS.path(self.namespace), resource_version=resource_version,
+                                            timeout_seconds=timeout_seconds, fieldSelector=self._field_selector):
+            yield _event(str(event.get("type")), event.get("object"))
 
     async def get_job(self, name: str) -> RunbookJob:
         return RunbookJob.parse(await self._kube.get(RUNBOOK_JOBS.path(self.namespace, name)))
@@ -96,23 +135,16 @@ class ProxyClient:
         return Runbook.parse(await self._kube.get(RUNBOOKS.path(self.namespace, name)))
 
     async def get_assets(self, job: str) -> list[ResolvedAsset]:
-        body = await self._kube.get(wire.assets_path(self.namespace, job))
-        return [ResolvedAsset.parse(item) for item in body.get("items") or []]
+        return list(ResolvedAssetList.parse(await self._kube.get(wire.assets_path(self.namespace, job))).items)
 
-    async def post_output(self, job: str, chunk: wire.OutputChunk) -> None:
+    async def post_output(self, job: str, chunk: OutputChunk) -> None:
         await self._kube.create(wire.output_path(self.namespace, job), chunk.to_dict())
 
     # ---------------------------------------------------------------------------------- lease
 
-    def _lease_path(self, name: str | None = None) -> str:
-        return LEASES.path(self.namespace, name)
+    async def renew_lease(self, lease: WorkerLease) -> None:
+        """Merge-patch the worker's existing Lease (NotFound: create it)."""
+        await self._kube.patch(LEASES.path(self.namespace, lease.name), lease.renewal_patch())
 
-    async def patch_lease(self, name: str, body: JSON) -> JSON:
-        return await self._kube.patch(self._lease_path(name), body)
-
-    async def create_lease(self, body: JSON) -> JSON:
-        return await self._kube.create(self._lease_path(), body)
-
-
-def interpreters_csv(interpreters: Sequence[str]) -> str:
-    return ",".join(interpreters)
+    async def create_lease(self, lease: WorkerLease) -> None:
+        await self._kube.create(LEASES.path(self.namespace), lease.to_dict())

@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from hrw_api import wire
-from hrw_api.errors import ApiError, Conflict
+from hrw_api import OutputChunk
+from hrw_api.errors import ApiError, Conflict, InvalidObject
 
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
@@ -82,6 +82,17 @@ class Delivery:
                     self._spool.drop(key)
             return True
 
+    @staticmethod
+    def _chunk(record: Record) -> OutputChunk | None:
+        """The spooled chunk; None for one that does not parse: spool records are written whole by this
+        agent (see spool.py), so such a record can never be delivered, and must not hold back the rest."""
+        try:
+            return OutputChunk.parse(record.body)
+        except InvalidObject as exc:
+            log.warning("delivery.dropped", job=record.key.job, attempt=record.key.attempt, record=record.path.name,
+                        why=f"not an output chunk: {exc}"[:200])
+            return None
+
     async def _deliver(self, record: Record) -> None:
         key = record.key
         try:
@@ -90,9 +101,9 @@ class Delivery:
                 log.info("delivery.result.delivered", job=key.job, attempt=key.attempt,
                          phase=record.body.get("phase"))
             else:
-                body = record.body
-                await self._client.post_output(key.job, wire.OutputChunk(attempt=int(body["attempt"]),
-                                                                         seq=int(body["seq"]), data=str(body["data"])))
+                chunk = self._chunk(record)
+                if chunk is not None:
+                    await self._client.post_output(key.job, chunk)
         except Conflict:
             pass  # a chunk the proxy already stored
         except CallError as exc:

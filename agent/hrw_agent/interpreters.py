@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 
-from hrw_api.models import Interpreter
+from hrw_api import Interpreter
 
 from .logs import log
 

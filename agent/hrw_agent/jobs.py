@@ -17,17 +17,20 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from hrw_api import patches
-from hrw_api.errors import ApiError
-from hrw_api.models import (
+from hrw_api import (
+    FinishIntent,
+    GiveBackIntent,
     Interpreter,
+    JobResult,
     ResolvedAsset,
     RetryOn,
     Runbook,
     RunbookJob,
+    StartIntent,
     WorkerGroupSpec,
     content_digest,
 )
+from hrw_api.errors import ApiError
 from hrw_api.params import check
 from hrw_api.phases import JobPhase, Reason
 
@@ -162,14 +165,15 @@ class JobTask:
 
     async def _report_setup_failure(self, failure: SetupFailed) -> None:
         log.warning("job.setup.failed", job=self.name, attempt=self.attempt, reason=failure.reason)
-        result = patches.JobResult(phase=JobPhase.FAILED, reason=failure.reason.value, message=failure.message)
-        patch = patches.finish(self.attempt, self.worker, result, from_phase=self.phase)
-        await self._spool_result(patch, JobPhase.FAILED)
+        result = JobResult(phase=JobPhase.FAILED, reason=failure.reason.value, message=failure.message)
+        await self._spool_result(FinishIntent(self.attempt, self.worker, result, from_phase=self.phase))
 
-    async def _spool_result(self, patch: patches.JsonPatch, phase: JobPhase) -> None:
+    async def _spool_result(self, intent: FinishIntent | GiveBackIntent) -> None:
+        """The attempt's last word, written to the spool as its patch (delivered by `Delivery`)."""
         if self.superseded:
             raise Abandoned()
-        await asyncio.to_thread(self._spool.put_result, self.key, {"patch": patch, "phase": phase.value})
+        body = {"patch": intent.to_patch(), "phase": intent.transition.target.value}
+        await asyncio.to_thread(self._spool.put_result, self.key, body)
         self.reported = True
         self._notify()
 
@@ -182,7 +186,7 @@ class JobTask:
             return
         try:
             await self._call("start", lambda: self._client.patch_job_status(
-                self.name, patches.start(self.attempt, self.worker)))
+                self.name, StartIntent(self.attempt, self.worker).to_patch()))
         except ApiError as exc:
             log.info("job.start.refused", job=self.name, attempt=self.attempt, code=exc.code)
             raise Abandoned() from None
@@ -215,32 +219,32 @@ class JobTask:
         code = exit_code_of(outcome.exit_code)
         policy = self.job.spec.retry_policy
         if outcome.stopped is StopReason.TIMEOUT:
-            result = patches.JobResult(JobPhase.TIMED_OUT, Reason.TIMEOUT.value,
-                                       f"the script ran longer than {timeout}s and was stopped",
-                                       exit_code=code, outputs=outputs, output=summary)
+            result = JobResult(JobPhase.TIMED_OUT, Reason.TIMEOUT.value,
+                               f"the script ran longer than {timeout}s and was stopped",
+                               exit_code=code, outputs=outputs, output=summary)
         elif outcome.stopped is StopReason.SHUTDOWN:
             message = "the agent shut down before the script finished"
             if policy.allows(self.attempt, RetryOn.WORKER_LOST):
-                patch = patches.retry(self.attempt, self.worker, Reason.WORKER_LOST.value, message, exit_code=code,
-                                      cause=RetryOn.WORKER_LOST)
-                await self._spool_result(patch, JobPhase.QUEUED)
+                await self._spool_result(GiveBackIntent.for_attempt(
+                    self.attempt, self.worker, Reason.WORKER_LOST.value, message, exit_code=code,
+                    cause=RetryOn.WORKER_LOST))
                 log.info("job.finished", job=self.name, attempt=self.attempt, phase="Queued", reason="Retrying")
                 return
-            result = patches.JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message, exit_code=code,
-                                       outputs=outputs, output=summary)
+            result = JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message, exit_code=code,
+                               outputs=outputs, output=summary)
         elif code == 0:
-            result = patches.JobResult(JobPhase.SUCCEEDED, Reason.COMPLETED.value, "the script exited with code 0",
-                                       exit_code=0, outputs=outputs, output=summary)
+            result = JobResult(JobPhase.SUCCEEDED, Reason.COMPLETED.value, "the script exited with code 0",
+                               exit_code=0, outputs=outputs, output=summary)
         else:
             message = f"the script exited with code {code}"
             if policy.allows(self.attempt, RetryOn.FAILED):
-                patch = patches.retry(self.attempt, self.worker, Reason.NON_ZERO_EXIT.value, message, exit_code=code)
-                await self._spool_result(patch, JobPhase.QUEUED)
+                await self._spool_result(GiveBackIntent.for_attempt(
+                    self.attempt, self.worker, Reason.NON_ZERO_EXIT.value, message, exit_code=code))
                 log.info("job.finished", job=self.name, attempt=self.attempt, phase="Queued", reason="Retrying",
                          exit_code=code)
                 return
-            result = patches.JobResult(JobPhase.FAILED, Reason.NON_ZERO_EXIT.value, message, exit_code=code,
-                                       outputs=outputs, output=summary)
-        await self._spool_result(patches.finish(self.attempt, self.worker, result), result.phase)
+            result = JobResult(JobPhase.FAILED, Reason.NON_ZERO_EXIT.value, message, exit_code=code,
+                               outputs=outputs, output=summary)
+        await self._spool_result(FinishIntent(self.attempt, self.worker, result))
         log.info("job.finished", job=self.name, attempt=self.attempt, phase=result.phase.value, reason=result.reason,
                  exit_code=code, bytes=summary.bytes, chunks=summary.chunks, seconds=f"{outcome.duration:.2f}")

@@ -17,13 +17,13 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from hrw_api import wire
-from hrw_api.models import OutputSummary
+from hrw_api import OutputChunk, OutputSummary
+from hrw_api.wire import OUTPUT_CHUNK_MAX_BYTES
 
 from .masking import Masker, StreamMasker
 from .spool import AttemptKey, Spool
 
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = OUTPUT_CHUNK_MAX_BYTES
 TAIL_BYTES = 4 * 1024
 
 
@@ -130,8 +130,7 @@ class OutputStream:
                 self.truncated = True
                 if not piece:
                     break
-            chunk = wire.OutputChunk(attempt=self._key.attempt, seq=self.chunks,
-                                     data=piece.decode("utf-8", errors="replace"))
+            chunk = OutputChunk(self._key.attempt, self.chunks, piece.decode("utf-8", errors="replace"))
             await asyncio.to_thread(self._spool.put_chunk, self._key, chunk.seq, chunk.to_dict())
             self.chunks += 1
             self.sent_bytes += len(piece)

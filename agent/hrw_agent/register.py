@@ -11,7 +11,7 @@ import os
 import socket
 from collections.abc import Sequence
 
-from hrw_api import wire
+from hrw_api import RegisterRequest
 
 from . import __version__, client
 from .config import AgentConfig, ConfigError
@@ -44,8 +44,8 @@ async def ensure_credential(config: AgentConfig, interpreters: Sequence[str]) ->
         raise ConfigError(f"cannot read registrationTokenFile {config.registration_token_file}: {exc}") from None
     if not token:
         raise ConfigError(f"registrationTokenFile {config.registration_token_file} is empty")
-    request = wire.RegisterRequest(worker=config.worker, hostname=socket.gethostname(), agent_version=__version__,
-                                   interpreters=tuple(interpreters))
+    request = RegisterRequest(worker=config.worker, hostname=socket.gethostname(), agent_version=__version__,
+                              interpreters=tuple(interpreters))
     response = await client.register(config, token, request)
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomic(config.credential_path, (response.credential + "\n").encode(), mode=0o600)

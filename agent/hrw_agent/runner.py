@@ -27,8 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hrw_api import names
-from hrw_api.models import AssetType, ResolvedAsset
+from hrw_api import AssetType, ResolvedAsset, names
 from hrw_api.params import as_environment
 
 from .interpreters import MINIMAL_PATH

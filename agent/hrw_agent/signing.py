@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hrw_api.models import Signature, TrustedKey
+from hrw_api import Signature, TrustedKey
 
 
 def verify(digest: str, signature: Signature | None, trusted_keys: Sequence[TrustedKey]) -> str | None:

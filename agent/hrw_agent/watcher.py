@@ -12,25 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from hrw_api.errors import Gone, InvalidObject
-from hrw_api.models import RunbookJob
+from hrw_api import RunbookJob
+from hrw_api.errors import Gone
 
 from .backoff import Backoff
-from .client import CallError, ProxyClient
+from .client import CallError, JobEvent, ProxyClient
 from .logs import log
 
 OnSync = Callable[[list[RunbookJob]], Awaitable[None]]
 OnEvent = Callable[[str, RunbookJob], Awaitable[None]]
 
 
-def _parse(obj: dict[str, object]) -> RunbookJob | None:
-    try:
-        return RunbookJob.parse(obj)
-    except InvalidObject as exc:
-        metadata = obj.get("metadata")
-        name = metadata.get("name") if isinstance(metadata, dict) else None
-        log.warning("watch.object.invalid", job=name, field=exc.field, problem=exc.message)
-        return None
+def _job(event: JobEvent) -> RunbookJob | None:
+    if event.problem is not None:
+        log.warning("watch.object.invalid", job=event.name, field=event.problem.field, problem=event.problem.message)
+    return event.job
 
 
 class JobWatcher:
@@ -46,7 +42,7 @@ class JobWatcher:
 
     async def _list(self) -> None:
         items, self.resource_version = await self._client.list_jobs()
-        jobs = [job for job in (_parse(item) for item in items) if job is not None]
+        jobs = [job for job in (_job(item) for item in items) if job is not None]
         log.info("watch.listed", jobs=len(jobs), resource_version=self.resource_version)
         await self._on_sync(jobs)
 
@@ -59,15 +55,11 @@ class JobWatcher:
                     self._backoff.reset()
                 async for event in self._client.watch_jobs(self.resource_version, self._watch_timeout):
                     self._backoff.reset()
-                    obj = event.get("object") or {}
-                    version = (obj.get("metadata") or {}).get("resourceVersion")
-                    kind = str(event.get("type"))
-                    if kind != "BOOKMARK":
-                        job = _parse(obj)
-                        if job is not None:
-                            await self._on_event(kind, job)
-                    if version:
-                        self.resource_version = str(version)
+                    job = _job(event)
+                    if job is not None:
+                        await self._on_event(event.type, job)
+                    if event.resource_version:
+                        self.resource_version = event.resource_version
             except Gone:
                 log.info("watch.gone.relisting", resource_version=self.resource_version)
                 self.resource_version = ""

@@ -1,40 +1,115 @@
-"""The hrw API contract: names, phases, typed models, condition helpers and patch builders.
+"""The hrw API contract: names, phases, typed models, intents, patch builders and log lines.
 
 The operator, the proxy, the agent and the CLI import this package and no copy of it. Only
-`kubeclient` talks HTTP; everything else here is pure.
+`kubeclient` talks HTTP; everything else here is pure. One module per thing it holds:
+
+    meta         Meta, Condition, SecretKeyRef            what every kind shares
+    runbook      Runbook, Interpreter, ParameterSpec, …   the Runbook kind, content_digest
+    asset        Asset, ResolvedAsset, …                  the Asset kind and its resolved form
+    workergroup  WorkerGroup, WorkerGroupSpec, …          the WorkerGroup kind
+    runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind
+    lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
+    wire         RegisterRequest/Response, OutputChunk    the proxy's own bodies and paths
+    intents      Claim/Start/Finish/GiveBackIntent        the agent's moves, AGENT_TRANSITIONS,
+                                                          read_agent_patch
+    patches      claim, start, finish, retry, queue, …    every status patch
+    phases       JobPhase, Reason                         the phase machine
+    times        format_time, format_micro_time, parse_time
+    logs         StructuredFormatter, StructuredLog       one structured log line for every part
+    errors       HrwError, InvalidObject, ApiError, …     the error tree
 """
 
+from .asset import Asset, AssetField, AssetType, ResolvedAsset
 from .errors import ApiError, Conflict, Forbidden, Gone, HrwError, Invalid, InvalidObject, NotFound, TooManyRequests
-from .models import (
-    Asset,
-    AssetType,
+from .intents import (
+    AGENT_TRANSITIONS,
+    ClaimIntent,
+    FinishIntent,
+    GiveBackIntent,
+    Intent,
+    JobResult,
+    PatchRefused,
+    StartIntent,
+    Step,
+    Transition,
+    agent_may,
+    read_agent_patch,
+)
+from .lease import WorkerInfo, WorkerLease
+from .logs import StructuredFormatter, StructuredLog
+from .meta import Condition, Meta, SecretKeyRef
+from .phases import JobPhase, Reason
+from .runbook import (
     Interpreter,
-    ResolvedAsset,
+    ParameterSpec,
+    ParameterType,
     Runbook,
-    RunbookJob,
-    WorkerGroup,
+    RunbookSpec,
+    RunbookStatus,
+    Signature,
     content_digest,
 )
-from .phases import JobPhase, Reason
+from .runbookjob import Claim, OutputSummary, RetryOn, RetryPolicy, RunbookJob, RunbookJobSpec, RunbookJobStatus
+from .wire import OutputChunk, RegisterRequest, RegisterResponse, ResolvedAssetList, StreamName
+from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
 __all__ = [
+    "AGENT_TRANSITIONS",
     "ApiError",
     "Asset",
+    "AssetField",
     "AssetType",
+    "Claim",
+    "ClaimIntent",
+    "Condition",
     "Conflict",
+    "FinishIntent",
     "Forbidden",
+    "GiveBackIntent",
     "Gone",
     "HrwError",
+    "Intent",
     "Interpreter",
     "Invalid",
     "InvalidObject",
     "JobPhase",
+    "JobResult",
+    "Meta",
     "NotFound",
+    "OutputChunk",
+    "OutputSummary",
+    "ParameterSpec",
+    "ParameterType",
+    "PatchRefused",
     "Reason",
+    "RegisterRequest",
+    "RegisterResponse",
     "ResolvedAsset",
+    "ResolvedAssetList",
+    "RetryOn",
+    "RetryPolicy",
     "Runbook",
     "RunbookJob",
+    "RunbookJobSpec",
+    "RunbookJobStatus",
+    "RunbookSpec",
+    "RunbookStatus",
+    "SecretKeyRef",
+    "Signature",
+    "StartIntent",
+    "Step",
+    "StreamName",
+    "StructuredFormatter",
+    "StructuredLog",
     "TooManyRequests",
+    "Transition",
+    "TrustedKey",
     "WorkerGroup",
+    "WorkerGroupSpec",
+    "WorkerInfo",
+    "WorkerLease",
+    "WorkerStatus",
+    "agent_may",
     "content_digest",
+    "read_agent_patch",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .models import Condition
+from .meta import Condition
 from .times import now_rfc3339
 
 # Condition types.

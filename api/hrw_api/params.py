@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .models import ParameterSpec, ParameterType
 from .names import ENV_PARAM_PREFIX, env_name
+from .runbook import ParameterSpec, ParameterType
 
 _PY_TYPES: dict[ParameterType, tuple[type, ...]] = {
     ParameterType.STRING: (str,),

@@ -6,8 +6,9 @@ claimer. The API server applies a patch atomically, so when two parties race exa
 and the other gets 422 (a failed `test`), whatever else changed on the object meanwhile. That is
 the claim protocol and the fencing of DESIGN.md in one mechanism.
 
-The agent's patches go through the proxy, which checks the same facts again (the proxy cannot
-trust a patch it did not build), with `agent_patch_intent` below.
+The agent's four patches are built from its intents (`intents`), whose table of allowed moves
+also reads a patch back for the proxy (`intents.read_agent_patch`): the proxy cannot trust a
+patch it did not build, so it checks the same facts again.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import conditions
-from .models import Condition, OutputSummary, RetryOn
+from .intents import ClaimIntent, FinishIntent, GiveBackIntent, JobResult, StartIntent
+from .meta import Condition
 from .phases import JobPhase, Reason
-from .times import now_rfc3339
+from .runbookjob import RetryOn
+from .times import now_rfc3339, parse_time
+
+__all__ = ["JSON_PATCH", "MERGE_PATCH", "RETRY_REMOVES", "AgentIntent", "JobResult", "JsonPatch", "agent_patch_intent",
+           "claim", "end", "finish", "finished_conditions", "queue", "reject", "requeue", "retry", "start"]
 
 JsonPatch = list[dict[str, Any]]
 JSON_PATCH = "application/json-patch+json"
@@ -47,89 +53,32 @@ def _fence(phase: JobPhase, attempt: int, worker: str | None = None) -> JsonPatc
 
 def claim(attempt: int, worker: str, *, now: str | None = None) -> JsonPatch:
     """Queued -> Claimed: exactly one agent of the group wins attempt `attempt`."""
-    return [
-        *_fence(JobPhase.QUEUED, attempt),
-        _set("/status/phase", JobPhase.CLAIMED.value),
-        _set("/status/claim", {"worker": worker, "attempt": attempt, "claimedAt": now or now_rfc3339()}),
-        _set("/status/reason", Reason.CLAIMED.value),
-        _set("/status/message", f"claimed by worker {worker}"),
-    ]
+    return ClaimIntent(attempt, worker, at=parse_time(now)).to_patch()
 
 
 def start(attempt: int, worker: str, *, now: str | None = None) -> JsonPatch:
     """Claimed -> Running: the content checked out and the process started."""
-    return [
-        *_fence(JobPhase.CLAIMED, attempt, worker),
-        _set("/status/phase", JobPhase.RUNNING.value),
-        _set("/status/startTime", now or now_rfc3339()),
-        _set("/status/reason", Reason.STARTED.value),
-        _set("/status/message", f"running on worker {worker}"),
-    ]
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """How an attempt ended, as the agent reports it."""
-
-    phase: JobPhase  # Succeeded, Failed or TimedOut
-    reason: str
-    message: str
-    exit_code: int | None = None
-    outputs: Mapping[str, str] | None = None
-    output: OutputSummary | None = None
+    return StartIntent(attempt, worker, at=parse_time(now)).to_patch()
 
 
 def finish(attempt: int, worker: str, result: JobResult, *, from_phase: JobPhase = JobPhase.RUNNING,
            now: str | None = None) -> JsonPatch:
     """Running (or Claimed, for a job that could not start) -> a terminal phase."""
-    if not result.phase.terminal:
-        raise ValueError(f"finish needs a terminal phase, not {result.phase}")
-    ops = [
-        *_fence(from_phase, attempt, worker),
-        _set("/status/phase", result.phase.value),
-        _set("/status/reason", result.reason),
-        _set("/status/message", result.message),
-        _set("/status/completionTime", now or now_rfc3339()),
-    ]
-    if result.exit_code is not None:
-        ops.append(_set("/status/exitCode", result.exit_code))
-    if result.outputs:
-        ops.append(_set("/status/outputs", dict(result.outputs)))
-    if result.output is not None:
-        ops.append(_set("/status/output", result.output.to_dict()))
-    return ops
+    return FinishIntent(attempt, worker, result, from_phase=from_phase, at=parse_time(now)).to_patch()
 
 
 def retry(attempt: int, worker: str, reason: str, message: str, *, exit_code: int | None = None,
           cause: RetryOn = RetryOn.FAILED, from_phase: JobPhase = JobPhase.RUNNING,
           now: str | None = None) -> JsonPatch:
-    """Running (or Claimed) -> Queued with attempt + 1: an attempt that the retry policy runs again.
+    """Running (or Claimed) -> Queued with attempt + 1: see `intents.GiveBackIntent`.
 
-    `cause` is why: the script failed (`Failed`, status reason `Retrying`), or the agent gives the
-    job up without a result, e.g. its shutdown grace ran out or it restarted and lost the process
-    (`WorkerLost`, status reason `Requeued`, as when the operator requeues the job of a lost
-    worker; the only cause for a job that never started). The proxy checks it against the policy.
-    """
-    if from_phase is JobPhase.CLAIMED and cause is not RetryOn.WORKER_LOST:
-        raise ValueError("a job that never started can only be given up (cause WorkerLost)")
-    status_reason = Reason.REQUEUED if cause is RetryOn.WORKER_LOST else Reason.RETRYING
-    ops = [
-        *_fence(from_phase, attempt, worker),
-        _set("/status/phase", JobPhase.QUEUED.value),
-        _set("/status/attempt", attempt + 1),
-        {"op": "remove", "path": "/status/claim"},
-    ]
-    if from_phase is JobPhase.RUNNING:
-        ops.append({"op": "remove", "path": "/status/startTime"})
-    ops += [
-        _set("/status/reason", status_reason.value),
-        _set("/status/message", f"attempt {attempt} failed ({reason}: {message}); queued again"),
-        _set("/status/queuedTime", now or now_rfc3339()),
-    ]
-    if exit_code is not None:
-        ops.append(_set("/status/exitCode", exit_code))
-    return ops
+    `reason` and `message` say how the attempt ended; the status message names them."""
+    return GiveBackIntent.for_attempt(attempt, worker, reason, message, cause=cause, exit_code=exit_code,
+                                      from_phase=from_phase, at=parse_time(now)).to_patch()
 
+
+# ------------------------------------------------ the old reader: to remove once the proxy calls
+# `intents.read_agent_patch` (kept only while proxy/hrw_proxy/rules.py still imports it).
 
 # The only fields an agent's patch may remove: a retry drops the claim and the attempt's start time.
 RETRY_REMOVES = frozenset({"/status/claim", "/status/startTime"})

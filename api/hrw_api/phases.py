@@ -2,9 +2,10 @@
 
 A job starts with no phase (read as Pending). The operator queues it or fails it; an agent of the
 job's group claims it, runs it and reports the end; the operator also ends it on timeout, cancel
-or the loss of its worker. Terminal phases never change again. The proxy enforces the agent's
-half of this table; the operator's patches test the phase they move from, so a race between
-the two resolves in the API server and never produces a second terminal phase.
+or the loss of its worker. Terminal phases never change again. The agent's half of the table is
+`intents.AGENT_TRANSITIONS` (the proxy enforces it); the operator's patches test the phase they
+move from, so a race between the two resolves in the API server and never produces a second
+terminal phase.
 """
 
 from __future__ import annotations
@@ -37,22 +38,7 @@ TERMINAL_PHASES: Final = frozenset(
     {JobPhase.SUCCEEDED, JobPhase.FAILED, JobPhase.TIMED_OUT, JobPhase.CANCELLED}
 )
 
-# Transitions an agent may make on a job it claimed (or claims). The proxy allows these only.
-AGENT_TRANSITIONS: Final[frozenset[tuple[JobPhase, JobPhase]]] = frozenset(
-    {
-        (JobPhase.QUEUED, JobPhase.CLAIMED),
-        (JobPhase.CLAIMED, JobPhase.RUNNING),
-        # A job that cannot start (digest mismatch, bad signature, interpreter missing).
-        (JobPhase.CLAIMED, JobPhase.FAILED),
-        (JobPhase.RUNNING, JobPhase.SUCCEEDED),
-        (JobPhase.RUNNING, JobPhase.FAILED),
-        (JobPhase.RUNNING, JobPhase.TIMED_OUT),
-        # A failed attempt that the job's retry policy retries: back to the queue, attempt + 1.
-        (JobPhase.RUNNING, JobPhase.QUEUED),
-        # A claimed job the agent gives up before it started (it restarted and lost it).
-        (JobPhase.CLAIMED, JobPhase.QUEUED),
-    }
-)
+# The moves an agent may make are in `intents.AGENT_TRANSITIONS`, with what each patch may touch.
 
 # Transitions the operator makes.
 OPERATOR_TRANSITIONS: Final[frozenset[tuple[JobPhase, JobPhase]]] = frozenset(
@@ -72,10 +58,6 @@ OPERATOR_TRANSITIONS: Final[frozenset[tuple[JobPhase, JobPhase]]] = frozenset(
         (JobPhase.RUNNING, JobPhase.CANCELLED),
     }
 )
-
-
-def agent_may(source: JobPhase, target: JobPhase) -> bool:
-    return (source, target) in AGENT_TRANSITIONS
 
 
 class Reason(StrEnum):

@@ -1,5 +1,5 @@
-"""The proxy's REST surface: the only paths an agent calls, and the bodies of the few that are not
-plain Kubernetes.
+"""The proxy's REST surface: the only paths an agent calls, and the typed bodies of the few that
+are not plain Kubernetes (registration, output chunks), each with `parse` and `to_dict`.
 
 Everything is Kubernetes-shaped, so `kubectl --server=<proxy> --token=<worker credential>` works
 for what a worker may do. All calls but registration carry `Authorization: Bearer <worker
@@ -18,14 +18,24 @@ credential>`; registration carries the group's registration token instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
+from . import _fields as f
+from . import names
+from ._fields import JSON
+from .asset import ResolvedAsset
+from .errors import InvalidObject
 from .kubeclient import RUNBOOK_JOBS, WORKER_GROUPS
+from .lease import MAX_AGENT_VERSION, MAX_HOSTNAME
 
 REGISTER_KIND = "WorkerRegistration"
 RESOLVED_ASSET_LIST_KIND = "ResolvedAssetList"
 OUTPUT_CHUNK_KIND = "OutputChunk"
+OUTPUT_CHUNK_MAX_BYTES: Final = 64 * 1024  # UTF-8 bytes of one chunk's data
+MAX_INTERPRETERS_TEXT: Final = 256
 
 
 def register_path(namespace: str, group: str) -> str:
@@ -46,14 +56,35 @@ def group_path(namespace: str, group: str) -> str:
 
 @dataclass(frozen=True)
 class RegisterRequest:
+    """An agent's first call: its name and what it tells about itself, with the group's token."""
+
     worker: str
     hostname: str
     agent_version: str
     interpreters: tuple[str, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSON:
         return {"kind": REGISTER_KIND, "worker": self.worker, "hostname": self.hostname,
                 "agentVersion": self.agent_version, "interpreters": list(self.interpreters)}
+
+    @classmethod
+    def parse(cls, body: Any) -> RegisterRequest:
+        data = f.obj(body, "WorkerRegistration")
+        worker = data.get("worker")
+        if not f.is_dns_label(worker):
+            raise InvalidObject("worker", f"worker name {worker!r} must be a DNS-1123 label (lower-case letters, "
+                                          "digits, '-', at most 63 characters, starting and ending with a letter "
+                                          "or digit)")
+        assert isinstance(worker, str)
+        interpreters = f.strings(data, "interpreters", "")
+        if len(",".join(interpreters)) > MAX_INTERPRETERS_TEXT:
+            raise InvalidObject("interpreters", f"must list at most {MAX_INTERPRETERS_TEXT} characters of names")
+        return cls(
+            worker=worker,
+            hostname=f.opt_str(data, "hostname", "", max_length=MAX_HOSTNAME) or "",
+            agent_version=f.opt_str(data, "agentVersion", "", max_length=MAX_AGENT_VERSION) or "",
+            interpreters=interpreters,
+        )
 
 
 @dataclass(frozen=True)
@@ -61,8 +92,21 @@ class RegisterResponse:
     worker: str
     credential: str  # shown once; the cluster keeps only its sha256
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSON:
         return {"kind": REGISTER_KIND, "worker": self.worker, "credential": self.credential}
+
+    @classmethod
+    def parse(cls, body: Any) -> RegisterResponse:
+        data = f.obj(body, "WorkerRegistration")
+        credential = f.opt_str(data, "credential", "")
+        if not credential:
+            raise InvalidObject("credential", "the registration answer carries no credential")
+        return cls(worker=f.req_str(data, "worker", ""), credential=credential)
+
+
+class StreamName(StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
 
 
 @dataclass(frozen=True)
@@ -70,12 +114,52 @@ class OutputChunk:
     """One piece of a job's captured output (already masked by the agent).
 
     `seq` counts from 0 per attempt; the proxy stores the chunk under a deterministic name, so a
-    chunk sent twice (after a reconnect) is stored once and the second send answers 200.
+    chunk sent twice (after a reconnect) is stored once and the second send answers 200. The
+    size of `data` (at most `OUTPUT_CHUNK_MAX_BYTES` in UTF-8) is the proxy's limit to enforce,
+    with its own answer (413), not a parse error.
     """
 
     attempt: int
     seq: int
     data: str
+    stream: StreamName | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": OUTPUT_CHUNK_KIND, "attempt": self.attempt, "seq": self.seq, "data": self.data}
+    def to_dict(self) -> JSON:
+        body: JSON = {"kind": OUTPUT_CHUNK_KIND, "attempt": self.attempt, "seq": self.seq, "data": self.data}
+        if self.stream is not None:
+            body["stream"] = self.stream.value
+        return body
+
+    @classmethod
+    def parse(cls, body: Any) -> OutputChunk:
+        if not isinstance(body, Mapping):
+            raise InvalidObject("OutputChunk", "must be a JSON object with attempt, seq and data")
+        data = body
+        attempt = f.opt_int(data, "attempt", "OutputChunk", minimum=1)
+        if attempt is None:
+            raise InvalidObject("OutputChunk.attempt", "must be an integer >= 1")
+        seq = f.opt_int(data, "seq", "OutputChunk", minimum=0)
+        if seq is None:
+            raise InvalidObject("OutputChunk.seq", "must be an integer >= 0")
+        text = f.req_str(data, "data", "OutputChunk")
+        stream = data.get("stream")
+        if stream is not None and stream not in set(StreamName):
+            raise InvalidObject("OutputChunk.stream", "if given, must be stdout or stderr")
+        return cls(attempt, seq, text, StreamName(stream) if stream is not None else None)
+
+
+@dataclass(frozen=True)
+class ResolvedAssetList:
+    """The answer to `GET .../runbookjobs/{job}/assets`: the job's assets with their values read."""
+
+    items: tuple[ResolvedAsset, ...]
+
+    def to_dict(self) -> JSON:
+        return {"kind": RESOLVED_ASSET_LIST_KIND, "apiVersion": names.API_VERSION,
+                "items": [item.to_dict() for item in self.items]}
+
+    @classmethod
+    def parse(cls, body: Any) -> ResolvedAssetList:
+        data = f.obj(body, "ResolvedAssetList")
+        return cls(tuple(ResolvedAsset.parse(f.obj(item, f"items[{i}]"))
+                         for i, item in enumerate(f.array(data, "items", ""))))

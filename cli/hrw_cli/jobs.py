@@ -21,10 +21,9 @@ from typing import Any
 
 import yaml
 
-from hrw_api import names, params
+from hrw_api import ParameterType, Runbook, RunbookJob, names, params
 from hrw_api.errors import ApiError, InvalidObject, NotFound
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, KubeClient
-from hrw_api.models import ParameterType, Runbook, RunbookJob
 from hrw_api.phases import JobPhase
 from hrw_cli.errors import CommandError
 

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from hrw_api import conditions, names
+from hrw_api import Asset, Condition, conditions, names
 from hrw_api.errors import ApiError, InvalidObject
 from hrw_api.kubeclient import ASSETS, SECRETS
-from hrw_api.models import Asset, Condition
 
 from . import status as status_util
 from .logs import kv

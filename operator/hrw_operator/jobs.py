@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from hrw_api import conditions, names, params, patches
+from hrw_api import Asset, Condition, RetryOn, Runbook, RunbookJob, WorkerGroup, conditions, names, params, patches
 from hrw_api.errors import ApiError, InvalidObject
 from hrw_api.kubeclient import ASSETS, LEASES, RUNBOOK_JOBS, RUNBOOKS, WORKER_GROUPS
-from hrw_api.models import Asset, Condition, RetryOn, Runbook, RunbookJob, WorkerGroup
 from hrw_api.phases import RUN_DEADLINE_GRACE_SECONDS, JobPhase, Reason
 from hrw_api.times import now as utcnow
 from hrw_api.times import parse_time

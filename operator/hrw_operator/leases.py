@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from hrw_api import names
-from hrw_api.models import WorkerStatus
+from hrw_api import WorkerStatus, names
 from hrw_api.times import parse_time
 
 Key = tuple[str, str]  # (namespace, name)

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from hrw_api import conditions, names, params
+from hrw_api import Condition, ParameterSpec, Runbook, conditions, content_digest, names, params
 from hrw_api.errors import ApiError, InvalidObject
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOKS
-from hrw_api.models import Condition, ParameterSpec, Runbook, content_digest
 
 from . import status as status_util
 from .logs import kv

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hrw_api import conditions
-from hrw_api.models import Condition
+from hrw_api import Condition, conditions
 
 
 def differs(desired: Mapping[str, Any], current: Mapping[str, Any], ignore: Iterable[str] = ()) -> bool:

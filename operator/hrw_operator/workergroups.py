@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from hrw_api import conditions, names
+from hrw_api import Condition, WorkerStatus, conditions, names
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import SECRETS, WORKER_GROUPS
-from hrw_api.models import Condition, WorkerStatus
 from hrw_api.times import now as utcnow
 
 from . import events

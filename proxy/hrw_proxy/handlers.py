@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from hrw_api import wire
-from hrw_api.models import RunbookJob, WorkerGroup
+from hrw_api import RunbookJob, WorkerGroup, wire
 from hrw_api.patches import JSON_PATCH, MERGE_PATCH
 
 from . import leases, listing, output, policy, registration, resolution, status_patches

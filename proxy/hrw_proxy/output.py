@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hrw_api import names
-from hrw_api.models import RunbookJob
+from hrw_api import RunbookJob, names
 
 from .auth import WorkerIdentity
 from .ownership import owner_reference

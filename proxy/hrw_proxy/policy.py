@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hrw_api.models import RunbookJob
+from hrw_api import RunbookJob
 
 from .auth import WorkerIdentity
 from .refusals import forbidden, not_found

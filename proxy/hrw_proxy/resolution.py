@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hrw_api import names, wire
+from hrw_api import Asset, ResolvedAsset, Runbook, RunbookJob, names, wire
 from hrw_api.errors import InvalidObject
-from hrw_api.models import Asset, ResolvedAsset, Runbook, RunbookJob
 
 from .auth import WorkerIdentity, decode_secret_value
 from .bodies import parse_object

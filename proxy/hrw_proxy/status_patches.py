@@ -1,6 +1,6 @@
 """A worker's write to a job's `/status`: may it send this JSON Patch, and the times in it.
 
-The patch must be one of the shapes `hrw_api.patches` builds, for a transition `phases.agent_may`
+The patch must be one of the shapes `hrw_api.patches` builds, for a transition `intents.agent_may`
 allows: a claim only in the caller's own name, anything else only as the claimer of the job's
 current attempt (fencing), a retry only where the job's retryPolicy retries its cause. The proxy
 then forwards the patch unchanged but for its times: its `test` operations make it atomic in the
@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hrw_api.models import RetryOn, RunbookJob
+from hrw_api import RetryOn, RunbookJob
+from hrw_api.intents import agent_may
 from hrw_api.patches import agent_patch_intent
-from hrw_api.phases import JobPhase, agent_may
+from hrw_api.phases import JobPhase
 from hrw_api.times import format_time
 
 from .auth import WorkerIdentity

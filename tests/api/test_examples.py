@@ -2,7 +2,7 @@
 
 `kubectl apply` of each file in examples/, `kubectl get hrw` listing every kind, the printer
 columns, `kubectl explain` documenting the fields, and the schema defaults the API server fills
-in being the very defaults api/hrw_api/models.py assumes.
+in being the very defaults the models in api/hrw_api assume.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from hrw_api.models import RunbookJob, WorkerGroup, WorkerGroupSpec
+from hrw_api import RunbookJob, WorkerGroup, WorkerGroupSpec
 from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
 from hrw_cli.dev.crds import CrdInfo
 

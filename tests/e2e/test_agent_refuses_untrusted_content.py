@@ -14,8 +14,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from hrw_api import content_digest
 from hrw_api.kubeclient import RUNBOOKS
-from hrw_api.models import content_digest
 from tests.support.stack import Stack
 
 GROUP = "signed"

@@ -3,7 +3,7 @@ every invalid one ends Failed with a reason and a message that names the problem
 
 from __future__ import annotations
 
-from hrw_api.models import content_digest
+from hrw_api import content_digest
 
 from .conftest import Kit, ready
 

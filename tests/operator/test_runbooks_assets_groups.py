@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from hrw_api import names
+from hrw_api import content_digest, names
 from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, RUNBOOKS, SECRETS, WORKER_GROUPS
-from hrw_api.models import content_digest
 from tests.support import async_wait_until
 
 from .conftest import Kit, ready

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from hrw_api import names, patches
+from hrw_api import content_digest, names, patches
 from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
-from hrw_api.models import content_digest
 from tests.support.processes import ProcessFactory
 from tests.support.proxy import (
     ProxyTLS,

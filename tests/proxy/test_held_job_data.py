@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hrw_api import names, patches, wire
+from hrw_api import ResolvedAsset, Runbook, content_digest, names, patches, wire
 from hrw_api.errors import Forbidden
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS
-from hrw_api.models import ResolvedAsset, Runbook, content_digest
 from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase
 

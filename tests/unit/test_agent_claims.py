@@ -13,8 +13,8 @@ import httpx
 from hrw_agent.agent import Agent
 from hrw_agent.client import ProxyClient
 from hrw_agent.config import from_values
+from hrw_api import RunbookJob
 from hrw_api.kubeclient import KubeClient
-from hrw_api.models import RunbookJob
 
 
 def _job(status: dict) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hrw_agent import runner
 from hrw_agent.runner import Execution, StopReason
-from hrw_api.models import AssetType, ResolvedAsset
+from hrw_api import AssetType, ResolvedAsset
 from hrw_cli.dev.controlplane import pid_runs
 
 BASH = "/bin/bash"

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hrw_agent.signing import sign, verify
-from hrw_api.models import Signature, TrustedKey, content_digest
+from hrw_api import Signature, TrustedKey, content_digest
 
 DIGEST = content_digest("echo hello\n")
 

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hrw_api import conditions
-from hrw_api.errors import InvalidObject
-from hrw_api.models import (
+from hrw_api import (
     Asset,
     AssetType,
     Condition,
@@ -24,7 +22,9 @@ from hrw_api.models import (
     Runbook,
     RunbookJob,
     WorkerGroup,
+    conditions,
 )
+from hrw_api.errors import InvalidObject
 from hrw_api.phases import JobPhase
 
 ROOT = Path(__file__).resolve().parents[2]

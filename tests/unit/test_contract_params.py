@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from hrw_api.models import ParameterSpec, ParameterType
+from hrw_api import ParameterSpec, ParameterType
 from hrw_api.params import as_environment, check, env_value
 
 DECLARED = (

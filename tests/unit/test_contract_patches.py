@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from hrw_api import patches
-from hrw_api.models import Condition, OutputSummary, RetryOn, RunbookJob
+from hrw_api import Condition, OutputSummary, RetryOn, RunbookJob, patches
+from hrw_api.intents import agent_may
 from hrw_api.patches import JobResult, agent_patch_intent
-from hrw_api.phases import JobPhase, Reason, agent_may
+from hrw_api.phases import JobPhase, Reason
 from tests.unit.jsonpatch_helper import PatchTestFailed, apply_patch
 
 NOW = "2026-11-25T22:00:00Z"

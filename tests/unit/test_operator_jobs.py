@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hrw_api.models import Asset, Runbook, RunbookJob, WorkerGroup, content_digest
+from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, content_digest
 from hrw_api.phases import RUN_DEADLINE_GRACE_SECONDS, JobPhase
 from hrw_api.times import format_time
 from hrw_operator.jobs import Delete, End, JobFacts, MarkFinished, Queue, Reject, Requeue, decide

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hrw_api.models import Asset, Runbook, content_digest
+from hrw_api import Asset, Runbook, content_digest
 from hrw_operator import assets, runbooks, workergroups
 from hrw_operator.leases import LeaseInfo
 from hrw_operator.status import differs

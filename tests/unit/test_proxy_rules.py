@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from hrw_api import names, patches
-from hrw_api.models import RetryOn, RunbookJob
+from hrw_api import RetryOn, RunbookJob, names, patches
 from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase
 from hrw_proxy import leases, listing, output, policy, registration, routes, status_patches
@@ -23,7 +22,7 @@ def job(phase: str = "Queued", attempt: int = 1, claimer: str | None = None, cla
         group: str = "g1", retry: dict[str, Any] | None = None) -> RunbookJob:
     status: dict[str, Any] = {"phase": phase, "attempt": attempt}
     if claimer:
-        status["claim"] = {"worker": claimer, "attempt": claim_attempt or attempt, "claimedAt": "t"}
+        status["claim"] = {"worker": claimer, "attempt": claim_attempt or attempt, "claimedAt": "2026-11-25T22:00:00Z"}
     spec: dict[str, Any] = {"runbookRef": {"name": "rb"}, "workerGroup": group}
     if retry:
         spec["retryPolicy"] = retry

@@ -1,0 +1,191 @@
+"""The RunbookJob kind: one run of a runbook on a worker group, and its status as an API.
+
+Status times are parsed into datetimes here. The phase machine is in `phases`, the moves an
+agent may make in `intents`, and every status patch in `patches`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from . import _fields as f
+from ._fields import JSON
+from .errors import InvalidObject
+from .meta import Condition, Meta, conditions_of
+from .phases import JobPhase
+from .runbook import Interpreter
+
+DEFAULT_QUEUE_TIMEOUT_SECONDS = 3600
+
+
+class RetryOn(StrEnum):
+    WORKER_LOST = "WorkerLost"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    retry_on: frozenset[RetryOn] = frozenset({RetryOn.WORKER_LOST})
+
+    def allows(self, attempt: int, cause: RetryOn) -> bool:
+        """May a job whose `attempt` ended by `cause` run again?"""
+        return cause in self.retry_on and attempt < self.max_attempts
+
+
+@dataclass(frozen=True)
+class RunbookJobSpec:
+    runbook: str
+    worker_group: str
+    parameters: Mapping[str, Any]
+    timeout_seconds: int | None
+    queue_timeout_seconds: int
+    retry_policy: RetryPolicy
+    ttl_seconds_after_finished: int | None
+    cancel: bool
+
+
+@dataclass(frozen=True)
+class Claim:
+    worker: str
+    attempt: int
+    claimed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OutputSummary:
+    bytes: int = 0
+    lines: int = 0
+    chunks: int = 0
+    tail: str = ""
+    truncated: bool = False
+
+    def to_dict(self) -> JSON:
+        return {"bytes": self.bytes, "lines": self.lines, "chunks": self.chunks, "tail": self.tail,
+                "truncated": self.truncated}
+
+    @classmethod
+    def parse(cls, data: Any, path: str = "status.output") -> OutputSummary:
+        data = f.obj(data, path)
+        return cls(
+            bytes=f.opt_int(data, "bytes", path, 0, minimum=0) or 0,
+            lines=f.opt_int(data, "lines", path, 0, minimum=0) or 0,
+            chunks=f.opt_int(data, "chunks", path, 0, minimum=0) or 0,
+            tail=f.opt_str(data, "tail", path) or "",
+            truncated=f.boolean(data, "truncated", path),
+        )
+
+
+@dataclass(frozen=True)
+class RunbookJobStatus:
+    phase: JobPhase
+    attempt: int
+    claim: Claim | None
+    runbook_digest: str | None
+    interpreter: Interpreter | None  # snapshotted with the digest: agents without it pass the job over
+    queued_time: datetime | None
+    start_time: datetime | None
+    completion_time: datetime | None
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+    outputs: Mapping[str, str]
+    output: OutputSummary | None
+    observed_generation: int
+    conditions: tuple[Condition, ...]
+
+
+def _interpreter(value: Any) -> Interpreter | None:
+    """A job's snapshotted interpreter; an unknown one (a newer operator's) reads as not given."""
+    try:
+        return Interpreter(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _claim(status: Mapping[str, Any]) -> Claim | None:
+    if not status.get("claim"):
+        return None
+    c = f.obj(status["claim"], "status.claim")
+    return Claim(
+        worker=f.req_str(c, "worker", "status.claim"),
+        attempt=f.opt_int(c, "attempt", "status.claim", 0) or 0,
+        claimed_at=f.time(c, "claimedAt", "status.claim"),
+    )
+
+
+def _output(status: Mapping[str, Any]) -> OutputSummary | None:
+    """Lenient, as it always was: the summary is informational and written by the claimer's agent."""
+    if not status.get("output"):
+        return None
+    o = f.obj(status["output"], "status.output")
+    return OutputSummary(
+        bytes=int(o.get("bytes") or 0), lines=int(o.get("lines") or 0), chunks=int(o.get("chunks") or 0),
+        tail=str(o.get("tail") or ""), truncated=bool(o.get("truncated")),
+    )
+
+
+@dataclass(frozen=True)
+class RunbookJob:
+    meta: Meta
+    spec: RunbookJobSpec
+    status: RunbookJobStatus
+
+    @property
+    def holder(self) -> str | None:
+        """The worker that holds the current attempt, if the job is held."""
+        if self.status.phase.held and self.status.claim and self.status.claim.attempt == self.status.attempt:
+            return self.status.claim.worker
+        return None
+
+    @classmethod
+    def parse(cls, obj: Mapping[str, Any]) -> RunbookJob:
+        spec = f.obj(obj.get("spec"), "spec")
+        status = f.obj(obj.get("status"), "status")
+        ref = f.obj(spec.get("runbookRef"), "spec.runbookRef")
+        retry = f.obj(spec.get("retryPolicy"), "spec.retryPolicy")
+        try:
+            retry_on = frozenset(RetryOn(r) for r in retry.get("retryOn", [RetryOn.WORKER_LOST]))
+        except ValueError:
+            raise InvalidObject("spec.retryPolicy.retryOn", "must be among WorkerLost, Failed") from None
+        try:
+            phase = JobPhase(status.get("phase") or JobPhase.PENDING)
+        except ValueError:
+            raise InvalidObject("status.phase", f"unknown phase {status.get('phase')!r}") from None
+        return cls(
+            meta=Meta.parse(obj),
+            spec=RunbookJobSpec(
+                runbook=f.req_str(ref, "name", "spec.runbookRef"),
+                worker_group=f.req_str(spec, "workerGroup", "spec"),
+                parameters=dict(f.obj(spec.get("parameters"), "spec.parameters")),
+                timeout_seconds=f.opt_int(spec, "timeoutSeconds", "spec"),
+                queue_timeout_seconds=f.opt_int(spec, "queueTimeoutSeconds", "spec", DEFAULT_QUEUE_TIMEOUT_SECONDS)
+                or DEFAULT_QUEUE_TIMEOUT_SECONDS,
+                retry_policy=RetryPolicy(
+                    max_attempts=f.opt_int(retry, "maxAttempts", "spec.retryPolicy", 3) or 3, retry_on=retry_on
+                ),
+                ttl_seconds_after_finished=f.opt_int(spec, "ttlSecondsAfterFinished", "spec"),
+                cancel=f.boolean(spec, "cancel", "spec"),
+            ),
+            status=RunbookJobStatus(
+                phase=phase,
+                attempt=f.opt_int(status, "attempt", "status", 0) or 0,
+                claim=_claim(status),
+                runbook_digest=f.opt_str(status, "runbookDigest", "status"),
+                interpreter=_interpreter(status.get("interpreter")),
+                queued_time=f.time(status, "queuedTime", "status"),
+                start_time=f.time(status, "startTime", "status"),
+                completion_time=f.time(status, "completionTime", "status"),
+                exit_code=f.opt_int(status, "exitCode", "status"),
+                reason=f.opt_str(status, "reason", "status"),
+                message=f.opt_str(status, "message", "status"),
+                outputs={str(k): str(v) for k, v in f.obj(status.get("outputs"), "status.outputs").items()},
+                output=_output(status),
+                observed_generation=f.opt_int(status, "observedGeneration", "status", 0) or 0,
+                conditions=conditions_of(status),
+            ),
+        )
