@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hrw_api import RunbookJob
+from hrw_api import PatchRefused, RunbookJob, intents
 
 from .auth import WorkerIdentity
 from .refusals import forbidden, not_found
@@ -39,14 +39,12 @@ def check_job_of_group(identity: WorkerIdentity, job: RunbookJob) -> None:
 
 
 def check_holds_attempt(identity: WorkerIdentity, job: RunbookJob, attempt: int) -> None:
-    """Fencing: the job's current claim is `identity`'s, for `attempt`, and `attempt` is current."""
-    claim = job.status.claim
-    if claim is None or claim.worker != identity.worker:
-        holder = claim.worker if claim else "nobody"
-        raise forbidden(f"job {job.meta.name} is claimed by {holder}, not by worker {identity.worker!r}")
-    if attempt != job.status.attempt or claim.attempt != job.status.attempt:
-        raise forbidden(f"attempt {attempt} of job {job.meta.name} is stale: the job is at attempt "
-                        f"{job.status.attempt}")
+    """Fencing: the job's current claim is `identity`'s, for `attempt`, and `attempt` is current
+    (the contract's check, the same one that fences status patches)."""
+    try:
+        intents.check_holds_attempt(job, identity.worker, attempt)
+    except PatchRefused as exc:
+        raise forbidden(str(exc)) from None
 
 
 def check_holds(identity: WorkerIdentity, job: RunbookJob, what: str) -> None:
