@@ -8,44 +8,26 @@ name, so a chunk re-sent after a reconnect is stored once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from hrw_api import RunbookJob, names
+from hrw_api import InvalidObject, OutputChunk, RunbookJob, names
+from hrw_api.wire import OUTPUT_CHUNK_MAX_BYTES
 
 from .auth import WorkerIdentity
 from .ownership import owner_reference
 from .policy import check_holds, check_holds_attempt
-from .refusals import ProxyError
-
-OUTPUT_CHUNK_MAX_BYTES = 64 * 1024
+from .refusals import ProxyError, bad_request
 
 
-@dataclass(frozen=True)
-class Chunk:
-    attempt: int
-    seq: int
-    data: str
-    stream: str | None
+def parse_output_chunk(body: Any) -> OutputChunk:
+    """The contract's `OutputChunk`, or 400 naming the field that does not fit."""
+    try:
+        return OutputChunk.parse(body)
+    except InvalidObject as exc:
+        raise bad_request(str(exc)) from None
 
 
-def parse_output_chunk(body: Any) -> Chunk:
-    if not isinstance(body, Mapping):
-        raise ProxyError(400, "an OutputChunk must be a JSON object with attempt, seq and data")
-    attempt, seq, data, stream = body.get("attempt"), body.get("seq"), body.get("data"), body.get("stream")
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-        raise ProxyError(400, "OutputChunk.attempt must be an integer >= 1")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise ProxyError(400, "OutputChunk.seq must be an integer >= 0")
-    if not isinstance(data, str):
-        raise ProxyError(400, "OutputChunk.data must be a string")
-    if stream is not None and stream not in ("stdout", "stderr"):
-        raise ProxyError(400, "OutputChunk.stream, if given, must be stdout or stderr")
-    return Chunk(attempt, seq, data, stream)
-
-
-def check_output_chunk(identity: WorkerIdentity, chunk: Chunk, job: RunbookJob, output_limit_bytes: int) -> None:
+def check_output_chunk(identity: WorkerIdentity, chunk: OutputChunk, job: RunbookJob, output_limit_bytes: int) -> None:
     """A held job, the current attempt, and within the per-job output cap (stateless: by seq)."""
     check_holds(identity, job, "output")
     check_holds_attempt(identity, job, chunk.attempt)
@@ -57,10 +39,10 @@ def check_output_chunk(identity: WorkerIdentity, chunk: Chunk, job: RunbookJob, 
                               f"(the group's outputLimitBytes): chunk {chunk.seq} refused; truncate the output")
 
 
-def output_chunk_configmap(identity: WorkerIdentity, chunk: Chunk, job: RunbookJob) -> dict[str, Any]:
+def output_chunk_configmap(identity: WorkerIdentity, chunk: OutputChunk, job: RunbookJob) -> dict[str, Any]:
     data = {names.OUTPUT_CHUNK_KEY: chunk.data}
     if chunk.stream:
-        data[names.OUTPUT_STREAM_KEY] = chunk.stream
+        data[names.OUTPUT_STREAM_KEY] = str(chunk.stream)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

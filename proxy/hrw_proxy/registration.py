@@ -11,15 +11,15 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from hrw_api import names
+from hrw_api import InvalidObject, RegisterRequest, WorkerGroup, names
 from hrw_api.times import parse_time
 
 from .audit import log
-from .auth import CredentialVerifier, WorkerIdentity, credential_hash, is_dns_label, new_credential, tokens_equal
+from .auth import CredentialVerifier, WorkerIdentity, credential_hash, new_credential, tokens_equal
+from .bodies import parse_object
 from .ownership import owner_reference
 from .refusals import ProxyError, bad_request
 from .upstream import Upstream
@@ -27,29 +27,12 @@ from .upstream import Upstream
 logger = logging.getLogger("hrw_proxy")
 
 
-@dataclass(frozen=True)
-class Registration:
-    """A checked `WorkerRegistration` request body."""
-
-    worker: str
-    hostname: str
-    agent_version: str
-    interpreters: tuple[str, ...]
-
-
-def parse_registration(body: Any) -> Registration:
-    if not isinstance(body, dict):
-        raise bad_request("a WorkerRegistration must be a JSON object")
-    worker = body.get("worker")
-    if not is_dns_label(worker):
-        raise bad_request(f"worker name {worker!r} must be a DNS-1123 label (lower-case letters, digits, '-', "
-                          "at most 63 characters, starting and ending with a letter or digit)")
-    assert isinstance(worker, str)
-    interpreters = body.get("interpreters") or []
-    if not isinstance(interpreters, list) or not all(isinstance(i, str) for i in interpreters):
-        raise bad_request("interpreters must be a list of strings")
-    return Registration(worker, str(body.get("hostname", "")), str(body.get("agentVersion", "")),
-                        tuple(interpreters))
+def parse_registration(body: Any) -> RegisterRequest:
+    """The contract's `RegisterRequest`, or 400 naming the field that does not fit."""
+    try:
+        return RegisterRequest.parse(body)
+    except InvalidObject as exc:
+        raise bad_request(str(exc)) from None
 
 
 async def register(upstream: Upstream, verifier: CredentialVerifier, token: str, namespace: str, group: str,
@@ -60,24 +43,24 @@ async def register(upstream: Upstream, verifier: CredentialVerifier, token: str,
     expected = await upstream.registration_token(namespace, group)
     if expected is None or not tokens_equal(token, expected):
         raise ProxyError(401, f"invalid registration token for worker group {namespace}/{group}")
-    group_obj = await upstream.get_group(namespace, group)
+    group_uid = parse_object(WorkerGroup, await upstream.get_group(namespace, group), "WorkerGroup").meta.uid
     lease = await upstream.get_lease(namespace, names.lease_name(group, request.worker))
     check_worker_name_free(request.worker, lease, datetime.now(UTC))
     identity = WorkerIdentity(namespace, group, request.worker)
     credential = new_credential(identity)
     digest = credential_hash(credential)
-    group_uid = group_obj.get("metadata", {}).get("uid", "")
     await upstream.store_worker_secret(worker_secret(identity, group_uid, digest, request))
     verifier.remember(identity, digest)
     log(logger, "worker registered", worker=str(identity), hostname=request.hostname)
     return identity, credential
 
 
-def worker_secret(identity: WorkerIdentity, group_uid: str, digest: str, request: Registration) -> dict[str, Any]:
+def worker_secret(identity: WorkerIdentity, group_uid: str, digest: str, request: RegisterRequest) -> dict[str, Any]:
     """The worker's record: its credential's hash, what it said it runs, owned by its WorkerGroup."""
-    annotations = {names.ANNOTATION_HOSTNAME: request.hostname[:253],
-                   names.ANNOTATION_AGENT_VERSION: request.agent_version[:64],
-                   names.ANNOTATION_INTERPRETERS: ",".join(request.interpreters)[:256]}
+    # The request's fields are bounded by `RegisterRequest.parse`, as the annotations need.
+    annotations = {names.ANNOTATION_HOSTNAME: request.hostname,
+                   names.ANNOTATION_AGENT_VERSION: request.agent_version,
+                   names.ANNOTATION_INTERPRETERS: ",".join(request.interpreters)}
     return {
         "apiVersion": "v1",
         "kind": "Secret",

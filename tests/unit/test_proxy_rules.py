@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hrw_api import RetryOn, RunbookJob, names, patches
+from hrw_api import OutputChunk, RetryOn, RunbookJob, names, patches
 from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase
 from hrw_proxy import leases, listing, output, policy, registration, routes, status_patches
@@ -161,9 +161,9 @@ def test_output_chunks_are_bounded_per_chunk_and_per_job():
         output.check_output_chunk(ME, output.parse_output_chunk({"attempt": 1, "seq": 17, "data": "x"}), held,
                                   1_048_576)
     with _Refused(413):
-        output.check_output_chunk(ME, output.Chunk(1, 0, "x" * (64 * 1024 + 1), None), held, 1_048_576)
+        output.check_output_chunk(ME, OutputChunk(1, 0, "x" * (64 * 1024 + 1), None), held, 1_048_576)
     with _Refused(403):
-        output.check_output_chunk(ME, output.Chunk(2, 0, "x", None), held, 1_048_576)
+        output.check_output_chunk(ME, OutputChunk(2, 0, "x", None), held, 1_048_576)
     for bad in ({"attempt": 0, "seq": 0, "data": ""}, {"attempt": 1, "seq": -1, "data": ""},
                 {"attempt": 1, "seq": 0, "data": 3}, [], {"attempt": True, "seq": 0, "data": ""}):
         with _Refused(400):
@@ -171,7 +171,7 @@ def test_output_chunks_are_bounded_per_chunk_and_per_job():
 
 
 def test_output_chunk_configmap_is_owned_by_the_job_and_labelled():
-    cm = output.output_chunk_configmap(ME, output.Chunk(1, 2, "data", "stdout"), job("Running", claimer="w1"))
+    cm = output.output_chunk_configmap(ME, OutputChunk(1, 2, "data", "stdout"), job("Running", claimer="w1"))
     assert cm["metadata"]["name"] == names.output_chunk_name("j", 1, 2)
     assert cm["metadata"]["ownerReferences"] == [{"apiVersion": "hrw.dev/v1alpha1", "kind": "RunbookJob",
                                                   "name": "j", "uid": "u"}]
