@@ -3,7 +3,10 @@
 A worker gets, creates, replaces and merge-patches `names.lease_name(group, worker)` and nothing
 else; the proxy forces the Lease's labels (the operator finds a group's workers by them), keeps
 `spec.holderIdentity` the worker's own name, drops owner references and finalizers, and writes
-the renewal times from its own clock (see `_stamp_lease_times`).
+the renewal times from its own clock (see `_stamp_lease_times`). What the worker writes must
+fit the contract's `WorkerLease` (its annotations are the worker's own words about itself,
+typed and bounded there), or it is refused with a 400 naming the field: a Lease the operator
+cannot read would make a live worker look lost.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hrw_api import names
+from hrw_api import InvalidObject, WorkerLease, names
+from hrw_api.times import format_micro_time
 
 from .auth import WorkerIdentity
 from .refusals import ProxyError, forbidden
@@ -50,6 +54,7 @@ def sanitize_lease(identity: WorkerIdentity, body: Any, *, path_name: str | None
         raise forbidden(f"spec.holderIdentity of worker {identity.worker!r}'s Lease must be {identity.worker!r}")
     _stamp_lease_times(spec, now)
     lease["spec"] = spec
+    _check_fits(lease)
     return lease
 
 
@@ -79,7 +84,26 @@ def sanitize_lease_patch(identity: WorkerIdentity, patch: Any, *, now: datetime 
         spec = dict(spec)
         _stamp_lease_times(spec, now)
         result["spec"] = spec
+    _check_fits(_patched_fields(identity, result))
     return result
+
+
+def _patched_fields(identity: WorkerIdentity, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """The worker's Lease as far as a merge patch sets it (members it deletes with null left out),
+    so that what the patch writes is checked like a whole Lease."""
+    meta = _mapping(patch.get("metadata"), "metadata")
+    annotations = _mapping(meta.get("annotations"), "metadata.annotations")
+    spec = _mapping(patch.get("spec"), "spec")
+    return {"metadata": {"name": names.lease_name(identity.group, identity.worker), "labels": lease_labels(identity),
+                         "annotations": {k: v for k, v in annotations.items() if v is not None}},
+            "spec": {k: v for k, v in spec.items() if v is not None}}
+
+
+def _check_fits(lease: Mapping[str, Any]) -> None:
+    try:
+        WorkerLease.parse(lease)
+    except InvalidObject as exc:
+        raise ProxyError(400, f"the Lease does not fit the hrw contract: {exc}") from None
 
 
 def _stamp_lease_times(spec: dict[str, Any], now: datetime | None) -> None:
@@ -90,7 +114,7 @@ def _stamp_lease_times(spec: dict[str, Any], now: datetime | None) -> None:
     lease duration would have every job it claims requeued at once, one running ahead would keep a
     dead worker's jobs held for as long as it is ahead. The proxy's clock is the cluster's.
     """
-    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = format_micro_time(now or datetime.now(UTC))
     for key in ("renewTime", "acquireTime"):
         if spec.get(key) is not None:
             spec[key] = stamp
