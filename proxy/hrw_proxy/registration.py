@@ -9,7 +9,6 @@ the group's token alone, a second agent could otherwise take over a running work
 from __future__ import annotations
 
 import base64
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +22,6 @@ from .bodies import parse_object
 from .ownership import owner_reference
 from .refusals import ProxyError, bad_request
 from .upstream import Upstream
-
-logger = logging.getLogger("hrw_proxy")
 
 
 def parse_registration(body: Any) -> RegisterRequest:
@@ -51,7 +48,7 @@ async def register(upstream: Upstream, verifier: CredentialVerifier, token: str,
     digest = credential_hash(credential)
     await upstream.store_worker_secret(worker_secret(identity, group_uid, digest, request))
     verifier.remember(identity, digest)
-    log(logger, "worker registered", worker=str(identity), hostname=request.hostname)
+    log.info("worker registered", worker=str(identity), hostname=request.hostname)
     return identity, credential
 
 

@@ -118,7 +118,7 @@ class ProxyServer:
             code, reason = 499, "the client went away"
             raise
         except Exception as exc:
-            log(logger, "internal error", level=logging.ERROR, worker=who, verb=verb, object=obj,
+            log.error("internal error", worker=who, verb=verb, object=obj,
                 error=type(exc).__name__)
             logger.debug("internal error", exc_info=True)
             code, reason = 500, "internal error"
