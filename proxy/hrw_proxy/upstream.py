@@ -20,7 +20,7 @@ from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, LEASES, RUNBOOK_JOBS, RUNBOO
 
 from .auth import WorkerIdentity, decode_secret_value
 from .metrics import Metrics
-from .status import ProxyError
+from .refusals import ProxyError
 
 JSON = dict[str, Any]
 T = TypeVar("T")
