@@ -28,6 +28,8 @@ from typing import Any
 from hrw_api import RunAs
 from hrw_api.phases import Reason
 
+JOB_UMASK = 0o022  # a job's own, not the agent's 0077: a root runbook writing /etc makes readable files
+
 
 class IdentityRefused(Exception):
     """The job cannot run as its identity here; `reason` and the message go into its status."""
@@ -59,7 +61,7 @@ class JobIdentity:
         """Keyword arguments for `create_subprocess_exec` that start the child as this identity."""
         if not self.switch:
             return {}
-        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.extra_groups)}
+        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.extra_groups), "umask": JOB_UMASK}
 
 
 def agent_is_privileged() -> bool:

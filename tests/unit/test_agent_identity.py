@@ -46,7 +46,7 @@ def test_a_root_agent_switches_to_the_users_uid_primary_group_and_supplementary_
     resolved = identity.resolve(RunAs("nobody"), allow_root=False, worker="w1")
     assert resolved == JobIdentity("nobody", NOBODY.pw_uid, NOBODY.pw_gid, resolved.extra_groups, switch=True)
     assert resolved.spawn_options() == {"user": NOBODY.pw_uid, "group": NOBODY.pw_gid,
-                                        "extra_groups": list(resolved.extra_groups)}
+                                        "extra_groups": list(resolved.extra_groups), "umask": 0o022}
     assert identity.resolve(RunAs("root"), allow_root=True, worker="w1").uid == 0
 
 
