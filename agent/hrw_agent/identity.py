@@ -68,11 +68,16 @@ def agent_is_privileged() -> bool:
     return os.geteuid() == 0
 
 
-def resolve(run_as: RunAs, *, allow_root: bool, worker: str, run_all_as_agent_user: bool = False) -> JobIdentity:
-    """Resolve `run_as` on this server, or raise `IdentityRefused`. Blocking (NSS): call it in a thread."""
-    if run_all_as_agent_user and not agent_is_privileged():
-        own = pwd.getpwuid(os.geteuid())
-        return JobIdentity(own.pw_name, own.pw_uid, os.getegid(), (), switch=False)
+def resolve(run_as: RunAs, *, allow_root: bool, worker: str, run_all_as_agent_user: bool = False,
+            agent_ids: tuple[int, int] | None = None) -> JobIdentity:
+    """Resolve `run_as` on this server, or raise `IdentityRefused`. Blocking (NSS): call it in a thread.
+
+    `agent_ids` is the agent's own (uid, gid), the process's effective ids unless a test says otherwise."""
+    agent_uid, agent_gid = agent_ids or (os.geteuid(), os.getegid())
+    privileged = agent_uid == 0
+    if run_all_as_agent_user and not privileged:
+        own = pwd.getpwuid(agent_uid)
+        return JobIdentity(own.pw_name, own.pw_uid, agent_gid, (), switch=False)
     try:
         account = pwd.getpwnam(run_as.user)
     except KeyError:
@@ -89,11 +94,11 @@ def resolve(run_as: RunAs, *, allow_root: bool, worker: str, run_all_as_agent_us
         raise IdentityRefused(Reason.RUN_AS_NOT_ALLOWED,
                               f"user {run_as.user!r} is uid 0 on worker {worker} and the worker group does not set "
                               "allowRoot")
-    if not agent_is_privileged():
-        if account.pw_uid != os.geteuid() or gid != os.getegid():
+    if not privileged:
+        if account.pw_uid != agent_uid or gid != agent_gid:
             raise IdentityRefused(Reason.RUN_AS_UNAVAILABLE,
                                   f"the job runs as {run_as} and the agent on worker {worker} is not root: it cannot "
-                                  f"switch identity and runs only jobs of its own user (uid {os.geteuid()})")
+                                  f"switch identity and runs only jobs of its own user (uid {agent_uid})")
         return JobIdentity(account.pw_name, account.pw_uid, gid, (), switch=False)
     extra = tuple(sorted(set(os.getgrouplist(account.pw_name, gid)) - {gid}))
     return JobIdentity(account.pw_name, account.pw_uid, gid, extra, switch=True)

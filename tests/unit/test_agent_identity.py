@@ -50,6 +50,22 @@ def test_a_root_agent_switches_to_the_users_uid_primary_group_and_supplementary_
     assert identity.resolve(RunAs("root"), allow_root=True, worker="w1").uid == 0
 
 
+def test_an_unprivileged_agent_runs_only_its_own_identity_unless_told_to_run_all_as_itself() -> None:
+    nobody = (NOBODY.pw_uid, NOBODY.pw_gid)
+    own = identity.resolve(RunAs("nobody"), allow_root=False, worker="w1", agent_ids=nobody)
+    assert (own.uid, own.switch, own.spawn_options()) == (NOBODY.pw_uid, False, {})
+    with pytest.raises(IdentityRefused) as caught:
+        identity.resolve(RunAs("root"), allow_root=True, worker="w1", agent_ids=nobody)
+    assert caught.value.reason == "RunAsUnavailable"
+    assert "runs as root" in caught.value.message and "is not root" in caught.value.message
+    anyone = identity.resolve(RunAs("hrw-no-such-user"), allow_root=False, worker="w1", agent_ids=nobody,
+                              run_all_as_agent_user=True)
+    assert (anyone.user, anyone.switch) == ("nobody", False)
+    rooted = identity.resolve(RunAs("nobody"), allow_root=False, worker="w1", agent_ids=(0, 0),
+                              run_all_as_agent_user=True)
+    assert rooted.switch  # a root agent ignores the development switch: it runs jobs as their users
+
+
 def test_a_policy_allows_its_default_its_list_and_root_only_with_allow_root() -> None:
     policy = RunAsPolicy.parse({"runAs": {"user": "app"}, "allowedRunAs": [{"user": "backup", "group": "disk"}]})
     assert policy.refusal(RunAs("app")) is None and policy.refusal(RunAs("backup", "disk")) is None
