@@ -180,6 +180,7 @@ def start_agents(ctx: DemoContext) -> None:
                                         "-o", "jsonpath={.data.token}").stdout.strip(),
         timeout=30, message=f"the operator to create Secret {secret} (the group's registration token)")
     print(f"$ hrw get-token {DEMO_GROUP} -n {ctx.namespace} > registration-token", flush=True)
+    os.chmod(ctx.work_dir, 0o711)  # noqa: S103 (jobs run as hrw-job pass through to their work dirs)
     for worker in DEMO_WORKERS:
         directory = ctx.work_dir / "agents" / worker
         directory.mkdir(parents=True, exist_ok=True)
@@ -190,7 +191,10 @@ def start_agents(ctx: DemoContext) -> None:
         config.write_text(json.dumps({
             "proxyUrl": ctx.proxy_url, "caFile": str(ctx.proxy_ca), "namespace": ctx.namespace,
             "group": DEMO_GROUP, "worker": worker, "registrationTokenFile": str(token_file),
-            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20}, indent=2))
+            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20,
+            # Run As (issue 12): a root agent runs the demo's jobs as hrw-job, which must exist and
+            # reach its work dir under this 0711 folder; an unprivileged one runs them as itself.
+            "runAllJobsAsAgentUser": os.geteuid() != 0}, indent=2))
         _start(ctx, f"hrw-agent-{worker}", [*_bin("hrw-agent"), "--config", str(config)])
     for worker in DEMO_WORKERS:
         _wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready")
