@@ -33,7 +33,7 @@ from hrw_api import (
 from hrw_api.errors import Invalid, InvalidObject
 from hrw_api.phases import JobPhase, Reason
 
-from . import lease
+from . import lease, runner
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
 from .config import AgentConfig
@@ -255,7 +255,8 @@ class Agent:
     def _start(self, claimed: RunbookJob) -> None:
         name = claimed.meta.name
         task = JobTask(claimed, client=self.client, spool=self.spool, settings=lambda: self.settings,
-                       interpreters=self.interpreters, work_dir=self.config.work_dir, notify=self.delivery.wake)
+                       interpreters=self.interpreters, work_dir=self.config.work_dir, notify=self.delivery.wake,
+                       run_all_as_agent_user=self.config.run_all_jobs_as_agent_user)
         self.tasks[name] = task
         handle = asyncio.create_task(self._run_task(task), name=f"job-{name}")
         self._task_handles.add(handle)
@@ -313,7 +314,7 @@ class Agent:
 
     async def run(self) -> int:
         shutil.rmtree(self.config.work_dir, ignore_errors=True)  # a crash may have left asset files behind
-        self.config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        runner.ensure_work_root(self.config.work_dir)
         log.info("agent.starting", group=self.config.group, worker=self.config.worker,
                  namespace=self.config.namespace, proxy=self.config.proxy_url, spooled=self.spool.pending())
         loops = [asyncio.create_task(coro, name=name) for name, coro in (

@@ -7,13 +7,14 @@ one worker as the operator aggregates it from that worker's Lease (see `lease`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import _fields as f
 from ._fields import JSON
 from .errors import InvalidObject
 from .meta import Condition, Meta, conditions_of
+from .runas import RunAsPolicy
 from .runbook import Interpreter
 
 
@@ -69,6 +70,7 @@ class WorkerGroupSpec:
     interpreters: tuple[Interpreter, ...] = tuple(Interpreter)
     job_grace_period_seconds: int = 10
     output_limit_bytes: int = 1_048_576
+    run_as: RunAsPolicy = field(default_factory=RunAsPolicy)
 
     def to_agent_settings(self) -> JSON:
         """What agents apply on connect (declarative worker configuration)."""
@@ -80,6 +82,7 @@ class WorkerGroupSpec:
             "interpreters": [i.value for i in self.interpreters],
             "jobGracePeriodSeconds": self.job_grace_period_seconds,
             "outputLimitBytes": self.output_limit_bytes,
+            **self.run_as.to_agent_settings(),
         }
 
     @classmethod
@@ -101,6 +104,7 @@ class WorkerGroupSpec:
             interpreters=interpreters,
             job_grace_period_seconds=f.opt_int(spec, "jobGracePeriodSeconds", "spec", 10) or 10,
             output_limit_bytes=f.opt_int(spec, "outputLimitBytes", "spec", 1_048_576) or 1_048_576,
+            run_as=RunAsPolicy.parse(spec),
         )
 
 

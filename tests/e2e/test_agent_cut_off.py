@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_dev.controlplane import pid_runs
 from tests.support.processes import ManagedProcess
 from tests.support.proxy import ProxyTLS, start_proxy
 from tests.support.stack import PROXY_ARGS, Stack, spool_files
@@ -31,8 +31,8 @@ echo "done=$HRW_WORKER_NAME" >> "$HRW_OUTPUTS"
 
 
 async def test_a_cut_off_worker_loses_its_job_and_on_return_kills_the_stale_attempt_and_reports_nothing(
-        stack: Stack, tmp_path: Path, proxy_sa_kubeconfig: Path, tls: ProxyTLS):
-    pidfile = tmp_path / "attempt-1.pid"
+        stack: Stack, scratch: Path, proxy_sa_kubeconfig: Path, tls: ProxyTLS):
+    pidfile = scratch / "attempt-1.pid"
     await stack.group(GROUP, leaseDurationSeconds=10)
     replica = start_proxy(stack.processes, proxy_sa_kubeconfig, tls, *PROXY_ARGS, name="hrw-proxy-w1")
     w1: ManagedProcess = stack.start_agent(GROUP, "w1", proxy=replica)

@@ -14,7 +14,7 @@ import yaml
 from hrw_api import names
 from hrw_api.kubeclient import ASSETS, RUNBOOK_JOBS, RUNBOOK_SCHEDULES, WORKER_GROUPS
 from hrw_api.times import format_time
-from hrw_cli.dev.stack import grant_namespace
+from hrw_dev.stack import grant_namespace
 from tests.support import async_wait_until, wait_until
 
 from .conftest import Kit, ready

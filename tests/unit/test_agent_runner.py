@@ -12,8 +12,8 @@ from pathlib import Path
 
 from hrw_agent import runner
 from hrw_agent.runner import Execution, StopReason
-from hrw_api import AssetType, ResolvedAsset
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_api import AssetType, ResolvedAsset, StreamName
+from hrw_dev.controlplane import pid_runs
 
 BASH = "/bin/bash"
 PY = "/usr/bin/python3"
@@ -35,7 +35,7 @@ async def _run(files: runner.JobFiles, interpreter: str = BASH, *, time_limit: f
                execution: Execution | None = None) -> tuple[runner.RunResult, str]:
     out = bytearray()
 
-    async def collect(data: bytes) -> None:
+    async def collect(data: bytes, stream: StreamName) -> None:
         out.extend(data)
 
     result = await runner.run(files, interpreter, collect, time_limit=time_limit,
@@ -167,3 +167,16 @@ async def test_cleanup_removes_the_work_dir_with_the_assets(tmp_path):
     files = _prepare(tmp_path, "true", assets=ASSETS)
     runner.cleanup(files)
     assert not files.root.exists()
+
+
+async def test_stdout_and_stderr_arrive_apart_each_with_its_stream(tmp_path):
+    files = _prepare(tmp_path, "echo out one\necho err one >&2\necho out two\necho err two >&2\n")
+    got: dict[StreamName, bytearray] = {StreamName.STDOUT: bytearray(), StreamName.STDERR: bytearray()}
+
+    async def collect(data: bytes, stream: StreamName) -> None:
+        got[stream].extend(data)
+
+    result = await runner.run(files, BASH, collect, time_limit=20, execution=Execution(grace_seconds=2))
+    assert result.exit_code == 0
+    assert got[StreamName.STDOUT].decode() == "out one\nout two\n"
+    assert got[StreamName.STDERR].decode() == "err one\nerr two\n"
