@@ -10,8 +10,8 @@ import yaml
 
 from hrw_api import ConcurrencyPolicy, RunbookSchedule
 from hrw_api.runbookschedule import DEFAULT_FAILED_JOBS_HISTORY_LIMIT, DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
-from hrw_cli.dev.crds import CrdInfo
+from hrw_dev.controlplane import ControlPlane, ExistingCluster
+from hrw_dev.crds import CrdInfo
 
 Cluster = ControlPlane | ExistingCluster
 CRDS = Path(__file__).resolve().parents[2] / "crds"
