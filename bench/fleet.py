@@ -288,8 +288,12 @@ async def simulated_watches(kube: KubeClient, ctx: demo.DemoContext, plane: Cont
                     if target in line and i not in seen:
                         seen[i] = time.perf_counter()
                         return
-        except httpx.HTTPError as exc:
+                    if line.startswith('{"type": "ERROR"'):
+                        key = f"ERROR event {json.loads(line).get('object', {}).get('code')}"
+                        refused[key] = refused.get(key, 0) + 1
+        except (httpx.HTTPError, ValueError, OSError) as exc:
             refused[type(exc).__name__] = refused.get(type(exc).__name__, 0) + 1
+
         finally:
             if not released:
                 gate.release()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import time
@@ -305,15 +307,24 @@ def start_agents(ctx: demo.DemoContext, workers: list[str], group: str = GROUP) 
         wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready", timeout=180)
 
 
-def stop_agents(ctx: demo.DemoContext) -> None:
-    """Stop every agent (SIGTERM: they drain) and forget them; the proxy and operator keep running."""
+def stop_agents(ctx: demo.DemoContext, grace: float = 60.0) -> None:
+    """Stop every agent at once (SIGTERM: they drain) and forget them; the proxy and operator keep
+    running. An agent still there after `grace` seconds is killed."""
     agents = {name: process for name, process in ctx.processes.items() if name.startswith("hrw-agent")}
-    kept = {name: process for name, process in ctx.processes.items() if name not in agents}
-    ctx.processes = agents
-    try:
-        demo.stop_processes(ctx)
-    finally:
-        ctx.processes = kept
+    for process in agents.values():
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in agents.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    for name in agents:
+        del ctx.processes[name]
 
 
 def agent_pids(ctx: demo.DemoContext) -> list[int]:
