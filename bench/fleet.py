@@ -521,7 +521,8 @@ def main() -> int:
             results["seconds"] = time.monotonic() - began
             text = render(table(results))
             print(f"\n== fleet benchmark ({results['mode']} mode, {results['seconds']:.0f} s; floor namespace "
-                  f"{FLOOR_NS}, group {GROUP})\n{text}", flush=True)
+                  f"{FLOOR_NS}, group {GROUP}; logs of the hrw processes in {ctx.work_dir / 'logs'})\n{text}",
+                  flush=True)
             if args.json:
                 results["table"] = text
                 args.json.write_text(json.dumps(results, indent=2, default=str))
