@@ -163,6 +163,13 @@ class JobTask:
             raise SetupFailed(Reason.SETUP_FAILED, f"cannot read the job's assets: {exc}") from None
         return runbook, content, path, assets
 
+    def _gives_back(self, stopped: StopReason | None, code: int) -> bool:
+        """Does this attempt end by going back to the queue (no finish patch to carry its output)?"""
+        policy = self.job.spec.retry_policy
+        if stopped is StopReason.SHUTDOWN:
+            return policy.allows(self.attempt, RetryOn.WORKER_LOST)
+        return stopped is not StopReason.TIMEOUT and code != 0 and policy.allows(self.attempt, RetryOn.FAILED)
+
     async def _report_setup_failure(self, failure: SetupFailed) -> None:
         log.warning("job.setup.failed", job=self.name, attempt=self.attempt, reason=failure.reason)
         result = JobResult(phase=JobPhase.FAILED, reason=failure.reason.value, message=failure.message)
@@ -207,7 +214,8 @@ class JobTask:
                      timeout=timeout)
             outcome = await runner.run(files, interpreter_path, output.feed,
                                        time_limit=float(timeout) if timeout else None, execution=self.execution)
-            summary = await output.close()
+            code = exit_code_of(outcome.exit_code)
+            summary = await output.close(inline=not self._gives_back(outcome.stopped, code))
             outputs = {masker.mask(k): masker.mask(v) for k, v in runner.read_outputs(files.outputs).items()}
         finally:
             ticker.cancel()
@@ -216,7 +224,6 @@ class JobTask:
             await asyncio.to_thread(runner.cleanup, files)
         if self.superseded:
             raise Abandoned()
-        code = exit_code_of(outcome.exit_code)
         policy = self.job.spec.retry_policy
         if outcome.stopped is StopReason.TIMEOUT:
             result = JobResult(JobPhase.TIMED_OUT, Reason.TIMEOUT.value,

@@ -7,7 +7,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     runbook      Runbook, Interpreter, ParameterSpec, …   the Runbook kind, content_digest
     asset        Asset, ResolvedAsset, …                  the Asset kind and its resolved form
     workergroup  WorkerGroup, WorkerGroupSpec, …          the WorkerGroup kind
-    runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind
+    runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind, InlineOutput
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
     wire         RegisterRequest/Response, OutputChunk    the proxy's own bodies and paths
     intents      Claim/Start/Finish/GiveBackIntent        the agent's moves, AGENT_TRANSITIONS,
@@ -49,12 +49,23 @@ from .runbook import (
     Signature,
     content_digest,
 )
-from .runbookjob import Claim, OutputSummary, RetryOn, RetryPolicy, RunbookJob, RunbookJobSpec, RunbookJobStatus
+from .runbookjob import (
+    INLINE_OUTPUT_MAX_BYTES,
+    Claim,
+    InlineOutput,
+    OutputSummary,
+    RetryOn,
+    RetryPolicy,
+    RunbookJob,
+    RunbookJobSpec,
+    RunbookJobStatus,
+)
 from .wire import OutputChunk, RegisterRequest, RegisterResponse, ResolvedAssetList, StreamName
 from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
 __all__ = [
     "AGENT_TRANSITIONS",
+    "INLINE_OUTPUT_MAX_BYTES",
     "ApiError",
     "Asset",
     "AssetField",
@@ -68,6 +79,7 @@ __all__ = [
     "GiveBackIntent",
     "Gone",
     "HrwError",
+    "InlineOutput",
     "Intent",
     "Interpreter",
     "Invalid",
