@@ -2,8 +2,9 @@
 
 Checks before anything runs: the runbook content hashes to the job's `runbookDigest` (the job
 runs exactly what was queued), its signature verifies when the group demands signed runbooks,
-and its interpreter is present here and allowed by the group. Then the assets, `Running`, the
-process, the output, and the result: written to the spool first, delivered by `Delivery`.
+and its interpreter is present here and allowed by the group. The runbook and the assets come
+in one call after the claim (the proxy's job bundle). Then `Running`, the process, the output,
+and the result: written to the spool first, delivered by `Delivery`.
 
 A job whose attempt was superseded (the operator requeued it, cancelled it, timed it out, or
 deleted it) is stopped and its reports are dropped: they would be stale, and the proxy would
@@ -132,9 +133,11 @@ class JobTask:
     async def _prepare(self) -> tuple[Runbook, str, str, list[ResolvedAsset]]:
         settings = self._settings()
         try:
-            runbook = await self._call("get-runbook", lambda: self._client.get_runbook(self.job.spec.runbook))
+            bundle = await self._call("get-bundle", lambda: self._client.get_bundle(self.name, self.attempt))
         except ApiError as exc:
-            raise SetupFailed(Reason.SETUP_FAILED, f"cannot read runbook {self.job.spec.runbook!r}: {exc}") from None
+            raise SetupFailed(Reason.SETUP_FAILED, f"cannot read the job's runbook {self.job.spec.runbook!r} and "
+                                                   f"assets: {exc}") from None
+        runbook = bundle.runbook
         content = runbook.spec.content
         if content is None:
             raise SetupFailed(Reason.SETUP_FAILED, "the proxy returned the runbook without its content")
@@ -157,11 +160,7 @@ class JobTask:
             have = ", ".join(i.value for i in self._interpreters) or "none"
             raise SetupFailed(Reason.INTERPRETER_MISSING,
                               f"interpreter {interpreter.value} is not installed on worker {self.worker} (has: {have})")
-        try:
-            assets = await self._call("get-assets", lambda: self._client.get_assets(self.name))
-        except ApiError as exc:
-            raise SetupFailed(Reason.SETUP_FAILED, f"cannot read the job's assets: {exc}") from None
-        return runbook, content, path, assets
+        return runbook, content, path, list(bundle.assets)
 
     def _gives_back(self, stopped: StopReason | None, code: int) -> bool:
         """Does this attempt end by going back to the queue (no finish patch to carry its output)?"""

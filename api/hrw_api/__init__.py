@@ -9,7 +9,8 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     workergroup  WorkerGroup, WorkerGroupSpec, …          the WorkerGroup kind
     runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind, InlineOutput
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
-    wire         RegisterRequest/Response, OutputChunk    the proxy's own bodies and paths
+    wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
+                 JobBundle
     intents      Claim/Start/Finish/GiveBackIntent        the agent's moves, AGENT_TRANSITIONS,
                                                           read_agent_patch
     patches      claim, start, finish, retry, queue, …    every status patch
@@ -60,7 +61,7 @@ from .runbookjob import (
     RunbookJobSpec,
     RunbookJobStatus,
 )
-from .wire import OutputChunk, RegisterRequest, RegisterResponse, ResolvedAssetList, StreamName
+from .wire import JobBundle, OutputChunk, RegisterRequest, RegisterResponse, StreamName
 from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "Interpreter",
     "Invalid",
     "InvalidObject",
+    "JobBundle",
     "JobPhase",
     "JobResult",
     "Meta",
@@ -97,7 +99,6 @@ __all__ = [
     "RegisterRequest",
     "RegisterResponse",
     "ResolvedAsset",
-    "ResolvedAssetList",
     "RetryOn",
     "RetryPolicy",
     "Runbook",

@@ -48,9 +48,8 @@ class _Refused:
     ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs", RouteKind.JOB_LIST),
     ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j.1", RouteKind.JOB_GET),
     ("PATCH", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/status", RouteKind.JOB_STATUS_PATCH),
-    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/assets", RouteKind.JOB_ASSETS),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/bundle", RouteKind.JOB_BUNDLE),
     ("POST", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/output", RouteKind.JOB_OUTPUT),
-    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbooks/rb", RouteKind.RUNBOOK_GET),
     ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/workergroups/g1", RouteKind.GROUP_GET),
     ("POST", "/apis/coordination.k8s.io/v1/namespaces/ns/leases", RouteKind.LEASE_CREATE),
     ("PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/hrw.g1.w1", RouteKind.LEASE_UPDATE),
@@ -66,6 +65,7 @@ def test_agent_paths_are_routed(method, path, kind):
     ("GET", "/api/v1/namespaces/ns/secrets/x"),
     ("GET", "/apis/hrw.dev/v1alpha1/runbookjobs"),
     ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbooks"),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbooks/rb"),  # only through a held job's bundle
     ("DELETE", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j"),
     ("PATCH", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j"),
     ("PUT", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/status"),
@@ -143,15 +143,15 @@ def test_a_non_claim_patch_may_not_rewrite_the_claim():
         status_patches.check_status_patch(ME, patch, job("Claimed", claimer="w1"))
 
 
-def test_holding_decides_assets_and_runbooks():
+def test_holding_the_current_attempt_decides_the_bundle():
     policy.check_holds(ME, job("Running", claimer="w1"), "assets")
+    policy.check_holds_attempt(ME, job("Running", claimer="w1"), 1)
     for other in (job(), job("Running", claimer="w2"), job("Succeeded", claimer="w1"),
                   job("Running", attempt=2, claimer="w1", claim_attempt=1)):
         with _Refused(403):
             policy.check_holds(ME, other, "assets")
-    assert policy.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "rb")
-    assert not policy.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "other")
-    assert not policy.holds_job_with_runbook(ME, [job("Queued")], "rb")
+    with _Refused(403):  # w1 holds attempt 2; attempt 1 is stale
+        policy.check_holds_attempt(ME, job("Running", attempt=2, claimer="w1", claim_attempt=2), 1)
 
 
 def test_output_chunks_are_bounded_per_chunk_and_per_job():
