@@ -2,9 +2,10 @@
 
 Checks before anything runs: the runbook content hashes to the job's `runbookDigest` (the job
 runs exactly what was queued), its signature verifies when the group demands signed runbooks,
-and its interpreter is present here and allowed by the group. The runbook and the assets come
-in one call after the claim (the proxy's job bundle). Then `Running`, the process, the output,
-and the result: written to the spool first, delivered by `Delivery`.
+and its interpreter is present here and allowed by the group. The claim already made the job
+`Running` (the claim is the start); the runbook and the assets come in one call after it (the
+proxy's job bundle). Then the process, the output, and the result: written to the spool first,
+delivered by `Delivery`. A job that cannot start ends `Failed` with the reason.
 
 A job whose attempt was superseded (the operator requeued it, cancelled it, timed it out, or
 deleted it) is stopped and its reports are dropped: they would be stale, and the proxy would
@@ -27,7 +28,6 @@ from hrw_api import (
     RetryOn,
     Runbook,
     RunbookJob,
-    StartIntent,
     WorkerGroupSpec,
     content_digest,
 )
@@ -83,7 +83,7 @@ class JobTask:
         self.execution = Execution(grace_seconds=float(settings().job_grace_period_seconds))
         self.superseded = False
         self.reported = False
-        self.phase = JobPhase.CLAIMED
+        self.phase = job.status.phase  # Running: the claim is the start
 
     @property
     def worker(self) -> str:
@@ -190,13 +190,6 @@ class JobTask:
         except SetupFailed as failure:
             await self._report_setup_failure(failure)
             return
-        try:
-            await self._call("start", lambda: self._client.patch_job_status(
-                self.name, StartIntent(self.attempt, self.worker).to_patch()))
-        except ApiError as exc:
-            log.info("job.start.refused", job=self.name, attempt=self.attempt, code=exc.code)
-            raise Abandoned() from None
-        self.phase = JobPhase.RUNNING
         effective, problems = check(runbook.spec.parameters, self.job.spec.parameters)
         parameters = effective if not problems else dict(self.job.spec.parameters)
         masker = Masker.for_assets(assets)

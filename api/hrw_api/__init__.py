@@ -11,9 +11,9 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
                  JobBundle
-    intents      Claim/Start/Finish/GiveBackIntent        the agent's moves, AGENT_TRANSITIONS,
+    intents      Claim/Finish/GiveBackIntent              the agent's moves, AGENT_TRANSITIONS,
                                                           read_agent_patch
-    patches      claim, start, finish, retry, queue, …    every status patch
+    patches      claim, finish, retry, queue, …           every status patch
     phases       JobPhase, Reason                         the phase machine
     times        format_time, format_micro_time, parse_time
     logs         StructuredFormatter, StructuredLog       one structured log line for every part
@@ -30,7 +30,6 @@ from .intents import (
     Intent,
     JobResult,
     PatchRefused,
-    StartIntent,
     Step,
     Transition,
     agent_may,
@@ -109,7 +108,6 @@ __all__ = [
     "RunbookStatus",
     "SecretKeyRef",
     "Signature",
-    "StartIntent",
     "Step",
     "StreamName",
     "StructuredFormatter",

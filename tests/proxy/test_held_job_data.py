@@ -54,7 +54,6 @@ async def test_the_bundle_of_a_job_not_held_or_finished_is_forbidden(world):
     async with world.client("w2") as kube:
         with pytest.raises(Forbidden):  # held by w1
             await kube.get(_bundle(world, "a1"))
-    await world.start("a1", "w1")
     async with world.client("w1") as kube:
         await kube.patch(RUNBOOK_JOBS.path(world.namespace, "a1", "status"), patches.finish(
             1, "w1", JobResult(JobPhase.FAILED, "NonZeroExit", "exit 3", exit_code=3)), json_patch=True)
@@ -67,7 +66,7 @@ async def test_the_bundle_of_a_stale_attempt_is_forbidden_even_to_the_new_holder
     await world.create_job("a1", "g1")
     await world.claim("a1", "w1")
     await world.admin.patch(RUNBOOK_JOBS.path(world.namespace, "a1", "status"),
-                            patches.requeue(JobPhase.CLAIMED, 1, "w1 lost"), json_patch=True)
+                            patches.requeue(JobPhase.RUNNING, 1, "w1 lost"), json_patch=True)
     await world.claim("a1", "w1", attempt=2)
     async with world.client("w1") as kube:
         with pytest.raises(Forbidden) as caught:

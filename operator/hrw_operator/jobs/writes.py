@@ -4,9 +4,9 @@ Every patch is one of the contract's builders (`hrw_api.patches`), which test ph
 and claimer, so a write can never overwrite a move another party made first (422 instead).
 Event notes carry names, reasons and numbers only.
 
-Events only where a person needs them: a job on the success path (Queued, Claimed, Running,
-Succeeded) posts none, since its status and printer columns show each step and an Event per
-step would double the writes per job (issue 10). Failures, timeouts, cancels, requeues, lost
+Events only where a person needs them: a job on the success path (Queued, Running, Succeeded)
+posts none, since its status and printer columns show each step and an Event per step would
+double the writes per job (issue 10). Failures, timeouts, cancels, requeues, lost
 workers, refusals and a queued job no worker can run each post one.
 """
 
