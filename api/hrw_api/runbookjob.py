@@ -168,9 +168,12 @@ def _output(status: Mapping[str, Any]) -> OutputSummary | None:
     if not status.get("output"):
         return None
     o = f.obj(status["output"], "status.output")
+    carried = o.get("inline")
+    inline = InlineOutput(stdout=str(carried.get("stdout") or ""), stderr=str(carried.get("stderr") or "")) \
+        if isinstance(carried, Mapping) else None
     return OutputSummary(
         bytes=int(o.get("bytes") or 0), lines=int(o.get("lines") or 0), chunks=int(o.get("chunks") or 0),
-        tail=str(o.get("tail") or ""), truncated=bool(o.get("truncated")),
+        tail=str(o.get("tail") or ""), truncated=bool(o.get("truncated")), inline=inline,
     )
 
 

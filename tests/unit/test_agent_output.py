@@ -137,3 +137,13 @@ def test_inline_output_is_bounded_by_the_contract():
         OutputSummary.parse(too_big)
     with pytest.raises(InvalidObject):  # what left as chunks is never repeated inline
         OutputSummary.parse({"chunks": 1, "inline": {"stdout": "x"}})
+
+
+def test_a_jobs_status_reads_back_its_inline_output():
+    from hrw_api import RunbookJob
+
+    job = RunbookJob.parse({"metadata": {"name": "j", "namespace": "ns"},
+                            "spec": {"runbookRef": {"name": "rb"}, "workerGroup": "g"},
+                            "status": {"phase": "Succeeded", "attempt": 1,
+                                       "output": {"bytes": 3, "chunks": 0, "inline": {"stdout": "hi\n"}}}})
+    assert job.status.output is not None and job.status.output.inline == InlineOutput(stdout="hi\n")
