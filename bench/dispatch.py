@@ -7,7 +7,7 @@ then measures, in the same run:
   floor/watch      create a RunbookJob -> ADDED seen on a field-selected watch (raw apiserver)
   floor/dispatch   create -> watcher A patches it Queued -> watcher B's test-and-set claim wins
                    (the bare claim protocol, two admin clients, no hrw process involved)
-  hrw/claimed      create -> Claimed: the operator validates and queues, an agent claims through the proxy
+  hrw/claimed      create -> Running: the operator validates and queues, an agent claims (and so starts) it
   hrw/succeeded    create -> Succeeded for a runbook that does nothing: the whole path, one job at a time
   hrw/burst        N jobs created at once, two agents: jobs per second until all have Succeeded
 
@@ -47,7 +47,7 @@ async def hrw(kube: KubeClient, count: int, burst: int) -> tuple[list[float], li
         t0 = time.perf_counter()
         await kube.create(RUNBOOK_JOBS.path(HRW_NS), job(name))
         done = await watch.until(name, JobPhase.SUCCEEDED)
-        claimed.append(await watch.until(name, JobPhase.CLAIMED) - t0)
+        claimed.append(await watch.until(name, JobPhase.RUNNING) - t0)
         return done - t0
 
     succeeded_samples = await timed(count, succeeded)

@@ -8,13 +8,14 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     asset        Asset, ResolvedAsset, …                  the Asset kind and its resolved form
     workergroup  WorkerGroup, WorkerGroupSpec, …          the WorkerGroup kind
     runas        RunAs, RunAsPolicy                       Run As: a job's identity, a group's policy
-    runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind
+    runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind, InlineOutput
     runbookschedule  RunbookSchedule, ConcurrencyPolicy   the RunbookSchedule kind, job_name
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
-    wire         RegisterRequest/Response, OutputChunk    the proxy's own bodies and paths
-    intents      Claim/Start/Finish/GiveBackIntent        the agent's moves, AGENT_TRANSITIONS,
+    wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
+                 JobBundle
+    intents      Claim/Finish/GiveBackIntent              the agent's moves, AGENT_TRANSITIONS,
                                                           read_agent_patch
-    patches      claim, start, finish, retry, queue, …    every status patch
+    patches      claim, finish, retry, queue, …           every status patch
     phases       JobPhase, Reason                         the phase machine
     times        format_time, format_micro_time, parse_time
     logs         StructuredFormatter, StructuredLog       one structured log line for every part
@@ -31,7 +32,6 @@ from .intents import (
     Intent,
     JobResult,
     PatchRefused,
-    StartIntent,
     Step,
     Transition,
     agent_may,
@@ -52,14 +52,25 @@ from .runbook import (
     Signature,
     content_digest,
 )
-from .runbookjob import Claim, OutputSummary, RetryOn, RetryPolicy, RunbookJob, RunbookJobSpec, RunbookJobStatus
+from .runbookjob import (
+    INLINE_OUTPUT_MAX_BYTES,
+    Claim,
+    InlineOutput,
+    OutputSummary,
+    RetryOn,
+    RetryPolicy,
+    RunbookJob,
+    RunbookJobSpec,
+    RunbookJobStatus,
+)
 from .runbookschedule import ConcurrencyPolicy, RunbookSchedule, RunbookScheduleSpec, RunbookScheduleStatus
-from .wire import OutputChunk, RegisterRequest, RegisterResponse, ResolvedAssetList, StreamName
+from .wire import JobBundle, OutputChunk, RegisterRequest, RegisterResponse, StreamName
 from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
 __all__ = [
     "AGENT_TRANSITIONS",
     "DEFAULT_JOB_USER",
+    "INLINE_OUTPUT_MAX_BYTES",
     "ApiError",
     "Asset",
     "AssetField",
@@ -74,10 +85,12 @@ __all__ = [
     "GiveBackIntent",
     "Gone",
     "HrwError",
+    "InlineOutput",
     "Intent",
     "Interpreter",
     "Invalid",
     "InvalidObject",
+    "JobBundle",
     "JobPhase",
     "JobResult",
     "Meta",
@@ -91,7 +104,6 @@ __all__ = [
     "RegisterRequest",
     "RegisterResponse",
     "ResolvedAsset",
-    "ResolvedAssetList",
     "RetryOn",
     "RetryPolicy",
     "RunAs",
@@ -107,7 +119,6 @@ __all__ = [
     "RunbookStatus",
     "SecretKeyRef",
     "Signature",
-    "StartIntent",
     "Step",
     "StreamName",
     "StructuredFormatter",

@@ -100,7 +100,7 @@ def test_printer_columns_read_the_status_the_contract_writes(
         cluster.kubectl("patch", "-n", namespace, "rbj", "hello-world", "--subresource=status",
                         "--type=json", "-p", json.dumps(patch))
     row = cluster.kubectl("get", "rbj", "-n", namespace, "hello-world", "-o", "wide", "--no-headers").split()
-    assert row[:8] == ["hello-world", "Claimed", "hello", "datacenter-a", "hrw-job", "worker-1", "1", "Claimed"]
+    assert row[:8] == ["hello-world", "Running", "hello", "datacenter-a", "hrw-job", "worker-1", "1", "Started"]
 
 
 def test_kubectl_explain_documents_the_job_parameters(cluster: Cluster, crds: list[CrdInfo]) -> None:

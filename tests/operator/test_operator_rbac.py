@@ -57,7 +57,7 @@ async def test_operator_works_as_its_own_least_privilege_service_account(kit: Ki
     await kit.group("pool")
     await kit.job("j", "rb", "pool")
     await kit.wait_phase("j", "Queued")
-    await kit.wait_event("j", "Queued")
+    await kit.wait_event("j", "NoCapableWorker")  # the group has no workers yet
     asset = await kit.admin.get(ASSETS.path(kit.namespace, "cred"))
     assert ready(asset["status"])["status"] == "True"
     await kit.wait_status(WORKER_GROUPS.path(kit.namespace, "pool"), lambda s: s.get("registrationTokenSecret"))
