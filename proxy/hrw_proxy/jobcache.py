@@ -71,29 +71,76 @@ def expired(resource_version_text: str, oldest: int) -> ProxyError:
 
 
 @dataclass(eq=False)
+class Delivery:
+    """An event held back by a claim offer until `not_before`; dropped if a newer one of its job comes."""
+
+    event: JSON
+    not_before: float
+    superseded: bool = False
+
+
+@dataclass(eq=False)
 class Subscription:
-    """One agent watch: its queue of (deliver-not-before, event) and whether it fell behind."""
+    """One agent watch: the events ready to send, those held back by a claim offer, and whether it fell behind.
+
+    Held events are sent when due, after the ready ones that came meanwhile: an agent offered a
+    job must hear of it at once, not behind another agent's offer. A held Queued event that a
+    newer event of the same job overtakes is dropped, so the others do not try a claim already won.
+    """
 
     worker: str
     bookmarks: bool
     capacity: int
     after: int = 0
     """Events at or before this resourceVersion are not sent (the agent has them)."""
-    queue: deque[tuple[float, JSON]] = field(default_factory=deque)
+    ready: deque[JSON] = field(default_factory=deque)
+    held: deque[Delivery] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
+    _held_by_job: dict[str, Delivery] = field(default_factory=dict)
 
     def push(self, event: JSON, not_before: float = 0.0) -> bool:
         """Queue an event; False (and the watch marked to end) when the queue is full."""
         if self.overflowed:
             return False
-        if len(self.queue) >= self.capacity:
+        if len(self.ready) + len(self.held) >= self.capacity:
             self.overflowed = True
             self.wake.set()
             return False
-        self.queue.append((not_before, event))
+        name = _name(event.get("object") or {})
+        previous = self._held_by_job.pop(name, None)
+        if previous is not None:
+            previous.superseded = True
+        if not_before > 0:
+            delivery = Delivery(event, not_before)
+            self.held.append(delivery)
+            self._held_by_job[name] = delivery
+        else:
+            self.ready.append(event)
         self.wake.set()
         return True
+
+    def due(self, now: float, *, flush: bool = False) -> list[JSON]:
+        """The events to send now (with `flush`, the held ones too: the watch is ending)."""
+        out: list[JSON] = []
+        while self.held and (flush or self.held[0].not_before <= now):
+            delivery = self.held.popleft()
+            name = _name(delivery.event.get("object") or {})
+            if self._held_by_job.get(name) is delivery:
+                del self._held_by_job[name]
+            if not delivery.superseded:
+                out.append(delivery.event)
+        out.extend(self.ready)
+        self.ready.clear()
+        return out
+
+    @property
+    def next_due(self) -> float | None:
+        return self.held[0].not_before if self.held else None
+
+    @property
+    def empty(self) -> bool:
+        return not self.ready and not self.held
 
 
 class GroupCache:

@@ -128,24 +128,24 @@ class JobWatches:
         next_bookmark = now + self.bookmark_seconds
         while True:
             now = time.monotonic()
-            due: list[JSON] = []
-            while sub.queue and sub.queue[0][0] <= now:
-                due.append(sub.queue.popleft()[1])
+            ending = now >= deadline or sub.overflowed  # overflowed: it fell behind, and resumes (or relists on 410)
+            due = sub.due(now, flush=ending)
             if due:
                 await check.require()
                 await response.write(b"".join(json.dumps(event).encode() + b"\n" for event in due))
-                continue
-            if sub.overflowed:
-                return  # it fell behind: the agent resumes from its last resourceVersion (or relists on 410)
-            if now >= deadline or now >= next_bookmark:
-                if sub.bookmarks and not sub.queue:
+                if not ending:
+                    continue
+            if ending:
+                if sub.bookmarks and not sub.overflowed:
                     await response.write(json.dumps(bookmark()).encode() + b"\n")
-                if now >= deadline:
-                    return
+                return
+            if now >= next_bookmark:
+                if sub.bookmarks and sub.empty:
+                    await response.write(json.dumps(bookmark()).encode() + b"\n")
                 next_bookmark = now + self.bookmark_seconds
             wake_at = min(deadline, next_bookmark)
-            if sub.queue:
-                wake_at = min(wake_at, sub.queue[0][0])  # an event held back by a claim offer
+            if sub.next_due is not None:
+                wake_at = min(wake_at, sub.next_due)  # an event held back by a claim offer
             sub.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.wake.wait(), max(0.0, wake_at - now))
