@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -66,6 +67,11 @@ def _holder(obj: JSON) -> str | None:
     return None
 
 
+def encode(event: JSON) -> bytes:
+    """An event as a line of the watch stream, encoded once however many watches it goes to."""
+    return json.dumps(event).encode() + b"\n"
+
+
 def expired(resource_version_text: str, oldest: int) -> ProxyError:
     return ProxyError(410, f"too old resource version: {resource_version_text} ({oldest})", reason="Expired")
 
@@ -74,7 +80,8 @@ def expired(resource_version_text: str, oldest: int) -> ProxyError:
 class Delivery:
     """An event held back by a claim offer until `not_before`; dropped if a newer one of its job comes."""
 
-    event: JSON
+    line: bytes
+    job: str
     not_before: float
     superseded: bool = False
 
@@ -93,43 +100,41 @@ class Subscription:
     capacity: int
     after: int = 0
     """Events at or before this resourceVersion are not sent (the agent has them)."""
-    ready: deque[JSON] = field(default_factory=deque)
+    ready: deque[bytes] = field(default_factory=deque)
     held: deque[Delivery] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
     _held_by_job: dict[str, Delivery] = field(default_factory=dict)
 
-    def push(self, event: JSON, not_before: float = 0.0) -> bool:
-        """Queue an event; False (and the watch marked to end) when the queue is full."""
+    def push(self, job: str, line: bytes, not_before: float = 0.0) -> bool:
+        """Queue the encoded event of `job`; False (and the watch marked to end) when the queue is full."""
         if self.overflowed:
             return False
         if len(self.ready) + len(self.held) >= self.capacity:
             self.overflowed = True
             self.wake.set()
             return False
-        name = _name(event.get("object") or {})
-        previous = self._held_by_job.pop(name, None)
+        previous = self._held_by_job.pop(job, None)
         if previous is not None:
             previous.superseded = True
         if not_before > 0:
-            delivery = Delivery(event, not_before)
+            delivery = Delivery(line, job, not_before)
             self.held.append(delivery)
-            self._held_by_job[name] = delivery
+            self._held_by_job[job] = delivery
         else:
-            self.ready.append(event)
+            self.ready.append(line)
         self.wake.set()
         return True
 
-    def due(self, now: float, *, flush: bool = False) -> list[JSON]:
-        """The events to send now (with `flush`, the held ones too: the watch is ending)."""
-        out: list[JSON] = []
+    def due(self, now: float, *, flush: bool = False) -> list[bytes]:
+        """The encoded events to send now (with `flush`, the held ones too: the watch is ending)."""
+        out: list[bytes] = []
         while self.held and (flush or self.held[0].not_before <= now):
             delivery = self.held.popleft()
-            name = _name(delivery.event.get("object") or {})
-            if self._held_by_job.get(name) is delivery:
-                del self._held_by_job[name]
+            if self._held_by_job.get(delivery.job) is delivery:
+                del self._held_by_job[delivery.job]
             if not delivery.superseded:
-                out.append(delivery.event)
+                out.append(delivery.line)
         out.extend(self.ready)
         self.ready.clear()
         return out
@@ -154,7 +159,7 @@ class GroupCache:
         self.group = group
         self.offer_grace = offer_grace
         self.objects: dict[str, JSON] = {}
-        self.ring: deque[tuple[int, JSON]] = deque(maxlen=max(1, ring_size))
+        self.ring: deque[tuple[int, str, bytes]] = deque(maxlen=max(1, ring_size))
         self.oldest = 0
         """Events after this resourceVersion are all in the ring (a watch from older gets 410)."""
         self.latest = 0
@@ -197,6 +202,12 @@ class GroupCache:
                 self.metrics.upstream_errors.labels("jobcache").inc()
                 log.warning("job cache upstream failed; retrying", namespace=self.namespace, group=self.group,
                             code=exc.code, error=exc.message)
+                await asyncio.sleep(_RETRY_SECONDS)
+            except Exception as exc:  # a malformed answer must not leave the group's watches silent for good
+                self.metrics.upstream_errors.labels("jobcache").inc()
+                log.error("job cache failed; relisting", namespace=self.namespace, group=self.group,
+                          error=type(exc).__name__)
+                need_list = True
                 await asyncio.sleep(_RETRY_SECONDS)
 
     async def _relist(self) -> None:
@@ -248,24 +259,27 @@ class GroupCache:
                                                "metadata": {"resourceVersion": str(self.latest)}}}
 
     def _publish(self, event: JSON, *, record: bool, bookmark: bool = False) -> None:
+        line = encode(event)
+        job = _name(event["object"])
+        version = resource_version(event["object"])
         if record:
             if len(self.ring) == self.ring.maxlen:
                 self.oldest = self.ring[0][0]
-            self.ring.append((resource_version(event["object"]), event))
+            self.ring.append((version, job, line))
         if bookmark:
             for sub in list(self.subscribers):
                 if sub.bookmarks:
-                    self._push(sub, event)
+                    self._push(sub, job, line)
             return
         first = self._offer_to(event)
         later = time.monotonic() + self.offer_grace if first is not None else 0.0
         for sub in list(self.subscribers):
-            self._push(sub, event, 0.0 if first is None or sub.worker == first else later, live=record)
+            if record and version <= sub.after:
+                continue  # the agent's list was newer than this cache when it subscribed
+            self._push(sub, job, line, 0.0 if first is None or sub.worker == first else later)
 
-    def _push(self, sub: Subscription, event: JSON, not_before: float = 0.0, *, live: bool = False) -> None:
-        if live and resource_version(event["object"]) <= sub.after:
-            return  # the agent's list was newer than this cache when it subscribed
-        if sub.push(event, not_before):
+    def _push(self, sub: Subscription, job: str, line: bytes, not_before: float = 0.0) -> None:
+        if sub.push(job, line, not_before):
             self.metrics.fanned_out_events.inc()
         elif sub in self.subscribers:
             self.metrics.subscriber_overflows.inc()
@@ -304,16 +318,16 @@ class GroupCache:
         """
         sub = Subscription(worker, bookmarks, queue_size)
         if resource_version_text in (None, "", "0"):
-            initial = [{"type": "ADDED", "object": obj} for obj in self.objects.values()]
+            initial = [(name, encode({"type": "ADDED", "object": obj})) for name, obj in self.objects.items()]
         else:
             wanted = int(resource_version_text) if resource_version_text.isdigit() else -1
             if wanted < self.oldest:
                 raise expired(resource_version_text, self.oldest)
-            initial = [event for version, event in self.ring if version > wanted]
+            initial = [(job, line) for version, job, line in self.ring if version > wanted]
             sub.after = wanted
         sub.capacity = max(queue_size, len(initial) + queue_size)
-        for event in initial:
-            sub.push(event)
+        for job, line in initial:
+            sub.push(job, line)
         self.subscribers.add(sub)
         self.idle_since = None
         self.metrics.subscribers.inc()
@@ -331,8 +345,8 @@ class GroupCache:
         return {"apiVersion": "hrw.dev/v1alpha1", "kind": "RunbookJobList",
                 "metadata": {"resourceVersion": str(self.latest)}, "items": sorted(self.objects.values(), key=_name)}
 
-    def bookmark(self) -> JSON:
-        return self._bookmark()
+    def bookmark(self) -> bytes:
+        return encode(self._bookmark())
 
 
 class JobCaches:

@@ -121,7 +121,7 @@ class JobWatches:
         return response
 
     async def _stream(self, response: web.StreamResponse, sub: Subscription, check: CredentialCheck,
-                      timeout_seconds: int, bookmark: Callable[[], JSON]) -> None:
+                      timeout_seconds: int, bookmark: Callable[[], bytes]) -> None:
         """Write the subscriber's events as they become due, bookmarks when idle, until the timeout."""
         now = time.monotonic()
         deadline = now + timeout_seconds
@@ -132,16 +132,16 @@ class JobWatches:
             due = sub.due(now, flush=ending)
             if due:
                 await check.require()
-                await response.write(b"".join(json.dumps(event).encode() + b"\n" for event in due))
+                await response.write(b"".join(due))
                 if not ending:
                     continue
             if ending:
                 if sub.bookmarks and not sub.overflowed:
-                    await response.write(json.dumps(bookmark()).encode() + b"\n")
+                    await response.write(bookmark())
                 return
             if now >= next_bookmark:
                 if sub.bookmarks and sub.empty:
-                    await response.write(json.dumps(bookmark()).encode() + b"\n")
+                    await response.write(bookmark())
                 next_bookmark = now + self.bookmark_seconds
             wake_at = min(deadline, next_bookmark)
             if sub.next_due is not None:
