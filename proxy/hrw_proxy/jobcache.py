@@ -164,6 +164,9 @@ class GroupCache:
         """Events after this resourceVersion are all in the ring (a watch from older gets 410)."""
         self.latest = 0
         self.synced = asyncio.Event()
+        self.settled = asyncio.Event()
+        """Set once the first LIST succeeded or failed (then `failure` says how)."""
+        self.failure: ProxyError | None = None
         self.subscribers: set[Subscription] = set()
         self.idle_since: float | None = time.monotonic()
         self._offered_at: dict[str, float] = {}
@@ -200,6 +203,9 @@ class GroupCache:
                     need_list = True
                     continue
                 self.metrics.upstream_errors.labels("jobcache").inc()
+                if not self.synced.is_set():
+                    self.failure = exc  # the watches waiting for the first LIST get this answer
+                    self.settled.set()
                 log.warning("job cache upstream failed; retrying", namespace=self.namespace, group=self.group,
                             code=exc.code, error=exc.message)
                 await asyncio.sleep(_RETRY_SECONDS)
@@ -207,6 +213,8 @@ class GroupCache:
                 self.metrics.upstream_errors.labels("jobcache").inc()
                 log.error("job cache failed; relisting", namespace=self.namespace, group=self.group,
                           error=type(exc).__name__)
+                if not self.synced.is_set():
+                    self.settled.set()  # its waiters get a 503 rather than wait out the timeout
                 need_list = True
                 await asyncio.sleep(_RETRY_SECONDS)
 
@@ -230,7 +238,9 @@ class GroupCache:
         self.ring.clear()
         self.oldest = self.latest = version
         self._publish(self._bookmark(), record=False, bookmark=True)
+        self.failure = None
         self.synced.set()
+        self.settled.set()
 
     async def _watch(self) -> None:
         params = {**self.params, "resourceVersion": str(self.latest), "allowWatchBookmarks": "true",
@@ -377,11 +387,15 @@ class JobCaches:
             self.metrics.upstream_watches.set(len(self._caches))
             if self._reaper is None:
                 self._reaper = asyncio.create_task(self._reap(), name="jobcache reaper")
+        elif cache.idle_since is not None:
+            cache.idle_since = time.monotonic()  # in use: not reaped before its caller subscribes
         try:
-            await asyncio.wait_for(cache.synced.wait(), self.sync_timeout)
+            await asyncio.wait_for(cache.settled.wait(), self.sync_timeout)
         except TimeoutError:
             raise ProxyError(504, f"the Kubernetes API did not list the group's jobs within "
                                   f"{self.sync_timeout:g}s") from None
+        if not cache.synced.is_set():
+            raise cache.failure or ProxyError(503, "the group's jobs could not be listed")
         return cache
 
     async def _reap(self) -> None:
