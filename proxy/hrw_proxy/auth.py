@@ -125,6 +125,15 @@ class CredentialVerifier:
         """Has this process looked this worker up before (whatever the answer)?"""
         return identity in self._cache
 
+    def cached_at(self, identity: WorkerIdentity) -> float | None:
+        """When the cached verdict on this worker was fetched, or None when there is none still fresh.
+
+        A long-lived request (a watch) re-verifies only when this changes, not at each event."""
+        entry = self._cache.get(identity)
+        if entry is None or self._clock() - entry.fetched_at >= self._ttl:
+            return None
+        return entry.fetched_at
+
     def remember(self, identity: WorkerIdentity, stored: str) -> None:
         """Record a hash this process just wrote (registration), so its own next check needs no GET."""
         self._put(identity, stored)

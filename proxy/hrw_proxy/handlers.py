@@ -24,7 +24,7 @@ from .refusals import ProxyError, forbidden
 from .routes import Route, RouteKind
 from .settings import Settings
 from .upstream import Upstream
-from .watch import JobWatches
+from .watch import JobWatches, cacheable
 
 Handler = Callable[[web.Request, WorkerIdentity, Route], Awaitable[web.StreamResponse]]
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -84,7 +84,13 @@ class Handlers:
         params = listing.list_params(request.query, identity.group, self.settings.max_watch_seconds)
         if listing.is_watch(request.query):
             return await self.watches.serve(request, identity, params)
-        result = await self.upstream.list_jobs(identity.namespace, params)
+        if cacheable(params, identity.group) and not params.get("resourceVersion", "").strip("0"):
+            # From the group's shared watch (what the apiserver's watch cache does too): the list's
+            # resourceVersion is the cache's, so the watch that follows it continues it exactly.
+            cache = await self.watches.caches.synced(identity.namespace, identity.group)
+            result = cache.list_body()
+        else:
+            result = await self.upstream.list_jobs(identity.namespace, params)
         result["items"] = [item for item in result.get("items") or [] if listing.job_visible(identity.group, item)]
         return json_response(result)
 

@@ -28,5 +28,20 @@ class Metrics:
             "hrw_proxy_upstream_errors", "Calls to the apiserver that failed or timed out.", ["kind"],
             registry=self.registry)
 
+        self.upstream_watches = Gauge(
+            "hrw_proxy_upstream_watches", "Upstream RunbookJob watches held: one per (namespace, worker group) "
+            "with agents watching.", registry=self.registry)
+        self.subscribers = Gauge(
+            "hrw_proxy_watch_subscribers", "Agent watches served from the shared upstream watches.",
+            registry=self.registry)
+        self.fanned_out_events = Counter(
+            "hrw_proxy_fanned_out_events", "Watch events queued to agent watches by the shared caches.",
+            registry=self.registry)
+        self.subscriber_overflows = Counter(
+            "hrw_proxy_subscriber_overflows", "Agent watches ended because they fell behind their queue.",
+            registry=self.registry)
+        self.claim_offers = Counter(
+            "hrw_proxy_claim_offers", "Queued jobs offered to one agent before the others.", registry=self.registry)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,6 +17,7 @@ from . import listing, policy, routes
 from .audit import audit, log
 from .auth import CredentialVerifier, WorkerIdentity, bearer_token, parse_credential
 from .handlers import Handlers
+from .jobcache import JobCaches
 from .limits import RateLimiter
 from .metrics import Metrics
 from .refusals import ProxyError, error_response
@@ -41,7 +42,11 @@ class ProxyServer:
         self.new_credentials = RateLimiter(settings.new_credential_rps, settings.new_credential_burst)
         self._ready_at = 0.0
         self._ready = False
-        self.watches = JobWatches(upstream, self.verifier, metrics)
+        self.caches = JobCaches(upstream, metrics, ring_size=settings.watch_ring_size,
+                                offer_grace=settings.claim_offer_grace, idle_seconds=settings.watch_idle_seconds,
+                                sync_timeout=settings.upstream_timeout)
+        self.watches = JobWatches(upstream, self.verifier, metrics, self.caches, queue_size=settings.watch_queue_size,
+                                  bookmark_seconds=settings.watch_bookmark_seconds)
         self.handlers = Handlers(settings, upstream, self.verifier, self.watches)
 
     # ------------------------------------------------------------------------------ applications
@@ -52,10 +57,14 @@ class ProxyServer:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         app.on_shutdown.append(self._end_watches)
+        app.on_cleanup.append(self._stop_caches)
         return app
 
     async def _end_watches(self, _app: web.Application) -> None:
         self.watches.end_all()
+
+    async def _stop_caches(self, _app: web.Application) -> None:
+        await self.caches.stop()
 
     def metrics_app(self) -> web.Application:
         app = web.Application()

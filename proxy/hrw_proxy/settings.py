@@ -59,6 +59,17 @@ class Settings:
     """Seconds to wait for the apiserver on a non-watch call (504 after)."""
     max_watch_seconds: int = 300
     """Upper bound (and default) of a watch's timeoutSeconds."""
+    watch_ring_size: int = 1000
+    """Recent events each group's shared watch keeps: a watch resuming from an older
+    resourceVersion gets 410 Gone and relists."""
+    watch_queue_size: int = 1000
+    """Events an agent watch may fall behind by; past that its watch is ended (it resumes)."""
+    watch_bookmark_seconds: float = 30.0
+    """Seconds between bookmarks on an idle watch that asked for them."""
+    watch_idle_seconds: float = 60.0
+    """Seconds a group's shared upstream watch is kept after its last agent watch ended."""
+    claim_offer_grace: float = 0.25
+    """Seconds a Queued job is offered to one agent of the group before the others hear of it (0: off)."""
     credential_cache_ttl: float = 2.0
     """Seconds a worker credential's hash is cached; revocation takes effect within this (max 5)."""
     log_format: str = "text"
@@ -92,6 +103,11 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     add("new-credential-burst", "burst of lookups of credentials not seen before")
     add("upstream-timeout", "seconds to wait for the apiserver")
     add("max-watch-seconds", "upper bound of a watch's timeoutSeconds")
+    add("watch-ring-size", "recent events kept per group's shared watch")
+    add("watch-queue-size", "events an agent watch may fall behind by before it is ended")
+    add("watch-bookmark-seconds", "seconds between bookmarks on an idle watch")
+    add("watch-idle-seconds", "seconds a group's upstream watch outlives its last agent watch")
+    add("claim-offer-grace", "seconds a Queued job goes to one agent before the others (0: off)")
     add("credential-cache-ttl", f"seconds a credential hash is cached (<= {MAX_CREDENTIAL_CACHE_TTL:g})")
     add("log-format", "log format", choices=("json", "text"))
     add("log-level", "log level")
@@ -114,6 +130,11 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             new_credential_burst=int(args.new_credential_burst or defaults.new_credential_burst),
             upstream_timeout=float(args.upstream_timeout or defaults.upstream_timeout),
             max_watch_seconds=int(args.max_watch_seconds or defaults.max_watch_seconds),
+            watch_ring_size=int(args.watch_ring_size or defaults.watch_ring_size),
+            watch_queue_size=int(args.watch_queue_size or defaults.watch_queue_size),
+            watch_bookmark_seconds=float(args.watch_bookmark_seconds or defaults.watch_bookmark_seconds),
+            watch_idle_seconds=float(args.watch_idle_seconds or defaults.watch_idle_seconds),
+            claim_offer_grace=float(args.claim_offer_grace or defaults.claim_offer_grace),
             credential_cache_ttl=ttl,
             log_format=args.log_format or defaults.log_format,
             log_level=(args.log_level or defaults.log_level).upper(),
@@ -124,4 +145,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         parser.error("--rate-limit-rps must be > 0, --rate-limit-burst >= 1, --max-body-bytes >= 1024")
     if settings.new_credential_rps <= 0 or settings.new_credential_burst < 1:
         parser.error("--new-credential-rps must be > 0 and --new-credential-burst >= 1")
+    if settings.watch_ring_size < 1 or settings.watch_queue_size < 1 or settings.watch_bookmark_seconds <= 0:
+        parser.error("--watch-ring-size and --watch-queue-size must be >= 1, --watch-bookmark-seconds > 0")
+    if settings.watch_idle_seconds < 0 or settings.claim_offer_grace < 0:
+        parser.error("--watch-idle-seconds and --claim-offer-grace must be >= 0")
     return settings

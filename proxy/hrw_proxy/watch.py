@@ -1,33 +1,75 @@
-"""A worker's watch of its group's RunbookJobs, streamed line by line as the apiserver sends it.
+"""A worker's watch of its group's RunbookJobs, served from the group's shared cache (jobcache.py).
 
-Each agent watch is one upstream watch with the forced field selector; events of another group
-are dropped and bookmarks passed on. A watch outlives the credential check that opened it, so
-each event is checked again against the verifier's cache. On shutdown every open watch ends
-cleanly, as the apiserver's do, so agents re-watch at once from their last resourceVersion.
+Every agent watch of a group is a subscriber of the one upstream watch of that group; the
+watch protocol is kept (initial ADDED events, resume from a resourceVersion, `410 Gone` when it
+is too old, bookmarks, `timeoutSeconds`). A watch whose query the cache cannot answer (a label
+selector, another field selector term) is relayed to its own upstream watch as before.
+
+A watch outlives the credential check that opened it: before events are written the credential
+is checked again, but only when the verifier's cached verdict has changed or expired (so a
+revoked worker stops hearing jobs as soon as any request of its would fail, and a busy watch costs
+no hashing per event). On shutdown every open watch ends cleanly, as the apiserver's do, so
+agents re-watch at once from their last resourceVersion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from .auth import CredentialVerifier, WorkerIdentity, bearer_token
-from .listing import job_visible
+from .jobcache import JobCaches, Subscription
+from .listing import JOB_SELECTOR_FIELD, job_visible
 from .metrics import Metrics
 from .refusals import ProxyError
 from .upstream import Upstream
+
+JSON = dict[str, Any]
+# Query parameters the shared cache answers; any other makes the watch its own upstream watch.
+CACHEABLE_PARAMS = frozenset({"watch", "resourceVersion", "timeoutSeconds", "allowWatchBookmarks", "fieldSelector"})
+
+
+def cacheable(params: Mapping[str, str], group: str) -> bool:
+    """Can the group's cache answer this list/watch query (the forced group selector and nothing more)?"""
+    return (set(params) <= CACHEABLE_PARAMS
+            and params.get("fieldSelector") == f"{JOB_SELECTOR_FIELD}={group}")
+
+
+class CredentialCheck:
+    """A watch's credential, checked again only when the verifier's cached answer changed or expired."""
+
+    def __init__(self, verifier: CredentialVerifier, credential: str, identity: WorkerIdentity) -> None:
+        self.verifier = verifier
+        self.credential = credential
+        self.identity = identity
+        self._verified_at: float | None = None
+
+    async def require(self) -> None:
+        cached_at = self.verifier.cached_at(self.identity)
+        if cached_at is not None and cached_at == self._verified_at:
+            return
+        if await self.verifier.verify(self.credential) != self.identity:
+            raise ProxyError(401, "the worker credential was revoked during the watch")
+        self._verified_at = self.verifier.cached_at(self.identity)
 
 
 class JobWatches:
     """The open RunbookJob watches of this process."""
 
-    def __init__(self, upstream: Upstream, verifier: CredentialVerifier, metrics: Metrics) -> None:
+    def __init__(self, upstream: Upstream, verifier: CredentialVerifier, metrics: Metrics, caches: JobCaches, *,
+                 queue_size: int, bookmark_seconds: float) -> None:
         self.upstream = upstream
         self.verifier = verifier
         self.metrics = metrics
+        self.caches = caches
+        self.queue_size = queue_size
+        self.bookmark_seconds = bookmark_seconds
         self._watches: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
@@ -41,6 +83,9 @@ class JobWatches:
 
     async def serve(self, request: web.Request, identity: WorkerIdentity,
                     params: dict[str, str]) -> web.StreamResponse:
+        shared = cacheable(params, identity.group)
+        # Before the headers: a cache that cannot be listed is an error answer, not an empty stream.
+        cache = await self.caches.synced(identity.namespace, identity.group) if shared else None
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
@@ -49,19 +94,18 @@ class JobWatches:
         task = asyncio.current_task()
         if task is not None:
             self._watches.add(task)
-        credential = bearer_token(request.headers.get("Authorization")) or ""
+        check = CredentialCheck(self.verifier, bearer_token(request.headers.get("Authorization")) or "", identity)
         try:
             try:
-                async for event in self.upstream.watch_jobs(identity.namespace, params):
-                    obj = event.get("object") or {}
-                    if event.get("type") != "BOOKMARK" and not job_visible(identity.group, obj):
-                        continue
-                    # A watch outlives the credential check that opened it: each event is checked
-                    # again (from the verifier's cache, refetched after its TTL), so a revoked
-                    # worker stops hearing its group's jobs as soon as any request of its would fail.
-                    if await self.verifier.verify(credential) != identity:
-                        raise ProxyError(401, "the worker credential was revoked during the watch")
-                    await response.write(json.dumps(event).encode() + b"\n")
+                if cache is not None:
+                    sub = cache.subscribe(identity.worker, params.get("resourceVersion"),
+                                          bookmarks=_wants_bookmarks(params), queue_size=self.queue_size)
+                    try:
+                        await self._stream(response, sub, check, int(params["timeoutSeconds"]), cache.bookmark)
+                    finally:
+                        cache.unsubscribe(sub)
+                else:
+                    await self._relay(response, identity, params, check)
             except ProxyError as exc:
                 await response.write(json.dumps({"type": "ERROR", "object": exc.body()}).encode() + b"\n")
             except asyncio.CancelledError:
@@ -75,3 +119,47 @@ class JobWatches:
                 self._watches.discard(task)
             self.metrics.active_watches.dec()
         return response
+
+    async def _stream(self, response: web.StreamResponse, sub: Subscription, check: CredentialCheck,
+                      timeout_seconds: int, bookmark: Callable[[], bytes]) -> None:
+        """Write the subscriber's events as they become due, bookmarks when idle, until the timeout."""
+        now = time.monotonic()
+        deadline = now + timeout_seconds
+        next_bookmark = now + self.bookmark_seconds
+        while True:
+            now = time.monotonic()
+            ending = now >= deadline or sub.overflowed  # overflowed: it fell behind, and resumes (or relists on 410)
+            due = sub.due(now, flush=ending)
+            if due:
+                await check.require()
+                await response.write(b"".join(due))
+                if not ending:
+                    continue
+            if ending:
+                if sub.bookmarks and not sub.overflowed:
+                    await response.write(bookmark())
+                return
+            if now >= next_bookmark:
+                if sub.bookmarks and sub.empty:
+                    await response.write(bookmark())
+                next_bookmark = now + self.bookmark_seconds
+            wake_at = min(deadline, next_bookmark)
+            if sub.next_due is not None:
+                wake_at = min(wake_at, sub.next_due)  # an event held back by a claim offer
+            sub.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.wake.wait(), max(0.0, wake_at - now))
+
+    async def _relay(self, response: web.StreamResponse, identity: WorkerIdentity, params: dict[str, str],
+                     check: CredentialCheck) -> None:
+        """A watch the cache cannot answer: its own upstream watch, relayed event by event."""
+        async for event in self.upstream.watch_jobs(identity.namespace, params):
+            obj = event.get("object") or {}
+            if event.get("type") != "BOOKMARK" and not job_visible(identity.group, obj):
+                continue
+            await check.require()
+            await response.write(json.dumps(event).encode() + b"\n")
+
+
+def _wants_bookmarks(params: Mapping[str, str]) -> bool:
+    return params.get("allowWatchBookmarks", "").lower() in {"true", "1"}
