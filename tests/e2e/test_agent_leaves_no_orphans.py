@@ -15,41 +15,10 @@ from pathlib import Path
 
 from hrw_cli.dev.controlplane import pid_runs
 from tests.support.stack import Stack
+from tests.support.stamps import STAMPED, STAMPED_PARAMETERS, assert_attempts_do_not_overlap, stamps
 from tests.support.waiting import wait_until
 
 GROUP = "dc"
-
-# `stamp WHAT` appends "WHAT ATTEMPT EPOCH-SECONDS PID" to the log parameter's file.
-STAMPED = """\
-stamp() { echo "$1 $HRW_JOB_ATTEMPT $(date +%s.%N) $BASHPID" >> "$HRW_PARAM_LOG"; }
-stamp start
-if [ "$HRW_JOB_ATTEMPT" = 1 ]; then
-  ( trap '' TERM; while true; do stamp alive; sleep 0.05; done ) &
-  echo "$$ $!" > "$HRW_PARAM_PIDS"
-  while true; do sleep 0.1; done
-fi
-stamp end
-"""
-
-
-def stamps(log: Path) -> list[tuple[str, int, float, int]]:
-    """(what, attempt, time, pid) per line; a line cut short by a kill is skipped."""
-    rows = []
-    for line in log.read_text().splitlines():
-        fields = line.split()
-        if len(fields) == 4:
-            rows.append((fields[0], int(fields[1]), float(fields[2]), int(fields[3])))
-    return rows
-
-
-def assert_attempts_do_not_overlap(log: Path) -> None:
-    rows = stamps(log)
-    first = [t for _, attempt, t, _ in rows if attempt == 1]
-    second = [t for _, attempt, t, _ in rows if attempt == 2]
-    assert first and second, rows
-    assert max(first) < min(second), (
-        f"attempt 1 was still running {max(first) - min(second):.3f}s after attempt 2 started")
-    assert [what for what, attempt, _, _ in rows if attempt == 2] == ["start", "end"]
 
 
 async def test_a_killed_agent_kills_its_jobs_leftovers_on_restart_and_the_job_runs_again_without_overlap(
@@ -57,8 +26,7 @@ async def test_a_killed_agent_kills_its_jobs_leftovers_on_restart_and_the_job_ru
     log, pids = tmp_path / "stamps.log", tmp_path / "attempt-1.pids"
     await stack.group(GROUP, jobGracePeriodSeconds=2)
     w1 = stack.start_agent(GROUP, "w1")
-    await stack.runbook("stamped", STAMPED, parameters=[{"name": "log", "type": "string"},
-                                                         {"name": "pids", "type": "string"}])
+    await stack.runbook("stamped", STAMPED, parameters=STAMPED_PARAMETERS)
     await stack.job("j1", "stamped", GROUP, parameters={"log": str(log), "pids": str(pids)})
     await stack.wait_phase("j1", "Running")
     leader, child = (int(p) for p in wait_until(lambda: pids.exists() and pids.read_text().split(),
