@@ -106,6 +106,12 @@ def test_kubectl_explain_documents_the_job_parameters(cluster: Cluster, crds: li
         assert field in recursive
 
 
+def test_kubectl_explain_documents_the_self_fencing_margin(cluster: Cluster, crds: list[CrdInfo]) -> None:
+    text = " ".join(cluster.kubectl("explain", "workergroup.spec.selfFencingMarginSeconds").split())
+    assert "an agent that cannot renew its Lease stops its jobs" in text
+    assert "Less than leaseDurationSeconds; default a third of it" in text
+
+
 def test_schema_defaults_are_the_defaults_the_models_assume(
     cluster: Cluster, crds: list[CrdInfo], namespace: str
 ) -> None:
