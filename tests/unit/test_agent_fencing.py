@@ -120,8 +120,9 @@ async def test_a_fenced_agent_claims_nothing(tmp_path):
         await _until(lambda: bool(calls))
         assert calls[0] == "PATCH /apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/q/status"
     finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
+        for task in [loop, *agent._helpers, *agent._task_handles]:
+            task.cancel()
+        await asyncio.gather(loop, *agent._helpers, *agent._task_handles, return_exceptions=True)
 
 
 async def test_a_claim_answered_after_the_fence_never_runs_and_is_given_back_saying_why(tmp_path):
