@@ -185,11 +185,12 @@ async def test_a_stop_asked_before_the_start_starts_nothing(tmp_path):
 
 
 async def test_on_spawn_gets_the_leader_of_the_jobs_own_process_group(tmp_path):
-    files = _prepare(tmp_path, "echo hi\n")
+    files = _prepare(tmp_path, "while [ ! -e go ]; do sleep 0.05; done\n")  # runs until on_spawn has looked
     seen: list[tuple[int, int, int]] = []
 
     async def on_spawn(pid: int) -> None:
         seen.append((pid, os.getpgid(pid), os.getsid(pid)))
+        (files.root / "go").touch()
 
     result = await runner.run(files, BASH, _ignore, time_limit=20, execution=Execution(), on_spawn=on_spawn)
     assert result.exit_code == 0
