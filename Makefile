@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed-dev
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy api operator proxy agent cli bench
+	$(BIN)/mypy api operator proxy agent cli bench packaging
 	$(BIN)/pytest -p no:cacheprovider --timeout=600
 
 demo: setup
@@ -23,9 +23,16 @@ demo: setup
 
 setup: $(INSTALLED) controlplane
 
+# The agent's offline artifact: dist/hrw-agent-<version>-linux-x86_64.tar.gz and its .sha256
+# (a wheelhouse with every runtime dependency, install.sh, the systemd unit, an example config).
+# Needs the package index now; installing it on a server never does.
+.PHONY: dist
+dist: $(INSTALLED)
+	$(BIN)/python packaging/agent/build.py --out dist
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
-	$(BIN)/mypy api operator proxy agent cli bench
+	$(BIN)/mypy api operator proxy agent cli bench packaging
 
 controlplane: $(INSTALLED)
 	$(BIN)/hrw dev build

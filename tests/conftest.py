@@ -79,7 +79,8 @@ def session_processes(
 def proxy_sa_kubeconfig(cluster: ControlPlane | ExistingCluster, crds: list[CrdInfo],
                         tmp_path_factory: pytest.TempPathFactory) -> Path:
     """deploy/rbac/proxy.yaml applied and a kubeconfig of the hrw-proxy ServiceAccount: the only way
-    the tests run `hrw-proxy` (never as admin)."""
+    the tests run `hrw-proxy` (never as admin). It may do nothing until a test grants it its Role in
+    the test's namespace (`tests.support.proxy.grant_proxy`), as the chart does per namespace."""
     return proxy_kubeconfig(cluster, tmp_path_factory.mktemp("proxy-identity"))
 
 

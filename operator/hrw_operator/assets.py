@@ -4,32 +4,25 @@ A reference is good when its Secret exists in the Asset's namespace and holds th
 Certificate's Secret must hold `tls.crt` and `tls.key`). The controller reads Secrets only to
 learn which keys they have: no value is kept, compared, logged, put into a status or an Event.
 An index from Secret name to the Assets that reference it re-evaluates them when a Secret
-changes or goes away.
+changes or goes away. When an Asset's status changes, the controller calls
+`on_status_changed(namespace)` (main wires it to the job controller's Pending jobs).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import kopf
-
-from hrw_api import Asset, Condition, conditions, names
-from hrw_api.errors import ApiError, InvalidObject
+from hrw_api import Asset, conditions
+from hrw_api.errors import ApiError
 from hrw_api.kubeclient import ASSETS, SECRETS
 
-from . import status as status_util
+from .frame import Controller, Key, Observed, Pass, Store, Tools
 from .logs import kv
 
-if TYPE_CHECKING:
-    from .context import Operator
-
 logger = logging.getLogger("hrw.operator.assets")
-
-Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -70,20 +63,22 @@ def evaluate(asset: Asset, secret_keys: Mapping[str, frozenset[str] | None]) -> 
     return AssetVerdict(True, "Resolved", message)
 
 
-def desired_status(body: Mapping[str, Any], verdict: AssetVerdict) -> dict[str, Any]:
-    generation = int((body.get("metadata") or {}).get("generation") or 0)
-    existing = [Condition.parse(c) for c in (body.get("status") or {}).get("conditions") or []]
+def desired_status(observed: Observed[Asset], verdict: AssetVerdict) -> dict[str, Any]:
+    """The status that reports `verdict`. Pure."""
+    generation = observed.meta.generation
     ready = conditions.make(conditions.READY, verdict.ready, verdict.reason, verdict.message, generation)
     return {"observedGeneration": generation,
-            "conditions": [c.to_dict() for c in conditions.merge(existing, ready)]}
+            "conditions": [c.to_dict() for c in conditions.merge(observed.conditions, ready)]}
 
 
-class AssetController:
-    def __init__(self, operator: Operator) -> None:
-        self.op = operator
-        self.bodies: dict[Key, dict[str, Any]] = {}
+class AssetController(Controller[Asset]):
+    kind = "asset"
+    resource = ASSETS
+
+    def __init__(self, tools: Tools, store: Store[Asset], *, on_status_changed: Callable[[str], None]) -> None:
+        super().__init__(tools, store)
+        self._on_status_changed = on_status_changed
         self.by_secret: dict[Key, set[str]] = {}
-        self._locks: dict[Key, asyncio.Lock] = {}
 
     def _index(self, key: Key, secrets: set[str]) -> None:
         for (ns, _), readers in self.by_secret.items():
@@ -95,70 +90,36 @@ class AssetController:
     def references(self, namespace: str, secret: str) -> bool:
         return bool(self.by_secret.get((namespace, secret)))
 
-    async def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        if event_type == "DELETED":
-            self.bodies.pop(key, None)
-            self._index(key, set())
-            return
-        self.bodies[key] = dict(body)
-        await self.reconcile(key)
+    def forget(self, key: Key) -> None:
+        super().forget(key)
+        self._index(key, set())
 
     async def on_secret_event(self, namespace: str, name: str) -> None:
         for asset in sorted(self.by_secret.get((namespace, name), set())):
             await self.reconcile((namespace, asset))
 
-    async def reconcile(self, key: Key) -> None:
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            try:
-                await self._reconcile(key)
-            except Exception as exc:
-                kv(logger, logging.ERROR, "asset.reconcile_failed", namespace=key[0], asset=key[1],
-                   error=type(exc).__name__)
-
     async def _secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         try:
-            secret = await self.op.client.get(SECRETS.path(namespace, name))
+            secret = await self.client.get(SECRETS.path(namespace, name))
         except ApiError as exc:
             if exc.code == 404:
                 return None
             raise
         return frozenset((secret.get("data") or {}).keys())  # key names only; the values are dropped here
 
-    async def _reconcile(self, key: Key) -> None:
-        body = self.bodies.get(key)
-        if body is None:
-            return
-        try:
-            asset = Asset.parse(body)
-        except InvalidObject as exc:
-            self._index(key, set())
-            verdict = AssetVerdict(False, "InvalidSpec", str(exc))
+    async def reconcile_once(self, observed: Observed[Asset]) -> Pass:
+        namespace, name = observed.key
+        asset = observed.model
+        if asset is None:
+            self._index(observed.key, set())
+            verdict = AssetVerdict(False, "InvalidSpec", str(observed.problem))
         else:
             referenced = secret_names(asset)
-            self._index(key, referenced)
-            keys = {name: await self._secret_keys(key[0], name) for name in sorted(referenced)}
+            self._index(observed.key, referenced)
+            keys = {secret: await self._secret_keys(namespace, secret) for secret in sorted(referenced)}
             verdict = evaluate(asset, keys)
-        desired = desired_status(body, verdict)
-        if not status_util.differs(desired, body.get("status") or {}):
-            return
-        answer = await self.op.client.patch(ASSETS.path(key[0], key[1], "status"), {"status": desired})
-        self.bodies[key] = answer
-        kv(logger, logging.INFO, "asset.status", namespace=key[0], asset=key[1], ready=verdict.ready,
-           reason=verdict.reason)
-        self.op.jobs.kick_pending(key[0])
-
-
-@kopf.on.event(names.GROUP, names.VERSION, "assets")
-async def asset_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
-    await memo.assets.on_event(event.get("type"), event["object"])
-
-
-def _referenced(name: str, namespace: str | None, memo: Operator, **_: Any) -> bool:
-    return memo.assets.references(namespace or "", name)
-
-
-@kopf.on.event("v1", "secrets", when=_referenced)
-async def secret_event(name: str, namespace: str | None, memo: Operator, **_: Any) -> None:
-    await memo.assets.on_secret_event(namespace or "", name)
+        if await self.write_status(observed, desired_status(observed, verdict)):
+            kv(logger, logging.INFO, "asset.status", namespace=namespace, asset=name, ready=verdict.ready,
+               reason=verdict.reason)
+            self._on_status_changed(namespace)
+        return Pass()

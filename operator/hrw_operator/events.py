@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
 from typing import Any
 
+from hrw_api import Meta, names
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import EVENTS, KubeClient
 from hrw_api.times import now
@@ -26,21 +26,20 @@ WARNING = "Warning"
 _NOTE_LIMIT = 1000  # the API refuses notes over 1 kB
 
 
-def regarding(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The object reference of `obj` (its `involvedObject` in core/v1 terms)."""
-    meta = obj.get("metadata") or {}
+def regarding(meta: Meta, kind: str) -> dict[str, Any]:
+    """The object reference of one of our objects (its `involvedObject` in core/v1 terms)."""
     return {
-        "apiVersion": obj.get("apiVersion", ""),
-        "kind": obj.get("kind", ""),
-        "name": meta.get("name", ""),
-        "namespace": meta.get("namespace", ""),
-        "uid": meta.get("uid", ""),
-        "resourceVersion": meta.get("resourceVersion", ""),
+        "apiVersion": names.API_VERSION,
+        "kind": kind,
+        "name": meta.name,
+        "namespace": meta.namespace,
+        "uid": meta.uid,
+        "resourceVersion": meta.resource_version,
     }
 
 
-def build(obj: Mapping[str, Any], *, type_: str, reason: str, action: str, note: str, instance: str) -> dict[str, Any]:
-    ref = regarding(obj)
+def build(meta: Meta, kind: str, *, type_: str, reason: str, action: str, note: str, instance: str) -> dict[str, Any]:
+    ref = regarding(meta, kind)
     return {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
@@ -61,8 +60,9 @@ class EventRecorder:
         self._client = client
         self._instance = instance
 
-    async def post(self, obj: Mapping[str, Any], *, type_: str, reason: str, action: str, note: str) -> None:
-        event = build(obj, type_=type_, reason=reason, action=action, note=note, instance=self._instance)
+    async def post(self, meta: Meta, kind: str, *, type_: str, reason: str, action: str, note: str) -> None:
+        """Post an Event about the object `meta` names (of our `kind`, e.g. `names.RUNBOOK_JOB`)."""
+        event = build(meta, kind, type_=type_, reason=reason, action=action, note=note, instance=self._instance)
         namespace = event["regarding"]["namespace"]
         try:
             await self._client.create(EVENTS.path(namespace), event)

@@ -1,4 +1,10 @@
-"""`hrw-operator`: parse the command line, configure kopf, import the handlers, run.
+"""`hrw-operator`: parse the command line, configure kopf, build the controllers and route events to them, run.
+
+This is the one place that knows every controller: at startup `build_graph` creates the
+stores and hands each controller its own store, read-only views of the kinds it reads and the
+callbacks it calls (the controllers never import each other); every kind in `KINDS` is
+subscribed to its own watch, and the handlers at the end route the watches of what the kinds
+depend on (ConfigMaps, Secrets, Leases). `login` is how kopf logs in.
 
 Nothing here reconciles anything. kopf is configured in its startup handler: our own
 annotation prefix for whatever kopf might persist (`names.OPERATOR_PREFIX`; our handlers are
@@ -16,17 +22,24 @@ import argparse
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from hrw_api import names
+from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, names
+from hrw_api.kubeclient import KubeClient
 
-from . import assets, jobs, logs, runbooks, workergroups  # noqa: F401 -- importing registers their handlers
-from . import client as login
-from .context import Operator
+from . import login, logs
+from .assets import AssetController
+from .events import EventRecorder
+from .frame import Controller, Store, Tools
+from .jobs.controller import JobController
+from .leases import LeaseView, worker_lease
+from .runbooks import RunbookController
 from .settings import OperatorSettings
+from .workergroups import WorkerGroupController
 
 logger = logging.getLogger("hrw.operator")
 
@@ -83,7 +96,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Operator, **_: Any) -
     memo.open()
     logs.kv(logger, logging.INFO, "operator.started",
             namespaces="*" if memo.settings.all_namespaces else ",".join(memo.settings.namespaces),
-            server=memo.client.server)
+            server=memo.graph.client.server)
 
 
 @kopf.on.cleanup()
@@ -97,6 +110,123 @@ def login_handler(memo: Operator, settings: kopf.OperatorSettings, **kwargs: Any
     if login.in_cluster(memo.settings.kubeconfig):
         return kopf.login_with_service_account(settings=settings, **kwargs)
     return login.connection_info(login.kubeconfig_path(memo.settings.kubeconfig))
+
+
+KINDS: tuple[type[Controller[Any]], ...] = (RunbookController, AssetController, WorkerGroupController, JobController)
+"""The kinds this operator serves; each is subscribed to its own resource's watch."""
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Every controller of the process, wired together once by `build_graph`."""
+
+    client: KubeClient
+    leases: LeaseView
+    runbooks: RunbookController
+    assets: AssetController
+    groups: WorkerGroupController
+    jobs: JobController
+    by_kind: Mapping[str, Controller[Any]]
+    """Every controller by its `kind`, for the watch of its own kind."""
+
+
+def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
+    """The controllers and who reads what: each gets its own store and views of the others."""
+    tools = Tools(client, EventRecorder(client, settings.reporting_instance), settings)
+    runbooks, groups = Store(Runbook.parse), Store(WorkerGroup.parse)
+    leases = LeaseView()
+    jobs = JobController(tools, Store(RunbookJob.parse), runbooks=runbooks, groups=groups, leases=leases)
+    runbook_controller = RunbookController(tools, runbooks, on_status_changed=jobs.kick_pending)
+    assets = AssetController(tools, Store(Asset.parse), on_status_changed=jobs.kick_pending)
+    group_controller = WorkerGroupController(tools, groups, leases=leases)
+    controllers: tuple[Controller[Any], ...] = (runbook_controller, assets, group_controller, jobs)
+    assert {type(c) for c in controllers} == set(KINDS), "build_graph and KINDS list the same kinds"
+    return Graph(client=client, leases=leases, runbooks=runbook_controller, assets=assets, groups=group_controller,
+                 jobs=jobs, by_kind={c.kind: c for c in controllers})
+
+
+class Operator:
+    """kopf's `memo`: the settings, and the graph once startup has built it.
+
+    kopf shallow-copies the memo for each object it sees; `__copy__` returns the same instance
+    so every handler shares one graph.
+    """
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self._graph: Graph | None = None
+
+    def __copy__(self) -> Operator:
+        return self
+
+    def open(self) -> None:
+        """Create the process's KubeClient and the controllers (kopf's startup handler, inside the loop)."""
+        client = KubeClient.from_environment(self.settings.kubeconfig, user_agent="hrw-operator")
+        self._graph = build_graph(self.settings, client)
+
+    async def close(self) -> None:
+        graph, self._graph = self._graph, None
+        if graph is not None:
+            for controller in graph.by_kind.values():
+                await controller.close()
+            await graph.client.aclose()
+
+    @property
+    def graph(self) -> Graph:
+        if self._graph is None:
+            raise RuntimeError("the operator's controllers are not built (startup has not run)")
+        return self._graph
+
+
+# ------------------------------------------------------------------------ routing kopf's events
+
+
+async def kind_event(*, event: kopf.RawEvent, memo: Operator, param: Any = None, **_: Any) -> None:
+    """A watch event of one of our kinds, for that kind's controller (`param` is its `kind`)."""
+    await memo.graph.by_kind[param].on_event(event.get("type"), event["object"])
+
+
+for _kind in KINDS:
+    kopf.on.event(_kind.resource.group, _kind.resource.version, _kind.resource.plural,
+                  id=f"{_kind.kind}_event", param=_kind.kind)(kind_event)
+
+
+def _configmap_read_by_a_runbook(name: str, namespace: str | None, memo: Operator, **_: Any) -> bool:
+    return memo.graph.runbooks.references(namespace or "", name)
+
+
+@kopf.on.event("v1", "configmaps", labels={names.LABEL_JOB: kopf.ABSENT}, when=_configmap_read_by_a_runbook)
+async def configmap_event(name: str, namespace: str | None, memo: Operator, **_: Any) -> None:
+    await memo.graph.runbooks.on_configmap_event(namespace or "", name)
+
+
+def _secret_read_by_an_asset(name: str, namespace: str | None, memo: Operator, **_: Any) -> bool:
+    return memo.graph.assets.references(namespace or "", name)
+
+
+@kopf.on.event("v1", "secrets", when=_secret_read_by_an_asset)
+async def secret_event(name: str, namespace: str | None, memo: Operator, **_: Any) -> None:
+    await memo.graph.assets.on_secret_event(namespace or "", name)
+
+
+@kopf.on.event("v1", "secrets", field="type", value=names.SECRET_TYPE_REGISTRATION)
+async def registration_secret_event(event: Mapping[str, Any], labels: Mapping[str, str], namespace: str | None,
+                                    memo: Operator, **_: Any) -> None:
+    group = labels.get(names.LABEL_WORKER_GROUP)
+    if event.get("type") == "DELETED" and group:
+        await memo.graph.groups.on_registration_secret_deleted(namespace or "", str(group))
+
+
+@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={names.LABEL_WORKER_GROUP: kopf.PRESENT})
+async def lease_event(event: Mapping[str, Any], name: str, namespace: str | None, body: Mapping[str, Any],
+                      memo: Operator, **_: Any) -> None:
+    graph = memo.graph
+    if event.get("type") == "DELETED":
+        await graph.groups.on_lease(graph.leases.remove(namespace or "", name), None)
+        return
+    lease = worker_lease(body)
+    if lease is not None:
+        await graph.groups.on_lease(graph.leases.put(lease), lease)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -3,34 +3,27 @@ declarations, and report `Ready` + `status.digest` — written only when somethi
 
 GitOps users keep scripts in ConfigMaps (kustomize's configMapGenerator), so the controller
 keeps an index from ConfigMap name to the runbooks that read it and re-evaluates them when
-that ConfigMap changes or goes away. When a runbook's status changes, Pending jobs of its
-namespace are looked at again (they wait for the runbook's first evaluation).
+that ConfigMap changes or goes away. When a runbook's status changes, the controller calls
+`on_status_changed(namespace)` (main wires it to the job controller: Pending jobs wait for the
+runbook's first evaluation).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import kopf
-
-from hrw_api import Condition, ParameterSpec, Runbook, conditions, content_digest, names, params
-from hrw_api.errors import ApiError, InvalidObject
+from hrw_api import ParameterSpec, Runbook, conditions, content_digest, params
+from hrw_api.errors import ApiError
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOKS
 
-from . import status as status_util
+from .frame import Controller, Key, Observed, Pass, Store, Tools
 from .logs import kv
 
-if TYPE_CHECKING:
-    from .context import Operator
-
 logger = logging.getLogger("hrw.operator.runbooks")
-
-Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -85,24 +78,25 @@ def evaluate(runbook: Runbook, configmap: Mapping[str, Any] | None) -> RunbookVe
                           content_digest(str(data[ref.key])))
 
 
-def desired_status(body: Mapping[str, Any], verdict: RunbookVerdict) -> dict[str, Any]:
-    meta = body.get("metadata") or {}
-    generation = int(meta.get("generation") or 0)
-    existing = [Condition.parse(c) for c in (body.get("status") or {}).get("conditions") or []]
+def desired_status(observed: Observed[Runbook], verdict: RunbookVerdict) -> dict[str, Any]:
+    """The status that reports `verdict`. Pure."""
+    generation = observed.meta.generation
     ready = conditions.make(conditions.READY, verdict.ready, verdict.reason, verdict.message, generation)
     return {
         "digest": verdict.digest,
         "observedGeneration": generation,
-        "conditions": [c.to_dict() for c in conditions.merge(existing, ready)],
+        "conditions": [c.to_dict() for c in conditions.merge(observed.conditions, ready)],
     }
 
 
-class RunbookController:
-    def __init__(self, operator: Operator) -> None:
-        self.op = operator
-        self.bodies: dict[Key, dict[str, Any]] = {}
+class RunbookController(Controller[Runbook]):
+    kind = "runbook"
+    resource = RUNBOOKS
+
+    def __init__(self, tools: Tools, store: Store[Runbook], *, on_status_changed: Callable[[str], None]) -> None:
+        super().__init__(tools, store)
+        self._on_status_changed = on_status_changed
         self.by_configmap: dict[Key, set[str]] = {}
-        self._locks: dict[Key, asyncio.Lock] = {}
 
     def _index(self, key: Key, configmap: str | None) -> None:
         for readers in self.by_configmap.values():
@@ -113,66 +107,33 @@ class RunbookController:
     def references(self, namespace: str, configmap: str) -> bool:
         return bool(self.by_configmap.get((namespace, configmap)))
 
-    async def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        if event_type == "DELETED":
-            self.bodies.pop(key, None)
-            self._index(key, None)
-            return
-        self.bodies[key] = dict(body)
-        ref = ((body.get("spec") or {}).get("contentFrom") or {}).get("configMapKeyRef") or {}
-        self._index(key, ref.get("name"))
-        await self.reconcile(key)
+    def forget(self, key: Key) -> None:
+        super().forget(key)
+        self._index(key, None)
 
     async def on_configmap_event(self, namespace: str, name: str) -> None:
         for runbook in sorted(self.by_configmap.get((namespace, name), set())):
             await self.reconcile((namespace, runbook))
 
-    async def reconcile(self, key: Key) -> None:
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            try:
-                await self._reconcile(key)
-            except Exception as exc:
-                kv(logger, logging.ERROR, "runbook.reconcile_failed", namespace=key[0], runbook=key[1],
-                   error=type(exc).__name__, detail=str(exc)[:300])
-
-    async def _reconcile(self, key: Key) -> None:
-        body = self.bodies.get(key)
-        if body is None:
-            return
-        try:
-            runbook = Runbook.parse(body)
-        except InvalidObject as exc:
-            verdict = RunbookVerdict(False, "InvalidSpec", str(exc))
+    async def reconcile_once(self, observed: Observed[Runbook]) -> Pass:
+        namespace, name = observed.key
+        runbook = observed.model
+        if runbook is None:
+            self._index(observed.key, None)
+            verdict = RunbookVerdict(False, "InvalidSpec", str(observed.problem))
         else:
+            ref = runbook.spec.content_from
+            self._index(observed.key, ref.name if ref else None)
             configmap = None
-            if runbook.spec.content_from is not None:
+            if ref is not None:
                 try:
-                    configmap = await self.op.client.get(CONFIG_MAPS.path(key[0], runbook.spec.content_from.name))
+                    configmap = await self.client.get(CONFIG_MAPS.path(namespace, ref.name))
                 except ApiError as exc:
                     if exc.code != 404:
                         raise
             verdict = evaluate(runbook, configmap)
-        desired = desired_status(body, verdict)
-        if not status_util.differs(desired, body.get("status") or {}):
-            return
-        answer = await self.op.client.patch(RUNBOOKS.path(key[0], key[1], "status"), {"status": desired})
-        self.bodies[key] = answer
-        kv(logger, logging.INFO, "runbook.status", namespace=key[0], runbook=key[1], ready=verdict.ready,
-           reason=verdict.reason, digest=verdict.digest)
-        self.op.jobs.kick_pending(key[0])
-
-
-@kopf.on.event(names.GROUP, names.VERSION, "runbooks")
-async def runbook_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
-    await memo.runbooks.on_event(event.get("type"), event["object"])
-
-
-def _referenced(name: str, namespace: str | None, memo: Operator, **_: Any) -> bool:
-    return memo.runbooks.references(namespace or "", name)
-
-
-@kopf.on.event("v1", "configmaps", labels={names.LABEL_JOB: kopf.ABSENT}, when=_referenced)
-async def configmap_event(name: str, namespace: str | None, memo: Operator, **_: Any) -> None:
-    await memo.runbooks.on_configmap_event(namespace or "", name)
+        if await self.write_status(observed, desired_status(observed, verdict)):
+            kv(logger, logging.INFO, "runbook.status", namespace=namespace, runbook=name, ready=verdict.ready,
+               reason=verdict.reason, digest=verdict.digest)
+            self._on_status_changed(namespace)
+        return Pass()

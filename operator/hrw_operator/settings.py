@@ -7,9 +7,8 @@ One frozen dataclass, built once by `main` and handed to every controller, so no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-LogFormat = Literal["text", "json"]
+from hrw_api.logs import LogFormat
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,11 @@ class OperatorSettings:
     so that no job stays Pending for ever."""
 
     error_retry_seconds: float = 5.0
-    """How soon a reconcile that failed on an API error (not a conflict) is retried."""
+    """How soon a reconcile that failed on an API error (not a conflict) is first retried; each
+    further failure in a row doubles the delay (`frame.retry.Backoff`)."""
+
+    error_retry_max_seconds: float = 60.0
+    """The longest delay between retries of an object whose reconcile keeps failing."""
 
     reporting_instance: str = field(default="hrw-operator")
     """`reportingInstance` of the Events we post (host name and pid by default, set by main)."""

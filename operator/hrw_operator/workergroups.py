@@ -6,42 +6,33 @@
   operator notices and creates a new one with a new token (already registered workers keep
   their own credentials; new agents need the new token).
 - `status.workers`, `status.readyWorkers` and the `Available` condition come from the workers'
-  Leases (`leases.LeaseView`). The status is written only when a worker joins, leaves or
+  Leases (`leases.LeaseView`, handed in by main). The status is written only when a worker joins, leaves or
   changes readiness: a Lease renewal updates the in-memory view and nothing else. One timer per
   group wakes at the earliest expiry of a ready worker's Lease to notice a silent death.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
-import kopf
-
-from hrw_api import Condition, WorkerStatus, conditions, names
+from hrw_api import Meta, WorkerGroup, WorkerLease, WorkerStatus, conditions, names
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import SECRETS, WORKER_GROUPS
 from hrw_api.times import now as utcnow
 
 from . import events
-from . import status as status_util
-from .leases import LeaseInfo
+from .frame import Controller, Key, Observed, Pass, Store, Tools
+from .leases import LeaseView
 from .logs import kv
-from .scheduler import Timers
-
-if TYPE_CHECKING:
-    from .context import Operator
 
 logger = logging.getLogger("hrw.operator.workergroups")
 
-Key = tuple[str, str]
 
-
-def aggregate(leases: Iterable[LeaseInfo], now: datetime) -> tuple[list[WorkerStatus], datetime | None]:
+def aggregate(leases: Iterable[WorkerLease], now: datetime) -> tuple[list[WorkerStatus], datetime | None]:
     """The workers (sorted by name) and the next moment one of them may change readiness. Pure."""
     workers: list[WorkerStatus] = []
     next_change: datetime | None = None
@@ -53,11 +44,10 @@ def aggregate(leases: Iterable[LeaseInfo], now: datetime) -> tuple[list[WorkerSt
     return workers, next_change
 
 
-def desired_status(body: Mapping[str, Any], workers: list[WorkerStatus]) -> dict[str, Any]:
-    meta = body.get("metadata") or {}
-    generation = int(meta.get("generation") or 0)
+def desired_status(observed: Observed[WorkerGroup], workers: list[WorkerStatus]) -> dict[str, Any]:
+    """The status that lists `workers`. Pure."""
+    generation = observed.meta.generation
     ready = sum(1 for w in workers if w.ready and not w.draining)
-    existing = [Condition.parse(c) for c in (body.get("status") or {}).get("conditions") or []]
     if ready:
         available = conditions.make(conditions.AVAILABLE, True, "WorkersReady",
                                     f"{ready} of {len(workers)} worker(s) ready", generation)
@@ -67,28 +57,26 @@ def desired_status(body: Mapping[str, Any], workers: list[WorkerStatus]) -> dict
     return {
         "workers": [w.to_dict() for w in workers],
         "readyWorkers": ready,
-        "registrationTokenSecret": names.registration_secret_name(str(meta.get("name") or "")),
+        "registrationTokenSecret": names.registration_secret_name(observed.meta.name),
         "observedGeneration": generation,
-        "conditions": [c.to_dict() for c in conditions.merge(existing, available)],
+        "conditions": [c.to_dict() for c in conditions.merge(observed.conditions, available)],
     }
 
 
-def registration_secret(group: Mapping[str, Any]) -> dict[str, Any]:
+def registration_secret(group: Meta) -> dict[str, Any]:
     """A new registration-token Secret for `group`, owned by it (garbage-collected with it)."""
-    meta = group.get("metadata") or {}
-    name = str(meta.get("name") or "")
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": names.registration_secret_name(name),
-            "namespace": meta.get("namespace"),
-            "labels": {names.LABEL_WORKER_GROUP: name, names.LABEL_MANAGED_BY: names.MANAGED_BY},
+            "name": names.registration_secret_name(group.name),
+            "namespace": group.namespace,
+            "labels": {names.LABEL_WORKER_GROUP: group.name, names.LABEL_MANAGED_BY: names.MANAGED_BY},
             "ownerReferences": [{
                 "apiVersion": names.API_VERSION,
                 "kind": names.WORKER_GROUP,
-                "name": name,
-                "uid": meta.get("uid"),
+                "name": group.name,
+                "uid": group.uid,
                 "controller": True,
             }],
         },
@@ -97,136 +85,76 @@ def registration_secret(group: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class WorkerGroupController:
-    def __init__(self, operator: Operator) -> None:
-        self.op = operator
-        self.bodies: dict[Key, dict[str, Any]] = {}
-        self.timers = Timers("workergroups")
-        self._locks: dict[Key, asyncio.Lock] = {}
-        self._secret_ok: set[Key] = set()
-        self._pruned: set[str] = set()
-        self.status_writes = 0
+class WorkerGroupController(Controller[WorkerGroup]):
+    kind = "workergroup"
+    resource = WORKER_GROUPS
 
-    async def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        if event_type == "DELETED":
-            self.bodies.pop(key, None)
-            self._secret_ok.discard(key)
-            self.timers.cancel(key)
-            return
-        self.bodies[key] = dict(body)
-        await self.reconcile(key)
+    def __init__(self, tools: Tools, store: Store[WorkerGroup], *, leases: LeaseView) -> None:
+        super().__init__(tools, store)
+        self.leases = leases
+        self._secret_ok: set[Key] = set()
+
+    def forget(self, key: Key) -> None:
+        super().forget(key)
+        self._secret_ok.discard(key)
 
     async def on_registration_secret_deleted(self, namespace: str, group: str) -> None:
         key = (namespace, group)
         self._secret_ok.discard(key)
-        if key in self.bodies:
+        if key in self.store:
             await self.reconcile(key)
 
-    async def on_lease(self, old: LeaseInfo | None, new: LeaseInfo | None) -> None:
+    async def on_lease(self, old: WorkerLease | None, new: WorkerLease | None) -> None:
         """A Lease changed: reconcile its group only if that worker's entry in the status would change."""
         lease = new or old
         if lease is None:
             return
         key = (lease.namespace, lease.group)
-        body = self.bodies.get(key)
-        if body is None:
+        observed = self.store.get(key)
+        if observed is None:
             return
-        listed = {w.get("name"): w for w in (body.get("status") or {}).get("workers") or []}
+        if observed.model is None:  # a group whose spec does not parse still lists its workers
+            await self.reconcile(key)
+            return
+        listed = {w.name: w.to_dict() for w in observed.model.workers}
         if new is None:
             if lease.worker in listed:
                 await self.reconcile(key)
             return
         wanted = new.worker_status(utcnow()).to_dict()
         current = listed.get(new.worker)
-        if current is None or any(current.get(k) != v for k, v in wanted.items() if k not in self._pruned):
+        skip = self.status_writer.pruned_fields
+        if current is None or any(current.get(k) != v for k, v in wanted.items() if k not in skip):
             await self.reconcile(key)
 
-    async def reconcile(self, key: Key) -> None:
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            try:
-                await self._reconcile(key)
-            except Exception as exc:
-                kv(logger, logging.ERROR, "workergroup.reconcile_failed", namespace=key[0], group=key[1],
-                   error=type(exc).__name__, detail=str(exc)[:300])
-                retry_at = utcnow() + timedelta(seconds=self.op.settings.error_retry_seconds)
-                self.timers.schedule(key, retry_at, lambda: self.reconcile(key))
-
-    async def _ensure_secret(self, key: Key, body: Mapping[str, Any]) -> None:
+    async def _ensure_secret(self, group: Meta) -> None:
+        key = (group.namespace, group.name)
         if key in self._secret_ok:
             return
-        name = names.registration_secret_name(key[1])
+        name = names.registration_secret_name(group.name)
         try:
-            await self.op.client.get(SECRETS.path(key[0], name))
+            await self.client.get(SECRETS.path(group.namespace, name))
         except ApiError as exc:
             if exc.code != 404:
                 raise
             try:
-                await self.op.client.create(SECRETS.path(key[0]), registration_secret(body))
+                await self.client.create(SECRETS.path(group.namespace), registration_secret(group))
             except ApiError as create_exc:
                 if create_exc.code != 409:  # created meanwhile: fine
                     raise
             else:
-                kv(logger, logging.INFO, "workergroup.registration_secret_created", namespace=key[0], group=key[1],
-                   secret=name)
-                await self.op.recorder.post(body, type_=events.NORMAL, reason="RegistrationTokenCreated",
-                                            action="CreateSecret",
-                                            note=f"registration token Secret {name} created")
+                kv(logger, logging.INFO, "workergroup.registration_secret_created", namespace=group.namespace,
+                   group=group.name, secret=name)
+                await self.tools.recorder.post(group, names.WORKER_GROUP, type_=events.NORMAL,
+                                               reason="RegistrationTokenCreated", action="CreateSecret",
+                                               note=f"registration token Secret {name} created")
         self._secret_ok.add(key)
 
-    async def _reconcile(self, key: Key) -> None:
-        body = self.bodies.get(key)
-        if body is None:
-            return
-        await self._ensure_secret(key, body)
-        now = utcnow()
-        workers, next_change = aggregate(self.op.leases.of_group(*key), now)
-        desired = desired_status(body, workers)
-        if status_util.differs(desired, body.get("status") or {}, ignore=self._pruned):
-            answer = await self.op.client.patch(WORKER_GROUPS.path(key[0], key[1], "status"), {"status": desired})
-            self.status_writes += 1
-            self.bodies[key] = answer
-            lost = status_util.pruned(desired, answer.get("status") or {})
-            if lost - self._pruned:
-                kv(logger, logging.WARNING, "workergroup.status_fields_pruned", fields=",".join(sorted(lost)))
-                self._pruned |= lost
-            kv(logger, logging.INFO, "workergroup.status", namespace=key[0], group=key[1],
-               workers=len(workers), ready=desired["readyWorkers"])
-        if next_change is not None:
-            self.timers.schedule(key, next_change, lambda: self.reconcile(key))
-        else:
-            self.timers.cancel(key)
-
-    async def close(self) -> None:
-        await self.timers.close()
-
-
-@kopf.on.event(names.GROUP, names.VERSION, "workergroups")
-async def workergroup_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
-    await memo.groups.on_event(event.get("type"), event["object"])
-
-
-@kopf.on.event("v1", "secrets", field="type", value=names.SECRET_TYPE_REGISTRATION)
-async def registration_secret_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
-    if event.get("type") != "DELETED":
-        return
-    meta = event["object"].get("metadata") or {}
-    group = (meta.get("labels") or {}).get(names.LABEL_WORKER_GROUP)
-    if group:
-        await memo.groups.on_registration_secret_deleted(str(meta.get("namespace") or ""), str(group))
-
-
-@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={names.LABEL_WORKER_GROUP: kopf.PRESENT})
-async def lease_event(event: Mapping[str, Any], memo: Operator, **_: Any) -> None:
-    obj = event["object"]
-    meta = obj.get("metadata") or {}
-    if event.get("type") == "DELETED":
-        old = memo.leases.remove(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        await memo.groups.on_lease(old, None)
-        return
-    lease = LeaseInfo.parse(obj)
-    if lease is None:
-        return
-    old = memo.leases.put(lease)
-    await memo.groups.on_lease(old, lease)
+    async def reconcile_once(self, observed: Observed[WorkerGroup]) -> Pass:
+        await self._ensure_secret(observed.meta)
+        workers, next_change = aggregate(self.leases.of_group(*observed.key), utcnow())
+        desired = desired_status(observed, workers)
+        if await self.write_status(observed, desired):
+            kv(logger, logging.INFO, "workergroup.status", namespace=observed.meta.namespace,
+               group=observed.meta.name, workers=len(workers), ready=desired["readyWorkers"])
+        return Pass(wake_at=next_change)

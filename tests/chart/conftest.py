@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,17 +54,22 @@ class Helm:
         return proc
 
     def template(self, *sets: str, namespace: str = "hrw-system", release: str = "hrw",
-                 include_crds: bool = False) -> str:
+                 include_crds: bool = False, values: JSON | None = None) -> str:
         args = ["template", release, str(CHART), "--namespace", namespace]
         if include_crds:
             args.append("--include-crds")
+        if values is not None:
+            values_file = self.home / f"values-{uuid.uuid4().hex[:8]}.yaml"
+            values_file.write_text(yaml.safe_dump(values))
+            args += ["--values", str(values_file)]
         for assignment in sets:
             args += ["--set", assignment]
         return self.run(*args).stdout
 
-    def render(self, *sets: str, namespace: str = "hrw-system", release: str = "hrw") -> list[JSON]:
+    def render(self, *sets: str, namespace: str = "hrw-system", release: str = "hrw",
+               values: JSON | None = None) -> list[JSON]:
         """The rendered objects, parsed."""
-        text = self.template(*sets, namespace=namespace, release=release)
+        text = self.template(*sets, namespace=namespace, release=release, values=values)
         return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
@@ -80,8 +86,16 @@ def find(objects: list[JSON], kind: str, name: str | None = None) -> JSON:
 
 
 def rbac_source(component: str) -> list[JSON]:
-    """The objects of deploy/rbac/<component>.yaml, the one source of the rules."""
+    """The objects of deploy/rbac/<component>.yaml: the ServiceAccount, and the operator's
+    discovery ClusterRole and its binding."""
     return [doc for doc in yaml.safe_load_all((RBAC_DIR / f"{component}.yaml").read_text()) if doc]
+
+
+def role_source(component: str) -> list[JSON]:
+    """The objects of deploy/rbac/per-namespace/<component>.yaml: the Role and RoleBinding the
+    chart renders in each watched namespace, the one source of their rules."""
+    path = RBAC_DIR / "per-namespace" / f"{component}.yaml"
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
 @dataclass(frozen=True)
@@ -103,8 +117,9 @@ def release(helm: Helm, cluster, crds, namespace: str, request: pytest.FixtureRe
     """The chart installed into the test's namespace under a unique release name.
 
     The name contains "hrw", so objects are <release>-operator/-proxy and never collide with the
-    hrw-operator/hrw-proxy ClusterRoles other tests apply from deploy/rbac. Uninstalled
-    afterwards: the namespace's deletion would not remove the cluster-scoped RBAC.
+    hrw-operator/hrw-proxy objects other tests apply from deploy/rbac. With the default values
+    the Roles are in the release's namespace only. Uninstalled afterwards: the namespace's
+    deletion would not remove the cluster-scoped RBAC (the operator's discovery ClusterRole).
     """
     name = unique_name(f"hrw-{request.node.name}", max_length=40)
     helm.run("install", name, str(CHART), "--namespace", namespace, "--wait=false",
@@ -139,3 +154,12 @@ def service_account_kubeconfig(cluster, namespace: str, service_account: str, di
 async def admin(cluster, crds) -> AsyncIterator[KubeClient]:
     async with KubeClient.from_kubeconfig(cluster.kubeconfig_path, user_agent="hrw-chart-test") as client:
         yield client
+
+
+@pytest.fixture
+def outside_namespace(cluster, namespace: str) -> Iterator[str]:
+    """A second namespace, outside the release's list: the chart grants nothing there."""
+    name = unique_name(f"outside-{namespace}", max_length=60)
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")

@@ -1,5 +1,6 @@
 """What `helm lint` and `helm template` make of charts/hrw, without a cluster: the RBAC rules are
-deploy/rbac's, the CRDs are crds/'s, and each value changes what it should."""
+deploy/rbac's and granted per watched namespace, the CRDs are crds/'s, only 443 is public, and
+each value changes what it should."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import CHART, REPO_ROOT, Helm, find, rbac_source
+from .conftest import CHART, RBAC_DIR, REPO_ROOT, Helm, find, rbac_source, role_source
 
 
 def container(objects, deployment: str) -> dict:
@@ -20,33 +21,105 @@ def test_helm_lint_passes_with_the_default_values(helm: Helm) -> None:
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout, result.stdout
 
 
+def of_kind(objects: list[dict], *kinds: str) -> list[dict]:
+    return [o for o in objects if o["kind"] in kinds]
+
+
 @pytest.mark.parametrize("component", ["operator", "proxy"])
-def test_rendered_rbac_rules_equal_deploy_rbac_rules(helm: Helm, component: str) -> None:
-    objects = helm.render("operator.serviceAccount.name=op-sa", "proxy.serviceAccount.name=px-sa",
-                          namespace="elsewhere", release="prod")
-    source = find(rbac_source(component), "ClusterRole")
-    role = find(objects, "ClusterRole", f"prod-hrw-{component}")
-    assert role["rules"] == source["rules"]
-    # Only the names and the namespace are the chart's.
+def test_each_watched_namespace_gets_a_role_with_the_rules_of_deploy_rbac(helm: Helm, component: str) -> None:
+    objects = helm.render("watchNamespaces={ops,batch}", "operator.serviceAccount.name=op-sa",
+                          "proxy.serviceAccount.name=px-sa", namespace="elsewhere", release="prod")
+    source = find(role_source(component), "Role")
     account = {"operator": "op-sa", "proxy": "px-sa"}[component]
-    binding = find(objects, "ClusterRoleBinding", f"prod-hrw-{component}")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": f"prod-hrw-{component}"}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "elsewhere"}]
+    name = f"prod-hrw-{component}"
+    roles = [o for o in of_kind(objects, "Role") if o["metadata"]["name"] == name]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["batch", "ops"]
+    for namespace in ("ops", "batch"):
+        role = find([r for r in roles if r["metadata"]["namespace"] == namespace], "Role")
+        assert role["rules"] == source["rules"]
+        binding = find([o for o in of_kind(objects, "RoleBinding") if o["metadata"]["namespace"] == namespace],
+                       "RoleBinding", name)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        # Only the names and the namespaces are the chart's.
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "elsewhere"}]
     assert find(objects, "ServiceAccount", account)["metadata"]["namespace"] == "elsewhere"
-    assert find(objects, "Deployment", f"prod-hrw-{component}")["spec"]["template"]["spec"][
-        "serviceAccountName"] == account
+    assert find(objects, "Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == account
+
+
+def test_nothing_is_granted_cluster_wide_but_the_operators_read_only_discovery(helm: Helm) -> None:
+    objects = helm.render("watchNamespaces={ops}")
+    cluster_roles = of_kind(objects, "ClusterRole")
+    assert [r["metadata"]["name"] for r in cluster_roles] == ["hrw-operator-discovery"]
+    assert cluster_roles[0]["rules"] == find(rbac_source("operator"), "ClusterRole")["rules"]
+    assert {verb for rule in cluster_roles[0]["rules"] for verb in rule["verbs"]} == {"get", "list", "watch"}
+    assert {resource for rule in cluster_roles[0]["rules"] for resource in rule["resources"]} == {
+        "customresourcedefinitions", "namespaces"}
+    binding = find(objects, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == "hrw-operator-discovery"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hrw-operator", "namespace": "hrw-system"}]
+    assert not [o for o in of_kind(objects, "Role", "RoleBinding") if o["metadata"]["namespace"] != "ops"]
+
+
+def test_without_a_list_the_roles_are_in_the_release_namespace(helm: Helm) -> None:
+    objects = helm.render(namespace="hrw-here")
+    assert {(o["kind"], o["metadata"]["name"], o["metadata"]["namespace"])
+            for o in of_kind(objects, "Role", "RoleBinding")} == {
+        (kind, f"hrw-{component}", "hrw-here") for kind in ("Role", "RoleBinding")
+        for component in ("operator", "proxy")}
+
+
+def test_all_namespaces_mode_binds_the_same_rules_cluster_wide(helm: Helm) -> None:
+    objects = helm.render("allNamespaces=true", "watchNamespaces={ignored}")
+    assert not of_kind(objects, "Role", "RoleBinding")
+    for component in ("operator", "proxy"):
+        role = find(objects, "ClusterRole", f"hrw-{component}")
+        assert role["rules"] == find(role_source(component), "Role")["rules"]
+        binding = find(objects, "ClusterRoleBinding", f"hrw-{component}")
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                      "name": f"hrw-{component}"}
+    find(objects, "ClusterRole", "hrw-operator-discovery")
+    assert container(objects, "hrw-operator")["args"][0] == "--all-namespaces"
+
+
+def test_rendered_roles_carry_the_comment_of_each_rule(helm: Helm) -> None:
+    text = helm.template("watchNamespaces={ops}")
+    for component in ("operator", "proxy"):
+        source = (RBAC_DIR / "per-namespace" / f"{component}.yaml").read_text()
+        comments = [line.strip() for line in source[source.index("\nrules:"):].splitlines()
+                    if line.strip().startswith("#")]
+        assert comments
+        for comment in comments:
+            assert comment in text, comment
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "kube-public", "kube-node-lease"])
+def test_the_clusters_own_namespaces_cannot_be_watched(helm: Helm, namespace: str) -> None:
+    result = helm.run("template", "hrw", str(CHART), "--set", f"watchNamespaces={{ops,{namespace}}}", check=False)
+    assert result.returncode != 0
+    assert f"watchNamespaces must not list {namespace}" in result.stderr
+
+
+def test_the_old_operator_namespaces_value_is_refused_with_its_new_name(helm: Helm) -> None:
+    result = helm.run("template", "hrw", str(CHART), "--set", "operator.namespaces={a}", check=False)
+    assert result.returncode != 0
+    assert "operator.namespaces is now watchNamespaces" in result.stderr
 
 
 def test_release_named_hrw_gets_the_names_of_deploy_rbac(helm: Helm) -> None:
     objects = helm.render()
     for component in ("operator", "proxy"):
-        for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
-            source = find(rbac_source(component), kind)
+        source = find(rbac_source(component), "ServiceAccount")
+        assert find(objects, "ServiceAccount", source["metadata"]["name"])["metadata"]["namespace"] == \
+            source["metadata"]["namespace"]
+        for kind in ("Role", "RoleBinding"):
+            source = find(role_source(component), kind)
             rendered = find(objects, kind, source["metadata"]["name"])
-            assert rendered["metadata"].get("namespace") == source["metadata"].get("namespace")
-        assert find(objects, "ClusterRoleBinding", f"hrw-{component}")["subjects"] == \
-            find(rbac_source(component), "ClusterRoleBinding")["subjects"]
+            assert rendered["metadata"]["namespace"] == "hrw-system"
+        assert find(objects, "RoleBinding", f"hrw-{component}")["subjects"] == \
+            find(role_source(component), "RoleBinding")["subjects"]
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        source = find(rbac_source("operator"), kind)
+        assert find(objects, kind, source["metadata"]["name"]).get("subjects") == source.get("subjects")
 
 
 def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
@@ -64,12 +137,12 @@ def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
     assert (CHART / "files" / "rbac").resolve() == (REPO_ROOT / "deploy" / "rbac").resolve()
 
 
-def test_operator_serves_all_namespaces_by_default_and_the_listed_ones_when_given(helm: Helm) -> None:
-    default = container(helm.render(), "hrw-operator")
+def test_operator_serves_the_release_namespace_by_default_and_the_listed_ones_when_given(helm: Helm) -> None:
+    default = container(helm.render(namespace="hrw-here"), "hrw-operator")
     assert default["command"] == ["hrw-operator"]
     liveness = ["--liveness", "http://0.0.0.0:8080/healthz"]
-    assert default["args"] == ["--all-namespaces", "--log-format", "json", *liveness]
-    listed = container(helm.render("operator.namespaces={a,b}", "operator.logFormat=text",
+    assert default["args"] == ["--namespace", "hrw-here", "--log-format", "json", *liveness]
+    listed = container(helm.render("watchNamespaces={a,b}", "operator.logFormat=text",
                                    "operator.verbose=true"), "hrw-operator")
     assert listed["args"] == ["--namespace", "a", "--namespace", "b", "--log-format", "text", "--verbose",
                               *liveness]
@@ -110,19 +183,78 @@ def test_proxy_listens_with_tls_from_the_secret_and_is_probed_on_the_metrics_por
     assert {"name": "tls", "secret": {"secretName": "hrw-proxy-tls"}} in default_volumes
 
 
-def test_proxy_service_is_443_to_8443_and_its_type_follows_the_value(helm: Helm) -> None:
-    service = find(helm.render(), "Service", "hrw-proxy")
+def ports(service: dict) -> dict:
+    return {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+
+
+def test_proxy_service_is_443_to_8443_only_and_its_type_follows_the_value(helm: Helm) -> None:
+    objects = helm.render()
+    service = find(objects, "Service", "hrw-proxy")
     assert service["spec"]["type"] == "ClusterIP"
-    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
-        "https": (443, "https"), "metrics": (9090, "metrics")}
-    assert service["spec"]["selector"] == find(helm.render(), "Deployment", "hrw-proxy")["spec"]["selector"][
-        "matchLabels"]
+    assert ports(service) == {"https": (443, "https")}
+    assert service["spec"]["selector"] == find(objects, "Deployment", "hrw-proxy")["spec"]["selector"]["matchLabels"]
     balanced = find(helm.render("proxy.service.type=LoadBalancer",
                                 "proxy.service.loadBalancerSourceRanges={10.0.0.0/8}",
                                 "proxy.service.externalTrafficPolicy=Local"), "Service", "hrw-proxy")
     assert balanced["spec"]["type"] == "LoadBalancer"
     assert balanced["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
     assert balanced["spec"]["externalTrafficPolicy"] == "Local"
+
+
+@pytest.mark.parametrize("service_type", ["LoadBalancer", "NodePort"])
+def test_a_public_service_exposes_only_443_and_metrics_stay_on_a_cluster_ip_service(
+        helm: Helm, service_type: str) -> None:
+    objects = helm.render(f"proxy.service.type={service_type}")
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    assert set(services) == {"hrw-proxy", "hrw-proxy-metrics"}
+    public = services["hrw-proxy"]
+    assert public["spec"]["type"] == service_type
+    assert [(p["port"], p["targetPort"]) for p in public["spec"]["ports"]] == [(443, "https")]
+    # Every port any non-ClusterIP Service of the chart publishes: 443 alone.
+    published = {p["port"] for s in services.values() if s["spec"]["type"] != "ClusterIP" for p in s["spec"]["ports"]}
+    assert published == {443}
+    metrics = services["hrw-proxy-metrics"]
+    assert metrics["spec"]["type"] == "ClusterIP"
+    assert ports(metrics) == {"metrics": (9090, "metrics")}
+    assert metrics["spec"]["selector"] == public["spec"]["selector"]
+
+
+def test_service_monitor_selects_the_metrics_service_and_not_the_public_one(helm: Helm) -> None:
+    objects = helm.render("proxy.metrics.serviceMonitor.enabled=true", "proxy.service.type=LoadBalancer")
+    selector = find(objects, "ServiceMonitor", "hrw-proxy")["spec"]["selector"]["matchLabels"]
+
+    def selected(service: dict) -> bool:
+        return selector.items() <= service["metadata"]["labels"].items()
+
+    assert selected(find(objects, "Service", "hrw-proxy-metrics"))
+    assert not selected(find(objects, "Service", "hrw-proxy"))
+
+
+def test_network_policies_admit_agents_on_https_and_metrics_from_inside_only(helm: Helm) -> None:
+    objects = helm.render()
+    proxy = find(objects, "NetworkPolicy", "hrw-proxy")["spec"]
+    assert proxy["podSelector"] == find(objects, "Deployment", "hrw-proxy")["spec"]["selector"]
+    assert proxy["policyTypes"] == ["Ingress"]
+    https, metrics = proxy["ingress"]
+    assert https == {"ports": [{"port": "https", "protocol": "TCP"}]}  # from anywhere: agents are outside
+    assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": [{"podSelector": {}}]}
+    operator = find(objects, "NetworkPolicy", "hrw-operator")["spec"]
+    assert operator["podSelector"] == find(objects, "Deployment", "hrw-operator")["spec"]["selector"]
+    assert operator["policyTypes"] == ["Ingress"] and operator["ingress"] == []
+
+
+def test_network_policy_values_restrict_sources_and_egress_or_turn_it_off(helm: Helm) -> None:
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ingress = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}}
+    egress = [{"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"port": 443}, {"port": 6443}]}]
+    values = {"networkPolicy": {"metricsFrom": [monitoring], "httpsFrom": [ingress], "egress": egress}}
+    objects = helm.render(values=values)
+    proxy = find(objects, "NetworkPolicy", "hrw-proxy")["spec"]
+    assert [rule.get("from") for rule in proxy["ingress"]] == [[ingress], [monitoring]]
+    for name in ("hrw-proxy", "hrw-operator"):
+        spec = find(objects, "NetworkPolicy", name)["spec"]
+        assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["egress"] == egress
+    assert not of_kind(helm.render("networkPolicy.enabled=false"), "NetworkPolicy")
 
 
 def test_proxy_disruption_budget_and_service_monitor_follow_their_values(helm: Helm) -> None:

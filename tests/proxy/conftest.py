@@ -22,6 +22,7 @@ from tests.support.proxy import (
     ProxyTLS,
     RunningProxy,
     create_registration_secret,
+    grant_proxy,
     register_worker,
     start_proxy,
 )
@@ -92,6 +93,7 @@ async def _create(admin: KubeClient, path: str, obj: dict[str, Any]) -> None:
 @pytest.fixture
 async def world(cluster, crds, namespace: str, admin: KubeClient, proxy: RunningProxy) -> World:
     ns = namespace
+    grant_proxy(cluster, ns)
     hrw = {"apiVersion": names.API_VERSION}
     for group in ("g1", "g2"):
         await _create(admin, WORKER_GROUPS.path(ns), {**hrw, "kind": names.WORKER_GROUP,

@@ -3,7 +3,8 @@
 Used by the proxy's tests and by anyone who needs a proxy in front of the cluster (the agent's
 tests, end-to-end tests). The small API, in the order a test uses it:
 
-    kubeconfig = proxy_kubeconfig(cluster, tmp_dir)          # RBAC applied, SA token minted
+    kubeconfig = proxy_kubeconfig(cluster, tmp_dir)          # ServiceAccount applied, token minted
+    grant_proxy(cluster, ns)                                 # its Role in the test's namespace
     tls = proxy_tls(tmp_dir)                                 # CA + serving cert for 127.0.0.1
     proxy = start_proxy(processes, kubeconfig, tls)          # hrw-proxy running, /readyz answered
     token = create_registration_secret(cluster, ns, group)   # what the operator does for a group
@@ -12,7 +13,8 @@ tests, end-to-end tests). The small API, in the order a test uses it:
     proxy_kubectl(cluster, proxy, credential, "get", "rbj", "-n", ns)   # kubectl itself, at the proxy
 
 The proxy never runs as admin here: its kubeconfig carries a token of the `hrw-proxy`
-ServiceAccount, bound only by `deploy/rbac/proxy.yaml`.
+ServiceAccount (`deploy/rbac/proxy.yaml`), which holds no cluster-wide grant; each test grants it
+the Role the chart ships (`deploy/rbac/per-namespace/proxy.yaml`) in its own namespace and no other.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
     "ProxyTLS",
     "RunningProxy",
     "create_registration_secret",
+    "grant_proxy",
     "proxy_kubeconfig",
     "proxy_kubectl",
     "proxy_tls",
@@ -51,6 +54,7 @@ __all__ = [
 ]
 
 RBAC_PATH = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "proxy.yaml"
+ROLE_PATH = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "per-namespace" / "proxy.yaml"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,11 @@ class RunningProxy:
 def proxy_kubeconfig(cluster: Cluster, directory: Path, *, duration: str = "4h") -> Path:
     """Apply deploy/rbac/proxy.yaml and write a kubeconfig authenticating as the hrw-proxy ServiceAccount."""
     return stack.proxy_kubeconfig(cluster, directory, RBAC_PATH, duration=duration)
+
+
+def grant_proxy(cluster: Cluster, namespace: str) -> None:
+    """Give the hrw-proxy ServiceAccount its Role (deploy/rbac/per-namespace/proxy.yaml) in `namespace`."""
+    stack.grant_namespace(cluster, namespace, ROLE_PATH, PROXY_SERVICE_ACCOUNT)
 
 
 def proxy_tls(directory: Path) -> ProxyTLS:

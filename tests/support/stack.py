@@ -1,6 +1,6 @@
 """The whole product for end-to-end tests: the real `hrw-operator`, `hrw-proxy` (as its own
-ServiceAccount, behind TLS) and `hrw-agent` processes on the session's cluster, one namespace
-per test.
+ServiceAccount with its Role in the test's namespace only, behind TLS) and `hrw-agent` processes
+on the session's cluster, one namespace per test.
 
     stack = await Stack.create(cluster, namespace, processes, tmp_path, proxy_kubeconfig, tls)
     await stack.group("dc", maxJobsPerWorker=2)
@@ -29,7 +29,7 @@ from hrw_api import names
 from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, EVENTS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
 from hrw_api.phases import JobPhase
 from tests.support.processes import ManagedProcess, ProcessFactory
-from tests.support.proxy import ProxyTLS, RunningProxy, create_registration_secret, start_proxy
+from tests.support.proxy import ProxyTLS, RunningProxy, create_registration_secret, grant_proxy, start_proxy
 from tests.support.waiting import async_wait_until, wait_until
 
 JSON = dict[str, Any]
@@ -51,6 +51,7 @@ class Stack:
     @classmethod
     async def create(cls, cluster: Any, namespace: str, processes: ProcessFactory, directory: Path,
                      proxy_kubeconfig: Path, tls: ProxyTLS) -> Stack:
+        grant_proxy(cluster, namespace)
         operator = processes.start("hrw-operator", "--namespace", namespace, "--kubeconfig",
                                    str(cluster.kubeconfig_path), name="hrw-operator")
         proxy = start_proxy(processes, proxy_kubeconfig, tls, *PROXY_ARGS)

@@ -64,3 +64,80 @@ def test_only_the_contracts_client_module_talks_http() -> None:
         for name in sorted(_imports(path) & HTTP_MODULES)
     ]
     assert offences == []
+
+
+
+# Inside the operator: one module (or package) per kind's controller. A controller imports the
+# frame and the shared helpers only, never another controller nor the module that wires them
+# (`main` builds the graph and hands each controller what it reads), so no import circle can
+# come back (issue 9: controllers used to reach each other through a `context` module).
+OPERATOR_CONTROLLERS = ("hrw_operator.runbooks", "hrw_operator.assets", "hrw_operator.workergroups",
+                        "hrw_operator.jobs")
+OPERATOR_SHARED = ("hrw_operator.frame", "hrw_operator.events", "hrw_operator.leases", "hrw_operator.logs",
+                   "hrw_operator.settings")
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _operator_imports(path: Path, root: Path) -> set[str]:
+    """The hrw_operator modules `path` imports, relative imports resolved."""
+    module = _module_name(path, root).split(".")
+    package = module if path.name == "__init__.py" else module[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            target = ".".join(p for p in (base, node.module or "") if p)
+            # `from . import x` imports the module `x` when there is one: judge both names.
+            found.update(f"{target}.{alias.name}" for alias in node.names
+                         if (root / Path(*target.split("."), alias.name)).exists()
+                         or (root / Path(*target.split("."), f"{alias.name}.py")).exists())
+            found.add(target)
+    return {name for name in found if name.split(".")[0] == "hrw_operator" and name != "hrw_operator"}
+
+
+def _controller_offences(package: Path) -> list[str]:
+    root = package.parent
+    offences = []
+    for path in sorted(package.rglob("*.py")):
+        module = _module_name(path, root)
+        own = next((c for c in OPERATOR_CONTROLLERS if _within(module, c)), None)
+        if own is None and not _within(module, "hrw_operator.frame"):
+            continue
+        allowed = OPERATOR_SHARED + ((own,) if own else ())
+        if own is None:  # the frame serves every kind and knows none of them
+            allowed = tuple(m for m in OPERATOR_SHARED if m != "hrw_operator.leases")
+        offences += [f"{path.relative_to(root)} imports {imported}"
+                     for imported in sorted(_operator_imports(path, root))
+                     if not any(_within(imported, a) for a in allowed)]
+    return offences
+
+
+def test_operator_controllers_import_neither_each_other_nor_the_wiring() -> None:
+    assert _controller_offences(PACKAGES["hrw_operator"]) == []
+
+
+def test_the_controller_rule_catches_a_controller_reaching_for_another(tmp_path: Path) -> None:
+    package = tmp_path / "hrw_operator"
+    (package / "jobs").mkdir(parents=True)
+    (package / "jobs" / "__init__.py").write_text("")
+    (package / "jobs" / "controller.py").write_text("from ..logs import kv\nfrom ..frame import Store\n")
+    (package / "runbooks.py").write_text("from . import logs\nfrom .jobs.controller import JobController\n")
+    (package / "assets.py").write_text("if False:\n    from .context import Operator\n")
+    (package / "logs.py").write_text("")
+    (package / "context.py").write_text("from .runbooks import RunbookController\n")
+    assert _controller_offences(package) == [
+        "hrw_operator/assets.py imports hrw_operator.context",
+        "hrw_operator/runbooks.py imports hrw_operator.jobs.controller",
+    ]

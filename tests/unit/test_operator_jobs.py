@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, content_digest
+from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, WorkerLease, content_digest
 from hrw_api.phases import RUN_DEADLINE_GRACE_SECONDS, JobPhase
 from hrw_api.times import format_time
-from hrw_operator.jobs import Delete, End, JobFacts, MarkFinished, Queue, Reject, Requeue, decide
-from hrw_operator.leases import LeaseInfo
+from hrw_operator.jobs.decide import Delete, End, JobFacts, MarkFinished, Queue, Reject, Requeue, decide
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 T = format_time
@@ -121,8 +120,9 @@ def running(attempt: int = 1, start: datetime = NOW) -> dict[str, Any]:
             "claim": {"worker": "w1", "attempt": attempt, "claimedAt": T(start)}}
 
 
-def lease(renewed: datetime, duration: int = 10) -> LeaseInfo:
-    return LeaseInfo("ns", "hrw.pool.w1", "pool", "w1", renewed, duration)
+def lease(renewed: datetime, duration: int = 10) -> WorkerLease:
+    return WorkerLease(name="hrw.pool.w1", namespace="ns", group="pool", worker="w1", renew_time=renewed,
+                       duration_seconds=duration)
 
 
 def test_running_job_with_a_live_lease_wakes_at_the_earlier_of_deadline_and_lease_expiry() -> None:

@@ -58,9 +58,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-The rules of a ClusterRole in deploy/rbac/<file>, read through the files/rbac symlink, so the
-chart and the plain manifests can never grant different things.
-Call: (include "hrw.rbacRules" (dict "root" $ "file" "operator.yaml")).
+The `rules:` block of the object of kind `kind` in deploy/rbac/<file>, read through the
+files/rbac symlink as text, so the rendered Roles carry each rule's comment and the chart and
+the plain manifests can never grant different things. The rules must be the object's last key.
+Call: (include "hrw.rbacRules" (dict "root" $ "file" "per-namespace/proxy.yaml" "kind" "Role")).
 */}}
 {{- define "hrw.rbacRules" -}}
 {{- $path := printf "files/rbac/%s" .file }}
@@ -68,17 +69,32 @@ Call: (include "hrw.rbacRules" (dict "root" $ "file" "operator.yaml")).
 {{- if not $text }}
 {{- fail (printf "%s is missing or empty: the chart reads its RBAC rules from deploy/rbac through the files/rbac symlink" $path) }}
 {{- end }}
-{{- $rules := list }}
+{{- $block := "" }}
 {{- range $doc := regexSplit "(?m)^---[ \t]*$" $text -1 }}
-{{- $obj := fromYaml $doc }}
-{{- if eq (get $obj "kind") "ClusterRole" }}
-{{- $rules = get $obj "rules" }}
+{{- if eq (get (fromYaml $doc) "kind") $.kind }}
+{{- $block = regexFind "(?ms)^rules:.*" $doc | trim }}
 {{- end }}
 {{- end }}
-{{- if not $rules }}
-{{- fail (printf "%s holds no ClusterRole with rules" $path) }}
+{{- if not (get (fromYaml $block) "rules") }}
+{{- fail (printf "%s holds no %s whose last key is rules" $path .kind) }}
 {{- end }}
-{{- toYaml $rules }}
+{{- $block }}
+{{- end }}
+
+{{/*
+The namespaces the operator serves and where the proxy and the operator get their Roles, as a
+YAML list: `watchNamespaces`, or the release's namespace when it is empty. Namespaces of the
+cluster's own components are refused: a Role there would let the proxy write the
+controller-manager's and scheduler's leader-election Leases and read their Secrets.
+*/}}
+{{- define "hrw.watchNamespaces" -}}
+{{- $namespaces := .Values.watchNamespaces | default (list .Release.Namespace) }}
+{{- range $namespaces }}
+{{- if has . (list "kube-system" "kube-public" "kube-node-lease") }}
+{{- fail (printf "watchNamespaces must not list %s: the proxy would get its Secrets and Leases (keep hrw objects in namespaces of their own)" .) }}
+{{- end }}
+{{- end }}
+{{- toYaml (uniq $namespaces) }}
 {{- end }}
 
 {{- define "hrw.proxy.tlsSecretName" -}}

@@ -152,9 +152,11 @@ def start_operator(ctx: DemoContext) -> None:
 def start_proxy(ctx: DemoContext) -> None:
     ctx.say("start the API proxy (hrw-proxy): TLS, and its own least-privilege ServiceAccount")
     rbac = ctx.repo_root / "deploy" / "rbac" / "proxy.yaml"
-    print(f"$ kubectl apply -f {rbac}; kubectl create token {stack.PROXY_SERVICE_ACCOUNT} -n {stack.PROXY_NAMESPACE}",
-          flush=True)
+    role = ctx.repo_root / "deploy" / "rbac" / "per-namespace" / "proxy.yaml"
+    print(f"$ kubectl apply -f {rbac}; kubectl apply -n {ctx.namespace} -f {role}; "
+          f"kubectl create token {stack.PROXY_SERVICE_ACCOUNT} -n {stack.PROXY_NAMESPACE}", flush=True)
     kubeconfig = stack.proxy_kubeconfig(ctx.cluster, ctx.work_dir, rbac, duration="24h")
+    stack.grant_namespace(ctx.cluster, ctx.namespace, role, stack.PROXY_SERVICE_ACCOUNT)
     tls = stack.proxy_tls(ctx.work_dir / "tls", common_name="hrw-demo-proxy-ca")
     port = free_port()
     ctx.proxy_url, ctx.proxy_ca = f"https://127.0.0.1:{port}", tls.ca_path

@@ -15,7 +15,7 @@ from hrw_cli.dev import certs
 from hrw_cli.dev.controlplane import Cluster, write_kubeconfig
 from hrw_cli.dev.waiting import wait_until
 
-__all__ = ["PROXY_NAMESPACE", "PROXY_SERVICE_ACCOUNT", "ProxyTLS", "proxy_kubeconfig", "proxy_tls"]
+__all__ = ["PROXY_NAMESPACE", "PROXY_SERVICE_ACCOUNT", "ProxyTLS", "grant_namespace", "proxy_kubeconfig", "proxy_tls"]
 
 PROXY_NAMESPACE = "hrw-system"
 PROXY_SERVICE_ACCOUNT = "hrw-proxy"
@@ -38,8 +38,9 @@ def proxy_tls(directory: Path, *, common_name: str = "hrw-proxy-ca") -> ProxyTLS
 
 
 def proxy_kubeconfig(cluster: Cluster, directory: Path, rbac_path: Path, *, duration: str = "4h") -> Path:
-    """Apply the proxy's RBAC (`deploy/rbac/proxy.yaml`) and write a kubeconfig (mode 0600) that
-    authenticates as the hrw-proxy ServiceAccount with a token from the TokenRequest API."""
+    """Apply the proxy's ServiceAccount (`deploy/rbac/proxy.yaml`) and write a kubeconfig (mode 0600)
+    that authenticates as it with a token from the TokenRequest API. It may do nothing until
+    `grant_namespace` gives it its Role in a namespace."""
     if cluster.kubectl_run("get", "namespace", PROXY_NAMESPACE).returncode != 0:
         cluster.kubectl("create", "namespace", PROXY_NAMESPACE)
     cluster.kubectl("apply", "-f", str(rbac_path))
@@ -52,3 +53,15 @@ def proxy_kubeconfig(cluster: Cluster, directory: Path, rbac_path: Path, *, dura
     path = directory / "hrw-proxy.kubeconfig"
     write_kubeconfig(path, "hrw", cluster.server, cluster.ca_path, PROXY_SERVICE_ACCOUNT, token=token)
     return path
+
+
+def grant_namespace(cluster: Cluster, namespace: str, role_path: Path, service_account: str) -> None:
+    """Apply a per-namespace Role and RoleBinding (`deploy/rbac/per-namespace/*.yaml`) in `namespace`
+    and wait until the apiserver's authorizer lets `service_account` (of PROXY_NAMESPACE) use it."""
+    cluster.kubectl("apply", "-n", namespace, "-f", str(role_path))
+    subject = f"--as=system:serviceaccount:{PROXY_NAMESPACE}:{service_account}"
+    wait_until(
+        lambda: cluster.kubectl_run("auth", "can-i", "get", "runbookjobs.hrw.dev", "-n", namespace,
+                                    subject).stdout.strip() == "yes",
+        timeout=30, message=f"the Role of {service_account} to take effect in namespace {namespace}",
+    )

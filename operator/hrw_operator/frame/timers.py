@@ -16,7 +16,7 @@ from datetime import datetime
 
 from hrw_api.times import now
 
-from .logs import kv
+from ..logs import kv
 
 logger = logging.getLogger("hrw.operator.scheduler")
 

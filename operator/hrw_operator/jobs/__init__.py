@@ -1,0 +1,1 @@
+"""RunbookJob, the hot kind: `decide` (pure), `writes` (its patches and Events, pure), `controller` (I/O)."""
