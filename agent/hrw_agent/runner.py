@@ -238,15 +238,15 @@ async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes
         try:
             await asyncio.wait_for(reader, timeout=5.0)
         except TimeoutError:
-            reader.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout=5.0)
+            reader.cancel()  # a process that left the group (setsid) holds the pipe: stop reading
     finally:
         stopper.cancel()
         if not waiter.done():  # cancelled from outside: leave nothing running
             _signal_group(proc.pid, signal.SIGKILL)
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(proc.wait(), timeout=5.0)
+                await asyncio.wait_for(asyncio.shield(waiter), timeout=5.0)
         if not reader.done():
             reader.cancel()
+        waiter.cancel()
+        transport.close()  # the pipe too, even while an escaped process still holds its other end
     return RunResult(exit_code=proc.returncode, stopped=stopped, duration=time.monotonic() - started)
