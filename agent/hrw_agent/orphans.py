@@ -42,7 +42,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -304,38 +304,61 @@ def _wait_gone(handles: list[_Handle], table: ProcessTable, timeout: float) -> N
             time.sleep(min(0.1, left))
 
 
-def kill_group(record: ProcessRecord, table: ProcessTable) -> Leftover:
-    """SIGTERM every member of the recorded group, SIGKILL what is left after the grace period, and
-    repeat the SIGKILL until no member is left (a member may have forked before it died)."""
-    killed: dict[int, None] = {}
-    refused: set[int] = set()
-    handles: list[_Handle] = []
-    try:
-        found = members(record, table)
-        for stat in found:
-            handle = _Handle(stat, table)
-            handles.append(handle)
-            if not handle.signal(signal.SIGTERM):
-                refused.add(stat.pid)
-            killed[stat.pid] = None
-        if handles:
-            _wait_gone(handles, table, record.grace_seconds)
-        for _ in range(_KILL_ROUNDS):
-            found = [s for s in members(record, table) if s.pid not in refused]
-            if not found:
-                break
-            round_handles = [_Handle(stat, table) for stat in found]
-            handles.extend(round_handles)
-            for handle in round_handles:
-                killed[handle.pid] = None
-                if not handle.signal(signal.SIGKILL):
-                    refused.add(handle.pid)
-            _wait_gone(round_handles, table, 1.0)
-        survivors = tuple(sorted(s.pid for s in members(record, table)))
-    finally:
-        for handle in handles:
+@dataclass
+class _GroupKill:
+    """Killing one recorded group, step by step, so that the grace periods of all groups run at once."""
+
+    record: ProcessRecord
+    table: ProcessTable
+    killed: dict[int, None] = field(default_factory=dict)  # an ordered set
+    refused: set[int] = field(default_factory=set)
+    handles: list[_Handle] = field(default_factory=list)
+
+    def signal_members(self, sig: signal.Signals) -> list[_Handle]:
+        """Send `sig` to every member found now (but those that refused one before); their handles."""
+        fresh: list[_Handle] = []
+        for stat in members(self.record, self.table):
+            if stat.pid in self.refused:
+                continue
+            handle = _Handle(stat, self.table)
+            self.handles.append(handle)
+            fresh.append(handle)
+            self.killed[stat.pid] = None
+            if not handle.signal(sig):
+                self.refused.add(stat.pid)
+        return fresh
+
+    def result(self) -> Leftover:
+        survivors = tuple(sorted(s.pid for s in members(self.record, self.table)))
+        return Leftover(self.record.key, self.record.pgid, tuple(p for p in self.killed if p not in survivors),
+                        survivors)
+
+    def close(self) -> None:
+        for handle in self.handles:
             handle.close()
-    return Leftover(record.key, record.pgid, tuple(p for p in killed if p not in survivors), survivors)
+
+
+def kill_groups(records: list[ProcessRecord], table: ProcessTable) -> list[Leftover]:
+    """SIGTERM every member of every recorded group, SIGKILL what is left after the (longest) grace
+    period, and repeat the SIGKILL until no member is left (a member may have forked before it died)."""
+    kills = [_GroupKill(record, table) for record in records]
+    try:
+        termed = [handle for kill in kills for handle in kill.signal_members(signal.SIGTERM)]
+        if termed:
+            _wait_gone(termed, table, max(kill.record.grace_seconds for kill in kills))
+        for _ in range(_KILL_ROUNDS):
+            hit = [handle for kill in kills for handle in kill.signal_members(signal.SIGKILL)]
+            if not hit:
+                break
+            _wait_gone(hit, table, 1.0)
+        return [kill.result() for kill in kills]
+    finally:
+        for kill in kills:
+            kill.close()
+
+
+def kill_group(record: ProcessRecord, table: ProcessTable) -> Leftover:
+    return kill_groups([record], table)[0]
 
 
 def reap_leftovers(records: ProcessRecords, table: ProcessTable) -> dict[AttemptKey, Leftover]:
@@ -345,8 +368,7 @@ def reap_leftovers(records: ProcessRecords, table: ProcessTable) -> dict[Attempt
         log.warning("orphans.record.unreadable", file=path.name)
         path.unlink(missing_ok=True)
     leftovers: dict[AttemptKey, Leftover] = {}
-    for record in found:
-        leftover = kill_group(record, table)
+    for record, leftover in zip(found, kill_groups(found, table), strict=True):
         leftovers[record.key] = leftover
         if leftover.survivors:
             log.error("orphans.survived", job=record.key.job, attempt=record.key.attempt, pgid=record.pgid,

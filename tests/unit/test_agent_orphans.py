@@ -222,3 +222,29 @@ def test_a_record_whose_group_is_gone_kills_nothing(tmp_path):
     leader.wait(timeout=5)
     wait_until(lambda: not any(pid_runs(p) for p in pids), timeout=10, message="the group ended")
     assert orphans.kill_group(made, table) == orphans.Leftover(KEY, leader.pid, ())
+
+
+def test_the_grace_periods_of_several_leftover_groups_run_at_the_same_time(tmp_path):
+    table = ProcessTable()
+    started, made = [], []
+    try:
+        for n in (1, 2):
+            directory = tmp_path / str(n)
+            directory.mkdir()
+            leader, pids = _start_group(directory, 'trap "" TERM; sleep 300 & echo $$ $! > "$1"; wait')
+            started.append((leader, pids))
+            record = orphans.record_for(AttemptKey("ns", f"job-{n}", 1), leader.pid, 2.0, table)
+            assert record is not None
+            made.append(record)
+        began = time.monotonic()
+        leftovers = orphans.kill_groups(made, table)
+        took = time.monotonic() - began
+        assert 1.9 <= took < 3.9, f"two groups with a 2 s grace each took {took:.2f}s: one grace, not two"
+        for (leader, pids), leftover in zip(started, leftovers, strict=True):
+            leader.wait(timeout=5)
+            assert set(leftover.killed) >= set(pids) and not any(pid_runs(p) for p in pids)
+    finally:
+        for leader, _ in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(leader.pid, signal.SIGKILL)
+            leader.wait()
