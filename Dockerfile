@@ -1,5 +1,5 @@
-# One image for the cloud side: hrw-operator and hrw-proxy (the chart picks the command).
-# Agents are not run from this image: they live on your servers (deploy/INSTALL-AGENT.md).
+# One image for the cloud side: the operator and the proxy (the chart picks the command).
+# Agents are not run from this image: they live on your servers (README.md, "Install the agent on a server").
 #
 #   docker build -t ghcr.io/OWNER/hrw:0.1.0 .
 FROM python:3.11-slim
@@ -16,7 +16,7 @@ COPY api ./api
 COPY operator ./operator
 COPY proxy ./proxy
 COPY agent ./agent
-COPY cli ./cli
+# From this folder, never by name from an index: the cloud extra holds what the two processes need.
 RUN pip install ".[cloud]" && rm -rf /src
 
 # A fixed numeric uid so that the chart's runAsNonRoot can verify it without a passwd lookup.
@@ -24,5 +24,6 @@ RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin hrw
 USER 10001:10001
 WORKDIR /tmp
 
-# No ENTRYPOINT script: the chart runs `hrw-operator ...` or `hrw-proxy ...` directly.
-CMD ["hrw-operator", "--help"]
+# No ENTRYPOINT script: the chart runs `python -m hrw_operator ...` or `python -m hrw_proxy ...`
+# (the product registers only the agent's console script; see README.md, "Packaging").
+CMD ["python", "-m", "hrw_operator", "--help"]

@@ -30,9 +30,9 @@ from typing import Any
 from hrw_api import content_digest, patches
 from hrw_api.kubeclient import NAMESPACES, RUNBOOK_JOBS, RUNBOOKS, WORKER_GROUPS, KubeClient
 from hrw_api.phases import JobPhase
-from hrw_cli.dev import demo
-from hrw_cli.dev.build import ensure_built
-from hrw_cli.dev.controlplane import ControlPlane
+from hrw_dev import demo
+from hrw_dev.build import ensure_built
+from hrw_dev.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
 HRW_NS = "default"  # where the demo's operator, group and agents live

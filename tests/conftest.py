@@ -5,6 +5,9 @@
   It never skips: a cluster that cannot start errors every test that needs it.
 - ``crds`` (session): ``crds/*.yaml`` applied and served.
 - ``namespace`` (function): a fresh namespace, deleted after the test.
+- ``job_user`` (session): the default Run As user (``hrw-job``) exists on this machine, as
+  install.sh would create it: root agents really switch to it.
+- ``scratch`` (function): a folder jobs (run as the job user) and the test both write to.
 - ``processes`` (function) / ``session_processes`` (session): start ``hrw-operator``,
   ``hrw-proxy``, ``hrw-agent`` or any command as real subprocesses; always killed at the end,
   and their logs attached to the report of a failing test.
@@ -12,14 +15,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
-from hrw_cli.dev.crds import CrdInfo, apply_crds
+from hrw_api import DEFAULT_JOB_USER
+from hrw_dev.controlplane import ControlPlane, ExistingCluster
+from hrw_dev.crds import CrdInfo, apply_crds
 from tests.support import ProcessFactory, open_session_cluster, unique_name
+from tests.support.accounts import reachable_work_root, remove_work_root, session_user
 from tests.support.proxy import ProxyTLS, proxy_kubeconfig, proxy_tls
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +55,24 @@ def namespace(cluster: ControlPlane | ExistingCluster, request: pytest.FixtureRe
     cluster.kubectl("label", "namespace", name, "hrw.dev/test=true")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture(scope="session")
+def job_user() -> Iterator[str]:
+    """The default job user every group without `spec.runAs` runs its jobs as (created for the
+    session if this machine lacks it, then removed)."""
+    with session_user(DEFAULT_JOB_USER) as name:
+        yield name
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A world-writable (sticky, 1777) folder outside pytest's 0700 tmp dirs, where a test and its
+    jobs, which run as the job user and cannot enter the test's tmp_path, leave files for each other."""
+    folder = reachable_work_root("hrw-scratch-")
+    os.chmod(folder, 0o1777)
+    yield folder
+    remove_work_root(folder)
 
 
 def _register(node: pytest.Item | pytest.Session, factory: ProcessFactory) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 try:
-    __version__ = version("hrw")
+    __version__ = version("hrw-runbook-worker")
 except PackageNotFoundError:  # running from a checkout without an install
     __version__ = "0.0.0"
 

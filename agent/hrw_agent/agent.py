@@ -37,7 +37,7 @@ from hrw_api import (
 from hrw_api.errors import Invalid, InvalidObject
 from hrw_api.phases import JobPhase, Reason
 
-from . import lease, orphans
+from . import lease, orphans, runner
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
 from .config import AgentConfig
@@ -309,7 +309,7 @@ class Agent:
         name = claimed.meta.name
         task = JobTask(claimed, client=self.client, spool=self.spool, settings=lambda: self.settings,
                        interpreters=self.interpreters, work_dir=self.config.work_dir, notify=self.delivery.wake,
-                       records=self.records)
+                       run_all_as_agent_user=self.config.run_all_jobs_as_agent_user, records=self.records)
         self.tasks[name] = task
         if self.renewal is not None and self.fenced():  # a claim answered after the fence: never run it
             self._fence_task(task, self.renewal)
@@ -369,7 +369,7 @@ class Agent:
 
     async def run(self) -> int:
         shutil.rmtree(self.config.work_dir, ignore_errors=True)  # a crash may have left asset files behind
-        self.config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        runner.ensure_work_root(self.config.work_dir)
         # Before the Lease is renewed or a job watched: what a previous life left running is killed
         # first, and `_orphan` then reports each of those attempts with what was found.
         self.leftovers = await asyncio.to_thread(orphans.reap_leftovers, self.records, orphans.ProcessTable())

@@ -51,7 +51,14 @@ class AgentConfig:
     registration_token_file: Path | None = None
     """File holding the group's registration token; read on the first start only."""
     state_dir: Path = DEFAULT_STATE_DIR
-    """Where the credential, the spool (undelivered results) and job work dirs live."""
+    """Where the credential and the spool (undelivered results) live: 0700, the agent's alone."""
+    work_root: Path | None = None
+    """Where each job gets its private work dir (default: `<stateDir>-work`, beside the state dir,
+    so that no job needs a way into the state dir). Jobs run as other users must be able to pass
+    through every folder above it."""
+    run_all_jobs_as_agent_user: bool = False
+    """Development only, for an agent that is not root: run every job as the agent's own user
+    whatever its Run As identity (otherwise such an agent fails jobs of any other identity)."""
     max_concurrent_jobs: int | None = None
     """A local cap on jobs run at once; the group's `maxJobsPerWorker` applies when it is lower."""
     shutdown_grace_seconds: float = 60.0
@@ -73,7 +80,7 @@ class AgentConfig:
 
     @property
     def work_dir(self) -> Path:
-        return self.state_dir / "work"
+        return self.work_root or self.state_dir.with_name(self.state_dir.name + "-work")
 
     @property
     def processes_dir(self) -> Path:
@@ -90,6 +97,8 @@ _KEYS: dict[str, str] = {
     "caFile": "ca_file",
     "registrationTokenFile": "registration_token_file",
     "stateDir": "state_dir",
+    "workRoot": "work_root",
+    "runAllJobsAsAgentUser": "run_all_jobs_as_agent_user",
     "maxConcurrentJobs": "max_concurrent_jobs",
     "shutdownGraceSeconds": "shutdown_grace_seconds",
     "logFormat": "log_format",
@@ -121,8 +130,14 @@ def _coerce(name: str, value: Any) -> Any:
     if value is None:
         return None
     try:
-        if name in ("ca_file", "registration_token_file", "state_dir"):
+        if name in ("ca_file", "registration_token_file", "state_dir", "work_root"):
             return Path(str(value)).expanduser()
+        if name == "run_all_jobs_as_agent_user":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "false"):
+                return str(value).lower() == "true"
+            raise ValueError("must be true or false")
         if name == "max_concurrent_jobs":
             number = int(value)
             if number < 1:

@@ -11,7 +11,8 @@ Its limits, and what covers them:
 - it reaches the leader only: children the job started are re-parented and keep running. The agent
   records each job's process group and kills what is left of it on its next start (`orphans`);
 - the kernel clears it when the child executes a set-user-ID or set-group-ID program or one with
-  file capabilities;
+  file capabilities, and when the child's credentials change: `Popen` calls `preexec_fn` after it
+  has switched to the job's user and groups (Run As), so that switch does not undo it;
 - `preexec_fn` runs Python in the forked child of a process that has threads; this one only calls
   an already-loaded C function and `getppid`, so it takes no lock another thread could hold.
 

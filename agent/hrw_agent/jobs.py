@@ -40,9 +40,10 @@ from hrw_api.errors import ApiError
 from hrw_api.params import check
 from hrw_api.phases import JobPhase, Reason
 
-from . import orphans, runner, signing
+from . import identity, orphans, runner, signing
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
+from .identity import JobIdentity
 from .logs import log
 from .masking import Masker
 from .output import OutputStream
@@ -79,7 +80,7 @@ def exit_code_of(returncode: int | None) -> int:
 class JobTask:
     def __init__(self, job: RunbookJob, *, client: ProxyClient, spool: Spool, settings: Callable[[], WorkerGroupSpec],
                  interpreters: Mapping[Interpreter, str], work_dir: Any, notify: Callable[[], None],
-                 records: orphans.ProcessRecords | None = None) -> None:
+                 run_all_as_agent_user: bool = False, records: orphans.ProcessRecords | None = None) -> None:
         self.job = job
         self.name = job.meta.name
         self.attempt = job.status.attempt
@@ -89,6 +90,7 @@ class JobTask:
         self._settings = settings
         self._interpreters = interpreters
         self._work_dir = work_dir
+        self._run_all_as_agent_user = run_all_as_agent_user
         self._notify = notify
         self._records = records
         self.fenced: str | None = None  # why, once the agent fenced the attempt
@@ -155,6 +157,16 @@ class JobTask:
                 await self._report_setup_failure(SetupFailed(Reason.SETUP_FAILED, f"the agent failed: {exc!r}"[:500]))
         finally:
             self._notify()
+
+    async def _identity(self) -> JobIdentity:
+        """The job's snapshotted Run As identity, resolved on this server (before anything runs)."""
+        settings = self._settings()
+        run_as = self.job.status.run_as or settings.run_as.default  # an older operator snapshotted none
+        try:
+            return await asyncio.to_thread(identity.resolve, run_as, allow_root=settings.run_as.allow_root,
+                                           worker=self.worker, run_all_as_agent_user=self._run_all_as_agent_user)
+        except identity.IdentityRefused as refused:
+            raise SetupFailed(refused.reason, refused.message) from None
 
     async def _prepare(self) -> tuple[Runbook, str, str, list[ResolvedAsset]]:
         settings = self._settings()
@@ -240,6 +252,7 @@ class JobTask:
         log.info("job.claimed", job=self.name, attempt=self.attempt, runbook=self.job.spec.runbook)
         try:
             runbook, content, interpreter_path, assets = await self._prepare()
+            job_identity = await self._identity()
         except SetupFailed as failure:
             await self._report_setup_failure(failure)
             return
@@ -252,18 +265,18 @@ class JobTask:
         self.phase = JobPhase.RUNNING
         effective, problems = check(runbook.spec.parameters, self.job.spec.parameters)
         parameters = effective if not problems else dict(self.job.spec.parameters)
-        masker = Masker(v for asset in assets for v in asset.secret_values)
+        masker = Masker.for_assets(assets)
         settings = self._settings()
         self.execution.grace_seconds = float(settings.job_grace_period_seconds)
         output = OutputStream(self._spool, self.key, masker, self._notify, limit_bytes=settings.output_limit_bytes)
         timeout = self.job.spec.timeout_seconds or runbook.spec.timeout_seconds
         files = await asyncio.to_thread(
             runner.prepare, self._work_dir, namespace=self.key.namespace, job=self.name, attempt=self.attempt,
-            worker=self.worker, script=content, parameters=parameters, assets=assets)
+            worker=self.worker, script=content, parameters=parameters, assets=assets, identity=job_identity)
         ticker = asyncio.create_task(output.ticker())
         try:
             log.info("job.started", job=self.name, attempt=self.attempt, interpreter=runbook.spec.interpreter.value,
-                     timeout=timeout)
+                     timeout=timeout, run_as=job_identity.user)
             try:
                 outcome = await runner.run(files, interpreter_path, output.feed,
                                            time_limit=float(timeout) if timeout else None, execution=self.execution,
@@ -271,7 +284,8 @@ class JobTask:
             finally:
                 await self._forget_process()  # the run ends only when the group is killed
             summary = await output.close()
-            outputs = {masker.mask(k): masker.mask(v) for k, v in runner.read_outputs(files.outputs).items()}
+            outputs = {masker.mask(k): masker.mask(v) for k, v in runner.read_outputs(
+                files.outputs, owner_uid=job_identity.uid).items()}
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

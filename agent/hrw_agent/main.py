@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from .agent import Agent
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
 from .config import AgentConfig, ConfigError, load
+from .identity import agent_is_privileged, closed_ancestor
 from .interpreters import detect
 from .logs import log
 
@@ -58,6 +60,12 @@ async def run(config: AgentConfig) -> int:
 
     interpreters = await asyncio.to_thread(detect, config.interpreter_paths)
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(config.state_dir, 0o700)  # the credential and spool: no job may enter (issue 12)
+    blocked = closed_ancestor(config.work_dir) if agent_is_privileged() else None
+    if blocked is not None:
+        log.error("agent.config.invalid", problem=f"workRoot {config.work_dir} is under {blocked}, which other users "
+                  "cannot pass through: jobs run as their own users could not reach their work dirs")
+        return 2
     try:
         credential = await _credential(config, [i.value for i in interpreters], stop)
     except ConfigError as exc:

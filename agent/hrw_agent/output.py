@@ -1,10 +1,16 @@
 """One attempt's output on its way out: masked, cut into chunks, spooled, summarised.
 
-Bytes from the child go through the `StreamMasker` first, so nothing unmasked is ever stored
-or sent. Masked text is cut into chunks of at most `CHUNK_BYTES` (UTF-8 boundaries respected),
-each written to the spool before the delivery loop sends it; a chunk leaves at the latest
-`flush_interval` seconds after its first byte, so `hrw logs -f` follows a running job. Past the
-group's `outputLimitBytes` nothing more is sent and the summary says `truncated`.
+The child's stdout and stderr arrive apart and stay apart: each has its own `StreamMasker` and
+its own buffer, and every chunk carries the stream it came from (`OutputChunk.stream`), so
+`hrw logs` can show which is which. Bytes go through the masker first, so nothing unmasked is
+ever stored or sent. Masked text is cut into chunks of at most `CHUNK_BYTES` (UTF-8 boundaries
+respected), each written to the spool before the delivery loop sends it; a chunk leaves at the
+latest `flush_interval` seconds after its first byte, so `hrw logs -f` follows a running job.
+The ticker also lets out what a masker holds back once the output has been quiet for its quiet
+period (see `masking`), so the last line before a quiet step is never stuck behind it. Chunks
+of the two streams are ordered by their first byte at each flush; lines of stdout and stderr
+written within one flush interval may come out grouped by stream. Past the group's
+`outputLimitBytes` nothing more is sent and the summary says `truncated`.
 
 The proxy caps a job's output statelessly by chunk number (`seq * 64 KiB <= outputLimitBytes`),
 so small chunks spend the budget fast: time-based flushes space out geometrically and stop at
@@ -16,15 +22,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from hrw_api import OutputChunk, OutputSummary
+from hrw_api import OutputChunk, OutputSummary, StreamName
 from hrw_api.wire import OUTPUT_CHUNK_MAX_BYTES
 
-from .masking import Masker, StreamMasker
+from .masking import QUIET_SECONDS, Masker, StreamMasker
 from .spool import AttemptKey, Spool
 
 CHUNK_BYTES = OUTPUT_CHUNK_MAX_BYTES
 TAIL_BYTES = 4 * 1024
+TICK_SECONDS = QUIET_SECONDS / 2
+"""How often the ticker looks for quiet masker tails and buffers due to be sent."""
 
 
 def split_utf8(data: bytes, size: int) -> list[bytes]:
@@ -47,17 +56,28 @@ def tail_of(data: bytes, size: int = TAIL_BYTES) -> str:
     return data[-size:].decode("utf-8", errors="ignore")
 
 
+@dataclass
+class _Channel:
+    """One of the child's streams on its way out: its masker and the masked bytes not yet sent."""
+
+    name: StreamName
+    masker: StreamMasker
+    buffer: bytes = b""
+    since: float | None = None
+    last_byte: bytes = b""
+
+
 class OutputStream:
     def __init__(self, spool: Spool, key: AttemptKey, masker: Masker, notify: Callable[[], None], *,
-                 limit_bytes: int = 1_048_576, flush_interval: float = 1.0) -> None:
+                 limit_bytes: int = 1_048_576, flush_interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._spool = spool
         self._key = key
-        self._stream = StreamMasker(masker)
+        self._clock = clock
+        self._channels = {name: _Channel(name, StreamMasker(masker, clock=clock)) for name in StreamName}
         self._notify = notify
         self._limit = limit_bytes
         self._flush_interval = flush_interval
-        self._buffer = b""
-        self._buffer_since: float | None = None
         self._tail = b""
         self._lock = asyncio.Lock()
         self.bytes = 0
@@ -65,26 +85,26 @@ class OutputStream:
         self.chunks = 0
         self.sent_bytes = 0
         self.truncated = False
-        self._last_byte = b""
         self.chunk_budget = max(1, limit_bytes // CHUNK_BYTES + 1)
 
-    async def feed(self, data: bytes) -> None:
-        await self._take(self._stream.feed(data))
+    async def feed(self, data: bytes, stream: StreamName = StreamName.STDOUT) -> None:
+        channel = self._channels[stream]
+        await self._take(channel, channel.masker.feed(data))
 
-    async def _take(self, text: str) -> None:
+    async def _take(self, channel: _Channel, text: str) -> None:
         if not text:
             return
         raw = text.encode("utf-8")
         self.bytes += len(raw)
         self.lines += raw.count(b"\n")
-        self._last_byte = raw[-1:]
+        channel.last_byte = raw[-1:]
         self._tail = (self._tail + raw)[-TAIL_BYTES:]
         async with self._lock:
-            if self._buffer_since is None:
-                self._buffer_since = time.monotonic()
-            self._buffer += raw
-            if len(self._buffer) >= CHUNK_BYTES:
-                await self._emit(all_of_it=False)
+            if channel.since is None:
+                channel.since = self._clock()
+            channel.buffer += raw
+            if len(channel.buffer) >= CHUNK_BYTES:
+                await self._emit(channel, all_of_it=False)
 
     def _interval(self) -> float | None:
         if self.chunks >= self.chunk_budget // 2:
@@ -92,34 +112,44 @@ class OutputStream:
         return float(self._flush_interval * 2.0 ** (self.chunks // 2))
 
     async def tick(self) -> None:
-        """Send what is buffered if it has waited long enough (and the chunk budget allows)."""
+        """Let out quiet masker tails; send what is buffered if it has waited long enough (and the
+        chunk budget allows)."""
+        for channel in self._channels.values():
+            await self._take(channel, channel.masker.release_quiet())
         async with self._lock:
-            interval = self._interval()
-            if interval is not None and self._buffer and self._buffer_since is not None \
-                    and time.monotonic() - self._buffer_since >= interval:
-                await self._emit(all_of_it=True)
+            for channel in self._by_age():
+                interval = self._interval()
+                if interval is not None and channel.buffer and channel.since is not None \
+                        and self._clock() - channel.since >= interval:
+                    await self._emit(channel, all_of_it=True)
 
     async def ticker(self) -> None:
         while True:
-            await asyncio.sleep(self._flush_interval / 2)
+            await asyncio.sleep(min(TICK_SECONDS, self._flush_interval / 2))
             await self.tick()
 
     async def close(self) -> OutputSummary:
-        """Flush the masker and the buffer; the attempt's output summary."""
-        await self._take(self._stream.flush())
+        """Flush the maskers and the buffers; the attempt's output summary."""
+        for channel in self._channels.values():
+            await self._take(channel, channel.masker.flush())
         async with self._lock:
-            await self._emit(all_of_it=True)
-        lines = self.lines + (1 if self._last_byte not in (b"", b"\n") else 0)
-        return OutputSummary(bytes=self.bytes, lines=lines, chunks=self.chunks, tail=tail_of(self._tail),
-                             truncated=self.truncated)
+            for channel in self._by_age():
+                await self._emit(channel, all_of_it=True)
+        unfinished = sum(1 for c in self._channels.values() if c.last_byte not in (b"", b"\n"))
+        return OutputSummary(bytes=self.bytes, lines=self.lines + unfinished, chunks=self.chunks,
+                             tail=tail_of(self._tail), truncated=self.truncated)
 
-    async def _emit(self, *, all_of_it: bool) -> None:
-        pieces = split_utf8(self._buffer, CHUNK_BYTES)
+    def _by_age(self) -> list[_Channel]:
+        waiting = [c for c in self._channels.values() if c.buffer and c.since is not None]
+        return sorted(waiting, key=lambda c: c.since or 0.0)
+
+    async def _emit(self, channel: _Channel, *, all_of_it: bool) -> None:
+        pieces = split_utf8(channel.buffer, CHUNK_BYTES)
         if not all_of_it and pieces and len(pieces[-1]) < CHUNK_BYTES:
-            self._buffer = pieces.pop()
+            channel.buffer = pieces.pop()
         else:
-            self._buffer = b""
-        self._buffer_since = time.monotonic() if self._buffer else None
+            channel.buffer = b""
+        channel.since = self._clock() if channel.buffer else None
         for piece in pieces:
             room = self._limit - self.sent_bytes
             if room <= 0 or self.chunks >= self.chunk_budget:
@@ -130,7 +160,7 @@ class OutputStream:
                 self.truncated = True
                 if not piece:
                     break
-            chunk = OutputChunk(self._key.attempt, self.chunks, piece.decode("utf-8", errors="replace"))
+            chunk = OutputChunk(self._key.attempt, self.chunks, piece.decode("utf-8", errors="replace"), channel.name)
             await asyncio.to_thread(self._spool.put_chunk, self._key, chunk.seq, chunk.to_dict())
             self.chunks += 1
             self.sent_bytes += len(piece)

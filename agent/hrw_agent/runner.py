@@ -2,6 +2,10 @@
 
 - A fresh work dir (0700) per job; the script is a file there, run as `[interpreter, path]`:
   no shell ever parses a command line we built, so no parameter can inject anything.
+- Run As: the work dir and everything in it (script, parameters, outputs, assets, home) belong
+  to the job's identity (`identity.JobIdentity`), and the child is started as that identity.
+  The work root is 0711 and the agent's: a job reaches its own dir, whose name is unguessable,
+  but cannot list the root or enter another identity's dir.
 - Parameters arrive as `HRW_PARAM_<NAME>` variables and a JSON file (`$HRW_PARAMETERS_FILE`);
   assets as files mode 0600 under `$HRW_ASSETS_DIR/<asset>/<field>` and as `HRW_ASSET_*`
   variables. The job does not inherit the agent's environment: a minimal PATH/HOME/LANG only.
@@ -23,6 +27,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,10 +35,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hrw_api import AssetType, ResolvedAsset, names
+from hrw_api import AssetType, ResolvedAsset, StreamName, names
 from hrw_api.params import as_environment
 
 from .deathsig import parent_death_preexec
+from .identity import JobIdentity
 from .interpreters import MINIMAL_PATH
 
 READ_SIZE = 65536
@@ -49,23 +55,41 @@ class JobFiles:
     outputs: Path
     assets: Path
     env: Mapping[str, str]
+    identity: JobIdentity | None = None  # None: the child runs as the agent itself
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+Owner = tuple[int, int] | None  # (uid, gid) a job's files are given to; None: the agent's own
+
+
+def _write_private(path: Path, data: bytes, owner: Owner = None) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
         os.write(fd, data)
     finally:
         os.close(fd)
 
 
-def _asset_env_and_files(assets_dir: Path, assets: list[ResolvedAsset]) -> dict[str, str]:
+def _private_dir(path: Path, owner: Owner = None) -> None:
+    path.mkdir(mode=0o700)
+    if owner is not None:
+        os.chown(path, *owner, follow_symlinks=False)
+
+
+def ensure_work_root(work_root: Path) -> None:
+    """The agent's own 0711 dir: jobs pass through it to their dir, but cannot list or write it."""
+    work_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    os.chmod(work_root, 0o711)  # noqa: S103 (search-only for others: a job reaches its own dir, nothing else)
+
+
+def _asset_env_and_files(assets_dir: Path, assets: list[ResolvedAsset], owner: Owner) -> dict[str, str]:
     env: dict[str, str] = {}
     for asset in assets:
         directory = assets_dir / asset.name
-        directory.mkdir(mode=0o700)
+        _private_dir(directory, owner)
         for field_name, value in asset.values.items():
-            _write_private(directory / field_name, value.encode("utf-8"))
+            _write_private(directory / field_name, value.encode("utf-8"), owner)
             if asset.type is AssetType.VARIABLE and field_name == "value":
                 env[names.ENV_ASSET_PREFIX + names.env_name(asset.name)] = value
             else:
@@ -74,21 +98,25 @@ def _asset_env_and_files(assets_dir: Path, assets: list[ResolvedAsset]) -> dict[
 
 
 def prepare(work_root: Path, *, namespace: str, job: str, attempt: int, worker: str, script: str,
-            parameters: Mapping[str, Any], assets: list[ResolvedAsset]) -> JobFiles:
-    """Create the job's work dir with its script, parameters, outputs file and assets."""
-    work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    root = work_root / f"{namespace}.{job}.{attempt}.{secrets.token_hex(4)}"
-    root.mkdir(mode=0o700)
+            parameters: Mapping[str, Any], assets: list[ResolvedAsset],
+            identity: JobIdentity | None = None) -> JobFiles:
+    """Create the job's work dir with its script, parameters, outputs file and assets, all
+    owned by the job's identity (0700 dirs, 0600 files)."""
+    owner = identity.owner if identity is not None else None
+    ensure_work_root(work_root)
+    # Unguessable: a job that cannot list the work root cannot find another job's dir by name.
+    root = work_root / f"{namespace}.{job}.{attempt}.{secrets.token_hex(16)}"
+    _private_dir(root, owner)
     script_path = root / "script"
-    _write_private(script_path, script.encode("utf-8"))
+    _write_private(script_path, script.encode("utf-8"), owner)
     params_path = root / "parameters.json"
-    _write_private(params_path, json.dumps(dict(parameters), indent=2).encode("utf-8"))
+    _write_private(params_path, json.dumps(dict(parameters), indent=2).encode("utf-8"), owner)
     outputs_path = root / "outputs"
-    _write_private(outputs_path, b"")
+    _write_private(outputs_path, b"", owner)
     assets_dir = root / "assets"
-    assets_dir.mkdir(mode=0o700)
+    _private_dir(assets_dir, owner)
     home = root / "home"
-    home.mkdir(mode=0o700)
+    _private_dir(home, owner)
     env: dict[str, str] = {
         "PATH": MINIMAL_PATH,
         "HOME": str(home),
@@ -102,22 +130,36 @@ def prepare(work_root: Path, *, namespace: str, job: str, attempt: int, worker: 
         names.ENV_OUTPUTS_FILE: str(outputs_path),
         names.ENV_ASSETS_DIR: str(assets_dir),
     }
+    if identity is not None:
+        env.update({"USER": identity.user, "LOGNAME": identity.user})
     env.update(as_environment(parameters))
-    env.update(_asset_env_and_files(assets_dir, assets))
+    env.update(_asset_env_and_files(assets_dir, assets, owner))
     return JobFiles(root=root, script=script_path, parameters=params_path, outputs=outputs_path,
-                    assets=assets_dir, env=env)
+                    assets=assets_dir, env=env, identity=identity)
 
 
 def cleanup(files: JobFiles) -> None:
     shutil.rmtree(files.root, ignore_errors=True)
 
 
-def read_outputs(path: Path, limit: int = 64 * 1024) -> dict[str, str]:
-    """`key=value` lines of `$HRW_OUTPUTS` (blank lines and `#` comments skipped; later keys win)."""
+def read_outputs(path: Path, limit: int = 64 * 1024, *, owner_uid: int | None = None) -> dict[str, str]:
+    """`key=value` lines of `$HRW_OUTPUTS` (blank lines and `#` comments skipped; later keys win).
+
+    The job owns the file and may have replaced it: a root agent reads it only if it is still a
+    regular file of the job's user (not a symlink or a link to /etc/shadow, not a FIFO to block on)."""
     try:
-        text = path.read_bytes()[:limit].decode("utf-8", errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return {}
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or (owner_uid is not None and info.st_uid != owner_uid):
+            return {}
+        text = os.read(fd, limit).decode("utf-8", errors="replace")
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
     outputs: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
@@ -186,10 +228,11 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes], Awaitable[None]], *,
+async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes, StreamName], Awaitable[None]], *,
               time_limit: float | None, execution: Execution,
               on_spawn: Callable[[int], Awaitable[None]] | None = None) -> RunResult:
-    """Run the script to its end, a timeout, or `execution.stop()`; feed output as it comes.
+    """Run the script to its end, a timeout, or `execution.stop()`; feed output as it comes, with
+    the stream (stdout or stderr) it came on.
 
     `on_spawn(pid)` is awaited as soon as the process exists (the pid leads its process group).
     A stop asked before the start means the process is never started."""
@@ -200,20 +243,26 @@ async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes
     transport, protocol = await loop.subprocess_exec(
         lambda: _JobProtocol(READ_SIZE, loop),
         interpreter_path, str(files.script),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        cwd=str(files.root), env=dict(files.env), start_new_session=True, preexec_fn=parent_death_preexec(),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=str(files.root), env=dict(files.env), start_new_session=True,
+        # Run As; the parent-death preexec runs after the switch to the job's ids (which would clear it).
+        preexec_fn=parent_death_preexec(),
+        **(files.identity.spawn_options() if files.identity is not None else {}),
     )
     proc = asyncio.subprocess.Process(transport, protocol, loop)
     execution.pid = proc.pid
-    assert proc.stdout is not None
-    stdout = proc.stdout
+    assert proc.stdout is not None and proc.stderr is not None
+    pipes = ((proc.stdout, StreamName.STDOUT), (proc.stderr, StreamName.STDERR))
 
-    async def pump() -> None:
+    async def pump_one(pipe: asyncio.StreamReader, stream: StreamName) -> None:
         while True:
-            data = await stdout.read(READ_SIZE)
+            data = await pipe.read(READ_SIZE)
             if not data:
                 return
-            await on_output(data)
+            await on_output(data, stream)
+
+    async def pump() -> None:
+        await asyncio.gather(*(pump_one(pipe, stream) for pipe, stream in pipes))
 
     async def exited() -> None:
         await protocol.exited.wait()

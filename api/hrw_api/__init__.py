@@ -7,6 +7,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     runbook      Runbook, Interpreter, ParameterSpec, …   the Runbook kind, content_digest
     asset        Asset, ResolvedAsset, …                  the Asset kind and its resolved form
     workergroup  WorkerGroup, WorkerGroupSpec, …          the WorkerGroup kind
+    runas        RunAs, RunAsPolicy                       Run As: a job's identity, a group's policy
     runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
     wire         RegisterRequest/Response, OutputChunk    the proxy's own bodies and paths
@@ -39,6 +40,7 @@ from .lease import WorkerInfo, WorkerLease
 from .logs import StructuredFormatter, StructuredLog
 from .meta import Condition, Meta, SecretKeyRef
 from .phases import JobPhase, Reason
+from .runas import DEFAULT_JOB_USER, RunAs, RunAsPolicy
 from .runbook import (
     Interpreter,
     ParameterSpec,
@@ -55,6 +57,7 @@ from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
 __all__ = [
     "AGENT_TRANSITIONS",
+    "DEFAULT_JOB_USER",
     "ApiError",
     "Asset",
     "AssetField",
@@ -88,6 +91,8 @@ __all__ = [
     "ResolvedAssetList",
     "RetryOn",
     "RetryPolicy",
+    "RunAs",
+    "RunAsPolicy",
     "Runbook",
     "RunbookJob",
     "RunbookJobSpec",

@@ -1,34 +1,31 @@
 """A small async Kubernetes REST client on httpx: the only module of hrw_api that talks HTTP.
 
-The operator and the CLI use it against the API server (kubeconfig or in-cluster
-ServiceAccount); the proxy uses it upstream with its own ServiceAccount; the agent uses it
-against the proxy with its worker credential, because the proxy speaks the same REST dialect.
-Failed responses become the `errors` tree once, here.
+The operator and the CLI use it against the API server and the proxy upstream with its own
+ServiceAccount; the agent uses it against the proxy with its worker credential, because the
+proxy speaks the same REST dialect. Failed responses become the `errors` tree once, here.
+
+Where the cloud side's connection comes from (kubeconfig, exec plugins, in-cluster) is
+`hrw_api.kubeconfig`'s business, through the `kubernetes` library; `from_environment` and
+`from_kubeconfig` hand over to it when called, so the agent, which builds its client from its
+own config, never loads that library.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import ssl
-import tempfile
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
-import yaml
 
 from .errors import ApiError, api_error
 from .names import GROUP, VERSION
 from .patches import JSON_PATCH, MERGE_PATCH
 
 JSON = dict[str, Any]
-
-IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 @dataclass(frozen=True)
@@ -63,26 +60,20 @@ LEASES = Resource("coordination.k8s.io", "v1", "leases")
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 
 
-class _TokenSource:
-    """A bearer token, re-read from its file now and then (projected tokens rotate)."""
+class Credentials(Protocol):
+    """Where the `Authorization` header comes from, asked before every request (tokens rotate)."""
 
-    def __init__(self, token: str | None = None, token_file: Path | None = None) -> None:
-        self._token = token
-        self._file = token_file
-        self._read_at = 0.0
-
-    def get(self) -> str | None:
-        if self._file is not None and time.monotonic() - self._read_at > 60:
-            self._token = self._file.read_text().strip()
-            self._read_at = time.monotonic()
-        return self._token
+    async def authorization(self) -> str | None: ...
 
 
-def _data_file(data_b64: str, directory: Path) -> str:
-    fd, name = tempfile.mkstemp(dir=directory)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(base64.b64decode(data_b64))
-    return name
+class _StaticToken:
+    """A bearer token that does not change: the agent's worker credential, a test's token."""
+
+    def __init__(self, token: str | None) -> None:
+        self._header = f"Bearer {token}" if token else None
+
+    async def authorization(self) -> str | None:
+        return self._header
 
 
 def ssl_context(*, ca_file: str | None = None, ca_data: bytes | None = None, cert_file: str | None = None,
@@ -103,12 +94,16 @@ class KubeClient:
     """Async Kubernetes REST calls. Create one per process; close it with `aclose()` or `async with`."""
 
     def __init__(self, server: str, *, verify: ssl.SSLContext | bool = True, token: str | None = None,
-                 token_file: Path | None = None, timeout: float = 30.0,
+                 credentials: Credentials | None = None,
+                 tls_server_name: str | None = None, proxy: str | None = None, timeout: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None, user_agent: str = "hrw") -> None:
         self.server = server.rstrip("/")
-        self._token = _TokenSource(token, token_file)
+        # A static `token`, or `credentials` that may fetch a new one (hrw_api.kubeconfig).
+        self._credentials: Credentials = credentials or _StaticToken(token)
+        # kubeconfig's tls-server-name: the name sent (SNI) and checked in the server's certificate.
+        self._extensions: dict[str, Any] = {"sni_hostname": tls_server_name} if tls_server_name else {}
         self._http = httpx.AsyncClient(
-            base_url=self.server, verify=verify, timeout=httpx.Timeout(timeout), transport=transport,
+            base_url=self.server, verify=verify, timeout=httpx.Timeout(timeout), transport=transport, proxy=proxy,
             headers={"User-Agent": user_agent, "Accept": "application/json"},
         )
 
@@ -117,48 +112,24 @@ class KubeClient:
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str] | None = None, *, context: str | None = None,
                         **kwargs: Any) -> KubeClient:
-        path = Path(path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube/config")
-        config = yaml.safe_load(path.read_text())
-        ctx_name = context or config.get("current-context")
-        ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
-        users = config.get("users") or []
-        user: dict[str, Any] = next((u["user"] for u in users if u["name"] == ctx.get("user")), {}) or {}
-        base = path.parent
-        tmp = Path(tempfile.mkdtemp(prefix="hrw-kubeconfig-"))
+        """A client for a kubeconfig context (default: `$KUBECONFIG`'s, or ~/.kube/config's, current one).
 
-        def file_of(key: str, data_key: str, source: Mapping[str, Any]) -> str | None:
-            if source.get(data_key):
-                return _data_file(source[data_key], tmp)
-            if source.get(key):
-                return str(base / source[key])
-            return None
+        Needs the `cloud` extra (`hrw_api.kubeconfig`); blocking, as it may run an exec plugin.
+        """
+        from .kubeconfig import load
 
-        verify = ssl_context(
-            ca_file=file_of("certificate-authority", "certificate-authority-data", cluster),
-            cert_file=file_of("client-certificate", "client-certificate-data", user),
-            key_file=file_of("client-key", "client-key-data", user),
-            insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        )
-        for leftover in tmp.iterdir():  # the SSLContext has loaded them; keep no key on disk
-            leftover.unlink()
-        tmp.rmdir()
-        token_file = Path(base / user["tokenFile"]) if user.get("tokenFile") else None
-        return cls(cluster["server"], verify=verify, token=user.get("token"), token_file=token_file, **kwargs)
+        return load(str(path) if path is not None else None, context, in_cluster=False).client(**kwargs)
 
     @classmethod
-    def in_cluster(cls, **kwargs: Any) -> KubeClient:
-        host = os.environ["KUBERNETES_SERVICE_HOST"]
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        verify = ssl_context(ca_file=str(IN_CLUSTER_DIR / "ca.crt"))
-        return cls(f"https://{host}:{port}", verify=verify, token_file=IN_CLUSTER_DIR / "token", **kwargs)
+    def from_environment(cls, kubeconfig: str | None = None, *, context: str | None = None,
+                         **kwargs: Any) -> KubeClient:
+        """In a Pod its ServiceAccount, unless a kubeconfig or context is named; else the kubeconfig.
 
-    @classmethod
-    def from_environment(cls, kubeconfig: str | None = None, **kwargs: Any) -> KubeClient:
-        """An explicit kubeconfig, else in-cluster when running in a Pod, else `$KUBECONFIG` / ~/.kube/config."""
-        if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ and (IN_CLUSTER_DIR / "token").exists():
-            return cls.in_cluster(**kwargs)
-        return cls.from_kubeconfig(kubeconfig, **kwargs)
+        Needs the `cloud` extra (`hrw_api.kubeconfig`); blocking, as it may run an exec plugin.
+        """
+        from .kubeconfig import load
+
+        return load(kubeconfig, context).client(**kwargs)
 
     async def __aenter__(self) -> KubeClient:
         return self
@@ -171,11 +142,11 @@ class KubeClient:
 
     # ----------------------------------------------------------------------------------- calls
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+    async def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers: dict[str, str] = {}
-        token = self._token.get()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        authorization = await self._credentials.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
         if content_type:
             headers["Content-Type"] = content_type
         return headers
@@ -196,7 +167,7 @@ class KubeClient:
         content = None if body is None else json.dumps(body).encode()
         response = await self._http.request(
             method, path, params=params, content=content,
-            headers=self._headers(content_type if content is not None else None),
+            headers=await self._headers(content_type if content is not None else None), extensions=self._extensions,
         )
         self._raise_for(response)
         if not response.content:
@@ -240,7 +211,8 @@ class KubeClient:
         if bookmarks:
             query["allowWatchBookmarks"] = "true"
         timeout = httpx.Timeout(10.0, read=timeout_seconds + 30.0)
-        async with self._http.stream("GET", path, params=query, headers=self._headers(), timeout=timeout) as resp:
+        async with self._http.stream("GET", path, params=query, headers=await self._headers(), timeout=timeout,
+                                     extensions=self._extensions) as resp:
             if not resp.is_success:
                 await resp.aread()
                 self._raise_for(resp)

@@ -177,12 +177,13 @@ def _conditions_for(phase: JobPhase, reason: str, message: str, generation: int)
 
 
 def queue(resource_version: str, digest: str, generation: int, *, interpreter: str | None = None,
-          now: str | None = None) -> JsonPatch:
-    """Pending -> Queued, attempt 1, the runbook's digest (and interpreter) snapshotted. Only the
-    operator writes a Pending job, so the resourceVersion is the fence.
+          run_as: Mapping[str, str] | None = None, now: str | None = None) -> JsonPatch:
+    """Pending -> Queued, attempt 1, the runbook's digest (interpreter, Run As identity) snapshotted.
+    Only the operator writes a Pending job, so the resourceVersion is the fence.
 
     The interpreter lets an agent pass over a job it could not run before claiming it, so that in
-    a group of mixed servers the job waits for one that can."""
+    a group of mixed servers the job waits for one that can. The identity is what the agent runs
+    the job as: a later change of the group or runbook does not change a queued job's identity."""
     status: dict[str, Any] = {
         "phase": JobPhase.QUEUED.value,
         "attempt": 1,
@@ -194,6 +195,8 @@ def queue(resource_version: str, digest: str, generation: int, *, interpreter: s
     }
     if interpreter is not None:
         status["interpreter"] = interpreter
+    if run_as is not None:
+        status["runAs"] = dict(run_as)
     return [_test("/metadata/resourceVersion", resource_version), _set("/status", status)]
 
 

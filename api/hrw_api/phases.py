@@ -70,6 +70,7 @@ class Reason(StrEnum):
     INVALID_PARAMETERS = "InvalidParameters"
     ASSET_NOT_READY = "AssetNotReady"
     INTERPRETER_NOT_ALLOWED = "InterpreterNotAllowed"
+    RUN_AS_NOT_ALLOWED = "RunAsNotAllowed"  # also the agent's, for a uid 0 the group did not allow
     UNSIGNED_RUNBOOK = "UnsignedRunbook"
     # Operator, lifecycle.
     QUEUED = "Queued"
@@ -88,6 +89,8 @@ class Reason(StrEnum):
     SIGNATURE_INVALID = "SignatureInvalid"
     INTERPRETER_MISSING = "InterpreterMissing"
     SETUP_FAILED = "SetupFailed"
+    RUN_AS_UNKNOWN = "RunAsUnknown"  # the job's user or group does not exist on the server
+    RUN_AS_UNAVAILABLE = "RunAsUnavailable"  # an unprivileged agent cannot switch to the job's identity
     RETRYING = "Retrying"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from . import _fields as f
 from .errors import InvalidObject
 from .meta import Condition, Meta, SecretKeyRef, conditions_of
+from .runas import RunAs
 
 
 def content_digest(content: str) -> str:
@@ -85,6 +86,7 @@ class RunbookSpec:
     timeout_seconds: int | None
     signature: Signature | None
     description: str = ""
+    run_as: RunAs | None = None  # the identity it asks for; its group decides whether it may
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class Runbook:
                 timeout_seconds=f.opt_int(spec, "timeoutSeconds", "spec"),
                 signature=signature,
                 description=f.opt_str(spec, "description", "spec") or "",
+                run_as=RunAs.parse_optional(spec, "runAs", "spec"),
             ),
             status=RunbookStatus(
                 digest=f.opt_str(status, "digest", "status"),

@@ -17,6 +17,7 @@ from ._fields import JSON
 from .errors import InvalidObject
 from .meta import Condition, Meta, conditions_of
 from .phases import JobPhase
+from .runas import RunAs
 from .runbook import Interpreter
 
 DEFAULT_QUEUE_TIMEOUT_SECONDS = 3600
@@ -87,6 +88,7 @@ class RunbookJobStatus:
     claim: Claim | None
     runbook_digest: str | None
     interpreter: Interpreter | None  # snapshotted with the digest: agents without it pass the job over
+    run_as: RunAs | None  # snapshotted with the digest: the identity the job runs as on its server
     queued_time: datetime | None
     start_time: datetime | None
     completion_time: datetime | None
@@ -177,6 +179,7 @@ class RunbookJob:
                 claim=_claim(status),
                 runbook_digest=f.opt_str(status, "runbookDigest", "status"),
                 interpreter=_interpreter(status.get("interpreter")),
+                run_as=RunAs.parse_optional(status, "runAs", "status"),
                 queued_time=f.time(status, "queuedTime", "status"),
                 start_time=f.time(status, "startTime", "status"),
                 completion_time=f.time(status, "completionTime", "status"),

@@ -7,13 +7,14 @@ one worker as the operator aggregates it from that worker's Lease (see `lease`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import _fields as f
 from ._fields import JSON
 from .errors import InvalidObject
 from .meta import Condition, Meta, conditions_of
+from .runas import RunAsPolicy
 from .runbook import Interpreter
 
 
@@ -72,6 +73,7 @@ class WorkerGroupSpec:
     self_fencing_margin_seconds: int | None = None
     """How long before its Lease could lapse an agent that cannot renew it stops its jobs (None: a third
     of the lease duration); less than `lease_duration_seconds` (CEL in the CRD)."""
+    run_as: RunAsPolicy = field(default_factory=RunAsPolicy)
 
     @property
     def self_fencing_margin(self) -> float:
@@ -93,6 +95,7 @@ class WorkerGroupSpec:
             "outputLimitBytes": self.output_limit_bytes,
             **({"selfFencingMarginSeconds": self.self_fencing_margin_seconds}
                if self.self_fencing_margin_seconds is not None else {}),
+            **self.run_as.to_agent_settings(),
         }
 
     @classmethod
@@ -115,6 +118,7 @@ class WorkerGroupSpec:
             job_grace_period_seconds=f.opt_int(spec, "jobGracePeriodSeconds", "spec", 10) or 10,
             output_limit_bytes=f.opt_int(spec, "outputLimitBytes", "spec", 1_048_576) or 1_048_576,
             self_fencing_margin_seconds=f.opt_int(spec, "selfFencingMarginSeconds", "spec", None, minimum=1),
+            run_as=RunAsPolicy.parse(spec),
         )
 
 

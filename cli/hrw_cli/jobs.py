@@ -1,8 +1,11 @@
 """``hrw logs``, ``hrw run`` and ``hrw get-token``: the everyday commands around jobs.
 
-They talk to the Kubernetes API with the user's kubeconfig (never through the agents' proxy):
+They talk to the Kubernetes API as the user's kubeconfig context says (``--kubeconfig``,
+``--context``; exec credential plugins included, see ``hrw_api.kubeconfig``), never through the
+agents' proxy:
 - ``hrw logs JOB [-f]`` prints the job's output chunks (ConfigMaps the proxy stored, owned by
-  the job) in order, and with ``-f`` follows them until the job ends;
+  the job) in order, what the script wrote on stderr on stderr, and with ``-f`` follows them
+  until the job ends;
 - ``hrw run RUNBOOK --group G -p key=value ... [--wait]`` creates a RunbookJob; values are
   typed by the runbook's declared parameter types (a string parameter stays verbatim);
 - ``hrw get-token GROUP`` prints the group's registration token (for an agent's first start).
@@ -16,44 +19,36 @@ import base64
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-import yaml
+import httpx
 
-from hrw_api import ParameterType, Runbook, RunbookJob, names, params
+from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, kubeconfig, names, params
 from hrw_api.errors import ApiError, InvalidObject, NotFound
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, KubeClient
+from hrw_api.kubeconfig import KubeconfigError
 from hrw_api.phases import JobPhase
 from hrw_cli.errors import CommandError
 
 __all__ = ["parse_parameters", "register"]
 
 
-def _default_namespace(kubeconfig: str | None) -> str:
-    import os
-
-    path = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube/config")
+async def _client(args: argparse.Namespace) -> KubeClient:
+    """The API server of the chosen kubeconfig context (loaded in a thread: an exec plugin may run)."""
     try:
-        config = yaml.safe_load(path.read_text()) or {}
-        current = config.get("current-context")
-        for ctx in config.get("contexts") or []:
-            if ctx.get("name") == current:
-                return str((ctx.get("context") or {}).get("namespace") or "default")
-    except (OSError, yaml.YAMLError):
-        pass
-    return "default"
-
-
-def _client(args: argparse.Namespace) -> KubeClient:
-    try:
-        return KubeClient.from_environment(args.kubeconfig, user_agent="hrw-cli")
-    except (OSError, KeyError, StopIteration, yaml.YAMLError) as exc:
-        raise CommandError(f"cannot load the kubeconfig: {exc!r}") from None
+        return await asyncio.to_thread(KubeClient.from_environment, args.kubeconfig, context=args.context,
+                                       user_agent="hrw-cli")
+    except KubeconfigError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _namespace(args: argparse.Namespace) -> str:
-    return str(args.namespace or _default_namespace(args.kubeconfig))
+    if args.namespace:
+        return str(args.namespace)
+    try:
+        return kubeconfig.context_namespace(args.kubeconfig, args.context)
+    except KubeconfigError as exc:
+        raise CommandError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------- logs
@@ -69,7 +64,7 @@ async def _logs(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     attempt_shown: int | None = None
     final_pass = False
-    async with _client(args) as kube:
+    async with await _client(args) as kube:
         while True:
             try:
                 job = RunbookJob.parse(await kube.get(RUNBOOK_JOBS.path(namespace, args.job)))
@@ -88,8 +83,11 @@ async def _logs(args: argparse.Namespace) -> int:
                 if attempt_shown is not None and attempt != attempt_shown:
                     print(f"--- attempt {attempt} ---", file=sys.stderr, flush=True)
                 attempt_shown = attempt
-                sys.stdout.write((item.get("data") or {}).get(names.OUTPUT_CHUNK_KEY, ""))
-                sys.stdout.flush()
+                data = item.get("data") or {}
+                # What the script wrote on stderr goes to ours, so `hrw logs JOB > out` keeps them apart.
+                sink = sys.stderr if data.get(names.OUTPUT_STREAM_KEY) == StreamName.STDERR.value else sys.stdout
+                sink.write(data.get(names.OUTPUT_CHUNK_KEY, ""))
+                sink.flush()
             if not args.follow:
                 return 0
             if job.status.phase.terminal:
@@ -127,7 +125,7 @@ def parse_parameters(pairs: list[str], runbook: Runbook | None) -> dict[str, Any
 
 async def _run(args: argparse.Namespace) -> int:
     namespace = _namespace(args)
-    async with _client(args) as kube:
+    async with await _client(args) as kube:
         try:
             runbook = Runbook.parse(await kube.get(RUNBOOKS.path(namespace, args.runbook)))
         except NotFound:
@@ -174,7 +172,7 @@ async def _run(args: argparse.Namespace) -> int:
 async def _get_token(args: argparse.Namespace) -> int:
     namespace = _namespace(args)
     secret_name = names.registration_secret_name(args.group)
-    async with _client(args) as kube:
+    async with await _client(args) as kube:
         try:
             secret = await kube.get(SECRETS.path(namespace, secret_name))
         except NotFound:
@@ -193,6 +191,8 @@ def _sync(handler: Any) -> Any:
             code: int = asyncio.run(handler(args))
         except ApiError as exc:
             raise CommandError(f"the API server said {exc.code} {exc.reason}: {exc.message}") from None
+        except httpx.TransportError as exc:
+            raise CommandError(f"cannot reach the API server: {exc!r}") from None
         return code
 
     return run
@@ -200,11 +200,13 @@ def _sync(handler: Any) -> Any:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig context's)")
-    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    parser.add_argument("--kubeconfig", default=None,
+                        help="kubeconfig file (default: $KUBECONFIG, a list merged as kubectl does, or ~/.kube/config)")
+    parser.add_argument("--context", default=None, help="kubeconfig context (default: its current context)")
 
 
 def register(subparsers: Any) -> None:
-    logs = subparsers.add_parser("logs", help="print a job's output (its stored chunks, in order)")
+    logs = subparsers.add_parser("logs", help="print a job's output in order (the script's stderr on stderr)")
     logs.add_argument("job", help="RunbookJob name")
     logs.add_argument("-f", "--follow", action="store_true", help="follow the output until the job ends")
     logs.add_argument("--attempt", type=int, default=None, help="only this attempt's output")

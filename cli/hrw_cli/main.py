@@ -18,7 +18,7 @@ from hrw_cli.errors import CommandError
 
 __all__ = ["COMMAND_MODULES", "CommandError", "build_parser", "main"]
 
-COMMAND_MODULES: tuple[str, ...] = ("hrw_cli.dev.commands", "hrw_cli.jobs")
+COMMAND_MODULES: tuple[str, ...] = ("hrw_cli.jobs",)
 """Modules whose ``register(subparsers)`` adds a command group to ``hrw``."""
 
 
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
-        # A group without a subcommand (`hrw`, `hrw dev`): show the matching help.
+        # No command (`hrw`), or a group without its subcommand: show the matching help.
         help_parser: argparse.ArgumentParser = getattr(args, "help_parser", parser)
         help_parser.print_help()
         return 2

@@ -10,10 +10,10 @@ Nothing here reconciles anything. kopf is configured in its startup handler: our
 annotation prefix for whatever kopf might persist (`names.OPERATOR_PREFIX`; our handlers are
 event handlers and persist nothing), explicit watch timeouts, no Kubernetes Events for kopf's
 own handler chatter (our controllers post the Events that matter), standalone (no peering
-objects). kopf logs in with the same kubeconfig or ServiceAccount as our KubeClient.
+objects). kopf logs in with the same kubeconfig context or ServiceAccount as our KubeClient.
 
-    hrw-operator [--namespace NS ...] [--all-namespaces] [--kubeconfig PATH]
-                 [--log-format json|text] [--verbose] [--liveness URL]
+    python -m hrw_operator [--namespace NS ...] [--all-namespaces] [--kubeconfig PATH] [--context NAME]
+                           [--log-format json|text] [--verbose] [--liveness URL]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import kopf
 
-from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, names
+from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, kubeconfig, names
 from hrw_api.kubeclient import KubeClient
 
 from . import login, logs
@@ -51,34 +51,31 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
                        help="serve this namespace (repeatable); default: the current namespace")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="serve every namespace")
     parser.add_argument("--kubeconfig", default=None, metavar="PATH",
-                        help="kubeconfig file; default: $KUBECONFIG, in-cluster, or ~/.kube/config")
+                        help="kubeconfig file; default: in-cluster in a Pod, else $KUBECONFIG or ~/.kube/config")
+    parser.add_argument("--context", default=None, metavar="NAME",
+                        help="kubeconfig context; default: the kubeconfig's current context")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--verbose", "-v", action="store_true", help="log our decisions at debug level")
     parser.add_argument("--liveness", default=None, metavar="URL",
                         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz (kopf's probe)")
     args = parser.parse_args(argv)
+    try:
+        current_namespace = kubeconfig.context_namespace(args.kubeconfig, args.context)
+    except kubeconfig.KubeconfigError as exc:  # an unknown context, a missing file: one line, no traceback
+        parser.exit(2, f"hrw-operator: error: {exc}\n")
     namespaces = tuple(args.namespace)
     if not namespaces and not args.all_namespaces:
-        namespaces = (_current_namespace(args.kubeconfig),)
+        namespaces = (current_namespace,)
     return OperatorSettings(
         namespaces=namespaces,
         all_namespaces=args.all_namespaces,
         kubeconfig=args.kubeconfig,
+        context=args.context,
         log_format=args.log_format,
         verbose=args.verbose,
         liveness=args.liveness,
         reporting_instance=f"{socket.gethostname()}-{os.getpid()}",
     )
-
-
-def _current_namespace(kubeconfig: str | None) -> str:
-    if login.in_cluster(kubeconfig):
-        return (login.IN_CLUSTER_DIR / "namespace").read_text().strip()
-    try:
-        info = login.connection_info(login.kubeconfig_path(kubeconfig))
-    except (OSError, StopIteration, KeyError):
-        return "default"
-    return info.default_namespace or "default"
 
 
 @kopf.on.startup()
@@ -106,10 +103,8 @@ async def cleanup(memo: Operator, **_: Any) -> None:
 
 
 @kopf.on.login()
-def login_handler(memo: Operator, settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    if login.in_cluster(memo.settings.kubeconfig):
-        return kopf.login_with_service_account(settings=settings, **kwargs)
-    return login.connection_info(login.kubeconfig_path(memo.settings.kubeconfig))
+def login_handler(memo: Operator, **_: Any) -> kopf.ConnectionInfo:
+    return login.connection_info(memo.settings.kubeconfig, memo.settings.context)
 
 
 KINDS: tuple[type[Controller[Any]], ...] = (RunbookController, AssetController, WorkerGroupController, JobController)
@@ -161,7 +156,8 @@ class Operator:
 
     def open(self) -> None:
         """Create the process's KubeClient and the controllers (kopf's startup handler, inside the loop)."""
-        client = KubeClient.from_environment(self.settings.kubeconfig, user_agent="hrw-operator")
+        client = KubeClient.from_environment(self.settings.kubeconfig, context=self.settings.context,
+                                             user_agent="hrw-operator")
         self._graph = build_graph(self.settings, client)
 
     async def close(self) -> None:

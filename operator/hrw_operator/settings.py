@@ -21,7 +21,10 @@ class OperatorSettings:
     """Serve every namespace (kopf's cluster-wide mode)."""
 
     kubeconfig: str | None = None
-    """A kubeconfig path; None means `$KUBECONFIG`, in-cluster, or `~/.kube/config`."""
+    """A kubeconfig path; None means in-cluster in a Pod, else `$KUBECONFIG` or `~/.kube/config`."""
+
+    context: str | None = None
+    """A kubeconfig context; None means the kubeconfig's current context."""
 
     log_format: LogFormat = "text"
     """`text` (key=value) or `json` (one object per line)."""

@@ -107,6 +107,7 @@ CONFIG_DIR=/etc/hrw-agent
 OPT_DIR=/opt/hrw-agent
 UNIT=/etc/systemd/system/hrw-agent.service
 AGENT_USER=hrw-agent
+JOB_USER=hrw-job  # the default Run As identity of jobs (WorkerGroup spec.runAs), never the agent's user
 stored_credential=$root$STATE_DIR/credential
 if [ -z "$token_file" ] && [ ! -s "$stored_credential" ]; then
     missing="$missing --token-file"
@@ -163,6 +164,7 @@ chmod 0700 "$stage"
 created=()      # paths this run created, removed in reverse order on failure
 restores=()     # "backup|path" pairs, put back on failure
 user_created=no
+job_user_created=no
 committed=no
 changed=no
 
@@ -179,6 +181,9 @@ cleanup() {
         done
         if [ "$user_created" = yes ]; then
             userdel ${root:+--root "$root"} "$AGENT_USER" >/dev/null 2>&1 || true
+        fi
+        if [ "$job_user_created" = yes ]; then
+            userdel ${root:+--root "$root"} "$JOB_USER" >/dev/null 2>&1 || true
         fi
     fi
     rm -rf -- "$stage"
@@ -268,9 +273,9 @@ read -r outcome worker <<<"$answer"
 # -------------------------------------------------------------------- 3. change the system
 
 if [ -n "$root" ]; then
-    user_exists() { [ -f "$root/etc/passwd" ] && grep -q "^$AGENT_USER:" "$root/etc/passwd"; }
+    user_exists() { [ -f "$root/etc/passwd" ] && grep -q "^${1:-$AGENT_USER}:" "$root/etc/passwd"; }
 else
-    user_exists() { getent passwd "$AGENT_USER" >/dev/null; }
+    user_exists() { getent passwd "${1:-$AGENT_USER}" >/dev/null; }
 fi
 if ! user_exists; then
     if [ -z "$root" ] || [ -f "$root/etc/passwd" ]; then
@@ -279,6 +284,13 @@ if ! user_exists; then
         user_created=yes
         changed=yes
     fi
+fi
+# Jobs run as this unprivileged user unless their WorkerGroup says otherwise (README, "Run As").
+if ! user_exists "$JOB_USER" && { [ -z "$root" ] || [ -f "$root/etc/passwd" ]; }; then
+    quiet "creating the job user $JOB_USER" useradd ${root:+--root "$root"} --system --user-group \
+        --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$JOB_USER"
+    job_user_created=yes
+    changed=yes
 fi
 if user_exists; then
     owner=$AGENT_USER
@@ -366,6 +378,6 @@ else
         echo "  $root$OPT_DIR/current/bin/hrw-agent --config $root$CONFIG_DIR/agent.yaml" \
             "--state-dir $root$STATE_DIR --ca-file $root$CONFIG_DIR/ca.crt"
     else
-        echo "  runuser -u $AGENT_USER -- $OPT_DIR/current/bin/hrw-agent --config $CONFIG_DIR/agent.yaml"
+        echo "  $OPT_DIR/current/bin/hrw-agent --config $CONFIG_DIR/agent.yaml   # as root: it starts jobs as their users"
     fi
 fi

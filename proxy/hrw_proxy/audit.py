@@ -1,62 +1,33 @@
-"""Structured logging, and the audit line: one per agent request, never a secret.
+"""The proxy's log, and its audit line: one per agent request, never a secret.
 
-`log(logger, event, **fields)` writes `event key=value ...` (text) or one JSON object (json);
-the audit line records who (`worker` as ns/group/name, never its credential), what (`verb`,
-`object`), the decision (`allowed`, `reason`) and the `code` answered.
+Both are written by the contract's one structured formatter (`hrw_api.logs`): `key=value` text
+or one JSON object per line, each value from a request quoted so that it can never forge a
+second line. The audit line records who (`worker` as ns/group/name, never its credential), what
+(`verb`, `object`), the decision (`allowed`, `reason`) and the `code` answered; its logger,
+`hrw_proxy.audit`, is named in every line so that it can be shipped apart.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from typing import Any
+
+from hrw_api.logs import StructuredLog
+from hrw_api.logs import configure as configure_logger
 
 AUDIT = logging.getLogger("hrw_proxy.audit")
 
-
-class _Formatter(logging.Formatter):
-    def __init__(self, fmt: str) -> None:
-        super().__init__()
-        self._json = fmt == "json"
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = getattr(record, "fields", {})
-        if self._json:
-            payload = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                       "event": record.getMessage(), **fields}
-            if record.exc_info:
-                payload["exception"] = self.formatException(record.exc_info)
-            return json.dumps(payload, default=str)
-        parts = [self.formatTime(record), record.levelname, record.name, record.getMessage()]
-        parts += [f"{k}={_text(v)}" for k, v in fields.items()]
-        line = " ".join(parts)
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-def _text(value: Any) -> str:
-    text = str(value)
-    # Quoted (JSON-escaped) when it could be read as more than one value: a request path is the
-    # client's, and a raw newline in it would forge a second (audit) line.
-    return json.dumps(text) if (not text or not text.isprintable() or any(c in text for c in ' "=')) else text
+log = StructuredLog(logging.getLogger("hrw_proxy"))
+_audit = StructuredLog(AUDIT)
 
 
 def configure(fmt: str, level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(fmt))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    """The whole process logs through one stderr handler (the root logger's)."""
+    configure_logger(logging.getLogger(), "json" if fmt == "json" else "text", level, with_logger=True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the audit line replaces it
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def log(logger: logging.Logger, event: str, *, level: int = logging.INFO, **fields: Any) -> None:
-    logger.log(level, event, extra={"fields": fields})
-
-
 def audit(*, worker: str, verb: str, obj: str, allowed: bool, reason: str, code: int, **extra: Any) -> None:
-    log(AUDIT, "audit", worker=worker, verb=verb, object=obj, allowed=str(allowed).lower(), reason=reason,
-        code=code, **extra)
+    _audit.info("audit", worker=worker, verb=verb, object=obj, allowed=str(allowed).lower(), reason=reason,
+                code=code, **extra)

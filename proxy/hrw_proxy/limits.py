@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .status import ProxyError
+from .refusals import ProxyError
 
 _MAX_BUCKETS = 10_000
 

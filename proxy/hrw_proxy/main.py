@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import ssl
 import sys
@@ -23,8 +22,6 @@ from .metrics import Metrics
 from .server import ProxyServer
 from .settings import Settings, parse_settings
 from .upstream import Upstream
-
-logger = logging.getLogger("hrw_proxy")
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -56,11 +53,11 @@ async def serve(settings: Settings) -> None:
             await metrics_runner.setup()
             runners.append(metrics_runner)
             await web.TCPSite(metrics_runner, settings.metrics_listen.host, settings.metrics_listen.port).start()
-        log(logger, "hrw-proxy listening", listen=f"https://{settings.listen}",
+        log.info("hrw-proxy listening", listen=f"https://{settings.listen}",
             metrics=f"http://{settings.metrics_listen}/metrics" if settings.metrics_listen else "off",
             upstream=client.server)
         await stop.wait()
-        log(logger, "hrw-proxy stopping")
+        log.info("hrw-proxy stopping")
     finally:
         for each in reversed(runners):
             with contextlib.suppress(Exception):
@@ -74,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(serve(settings))
     except (OSError, ssl.SSLError, KeyError, ValueError) as exc:
-        log(logger, "hrw-proxy cannot start", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+        log.error("hrw-proxy cannot start", error=f"{type(exc).__name__}: {exc}")
         return 1
     return 0
 

@@ -20,7 +20,7 @@ from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, LEASES, RUNBOOK_JOBS, RUNBOO
 
 from .auth import WorkerIdentity, decode_secret_value
 from .metrics import Metrics
-from .status import ProxyError
+from .refusals import ProxyError
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -63,13 +63,27 @@ class Upstream:
 
     # --------------------------------------------------------------------------- credentials
 
+    async def _credential_secret(self, namespace: str, name: str) -> JSON | None:
+        """A Secret that proves who a caller is, or None when there is none we may read.
+
+        A 403 means the proxy does not serve that namespace (its Roles are granted only in the
+        namespaces that hold hrw objects): to the caller that is an unknown credential, answered
+        401 like any other, never the apiserver's message naming the proxy's ServiceAccount.
+        """
+        try:
+            return await self._get_or_none(SECRETS.path(namespace, name))
+        except ProxyError as exc:
+            if exc.code == 403:
+                return None
+            raise
+
     async def registration_token(self, namespace: str, group: str) -> str | None:
-        secret = await self._get_or_none(SECRETS.path(namespace, names.registration_secret_name(group)))
+        secret = await self._credential_secret(namespace, names.registration_secret_name(group))
         return None if secret is None else decode_secret_value(secret, names.REGISTRATION_TOKEN_KEY)
 
     async def worker_hash(self, identity: WorkerIdentity) -> str | None:
-        secret = await self._get_or_none(
-            SECRETS.path(identity.namespace, names.worker_secret_name(identity.group, identity.worker)))
+        secret = await self._credential_secret(identity.namespace,
+                                               names.worker_secret_name(identity.group, identity.worker))
         if secret is None or secret.get("type") != names.SECRET_TYPE_WORKER_CREDENTIAL:
             return None
         if secret.get("metadata", {}).get("deletionTimestamp"):

@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 
 from hrw_api import RunbookJob, WorkerGroup, WorkerGroupSpec
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
-from hrw_cli.dev.crds import CrdInfo
+from hrw_dev.controlplane import ControlPlane, ExistingCluster
+from hrw_dev.crds import CrdInfo
 
 Cluster = ControlPlane | ExistingCluster
 
@@ -73,7 +73,8 @@ def test_get_hrw_lists_every_kind_with_its_printer_columns(
                  "runbook.hrw.dev/hello", "runbook.hrw.dev/host-report", "runbookjob.hrw.dev/hello-world"):
         assert name in listing
     jobs = cluster.kubectl("get", "rbj", "-n", namespace, "-o", "wide").splitlines()
-    assert jobs[0].split() == ["NAME", "PHASE", "RUNBOOK", "GROUP", "WORKER", "ATTEMPT", "REASON", "EXIT", "AGE"]
+    assert jobs[0].split() == ["NAME", "PHASE", "RUNBOOK", "GROUP", "RUN", "AS", "WORKER", "ATTEMPT", "REASON", "EXIT",
+                               "AGE"]
     assert jobs[1].split()[:3] == ["hello-world", "hello", "datacenter-a"]  # no status yet: phase is blank
     assert cluster.kubectl("get", "rb", "-n", namespace, "-o", "wide").split()[:4] == [
         "NAME", "INTERPRETER", "READY", "DIGEST"]
@@ -89,12 +90,13 @@ def test_printer_columns_read_the_status_the_contract_writes(
 
     cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "runbookjob.yaml"))
     job = json.loads(cluster.kubectl("get", "-n", namespace, "rbj", "hello-world", "-o", "json"))
-    for patch in (patches.queue(job["metadata"]["resourceVersion"], "sha256:" + "a" * 64, 1),
+    for patch in (patches.queue(job["metadata"]["resourceVersion"], "sha256:" + "a" * 64, 1,
+                                run_as={"user": "hrw-job"}),
                   patches.claim(1, "worker-1")):
         cluster.kubectl("patch", "-n", namespace, "rbj", "hello-world", "--subresource=status",
                         "--type=json", "-p", json.dumps(patch))
     row = cluster.kubectl("get", "rbj", "-n", namespace, "hello-world", "-o", "wide", "--no-headers").split()
-    assert row[:7] == ["hello-world", "Claimed", "hello", "datacenter-a", "worker-1", "1", "Claimed"]
+    assert row[:8] == ["hello-world", "Claimed", "hello", "datacenter-a", "hrw-job", "worker-1", "1", "Claimed"]
 
 
 def test_kubectl_explain_documents_the_job_parameters(cluster: Cluster, crds: list[CrdInfo]) -> None:
@@ -112,6 +114,19 @@ def test_kubectl_explain_documents_the_self_fencing_margin(cluster: Cluster, crd
     assert "Less than leaseDurationSeconds; default a third of it" in text
 
 
+def test_kubectl_explain_documents_run_as(cluster: Cluster, crds: list[CrdInfo]) -> None:
+    group = " ".join(cluster.kubectl("explain", "workergroup.spec.runAs").split())
+    for promise in ("hrw-job", "never the agent's own user", "spec.allowedRunAs", "spec.allowRoot", "RunAsUnknown"):
+        assert promise in group, promise
+    assert "user" in group and "group" in group
+    root = " ".join(cluster.kubectl("explain", "workergroup.spec.allowRoot").split())
+    assert "The only way to let jobs of this group run as root" in root
+    runbook = " ".join(cluster.kubectl("explain", "runbook.spec.runAs").split())
+    assert "RunAsNotAllowed" in runbook
+    status = " ".join(cluster.kubectl("explain", "runbookjob.status.runAs").split())
+    assert "snapshotted when it was queued" in status
+
+
 def test_schema_defaults_are_the_defaults_the_models_assume(
     cluster: Cluster, crds: list[CrdInfo], namespace: str
 ) -> None:
@@ -124,7 +139,7 @@ def test_schema_defaults_are_the_defaults_the_models_assume(
     ))
     group = json.loads(cluster.kubectl("get", "-n", namespace, "wg", "bare", "-o", "json"))
     assert set(group["spec"]) == {"maxJobsPerWorker", "leaseDurationSeconds", "requireSignedRunbooks",
-                                  "jobGracePeriodSeconds", "outputLimitBytes"}
+                                  "jobGracePeriodSeconds", "outputLimitBytes", "allowRoot"}
     assert WorkerGroup.parse(group).spec == WorkerGroupSpec()
     job = json.loads(cluster.kubectl("get", "-n", namespace, "rbj", "bare", "-o", "json"))
     assert job["spec"]["queueTimeoutSeconds"] == 3600

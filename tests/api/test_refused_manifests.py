@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
-from hrw_cli.dev.crds import CrdInfo
+from hrw_dev.controlplane import ControlPlane, ExistingCluster
+from hrw_dev.crds import CrdInfo
 
 Cluster = ControlPlane | ExistingCluster
 
@@ -192,6 +192,26 @@ CASES: dict[str, Bad] = {
         WORKER_GROUP.format(name="dc", spec="  leaseDurationSeconds: 5"),
         ("spec.leaseDurationSeconds", "greater than or equal to 10"),
     ),
+    "worker_group_running_its_jobs_as_root_without_allow_root": Bad(
+        WORKER_GROUP.format(name="dc", spec="  runAs: {user: root}"),
+        ("spec.runAs.user", "spec.runAs names root: set spec.allowRoot: true"),
+    ),
+    "worker_group_listing_root_in_allowed_run_as": Bad(
+        WORKER_GROUP.format(name="dc", spec="  allowedRunAs: [{user: backup}, {user: root}]"),
+        ("spec.allowedRunAs", "spec.allowedRunAs names root: set spec.allowRoot: true instead"),
+    ),
+    "worker_group_run_as_without_a_user": Bad(
+        WORKER_GROUP.format(name="dc", spec="  runAs: {group: wheel}"),
+        ("spec.runAs.user", "Required value"),
+    ),
+    "worker_group_run_as_a_name_that_is_no_user_name": Bad(
+        WORKER_GROUP.format(name="dc", spec="  runAs: {user: 'Admin User'}"),
+        ("spec.runAs.user", "should match"),
+    ),
+    "runbook_asking_to_run_as_a_uid": Bad(
+        RUNBOOK.format(spec="  interpreter: bash\n  content: echo\n  runAs: {user: '0'}"),
+        ("spec.runAs.user", "should match"),
+    ),
     # RunbookJob
     "job_with_zero_timeout": Bad(
         JOB.format(name="bad", spec="  timeoutSeconds: 0"),
@@ -258,6 +278,11 @@ def test_each_bad_manifest_differs_from_a_good_one_only_in_its_fault(
         WORKER_GROUP.format(name="d" * 63, spec="  maxJobsPerWorker: 256"),
         WORKER_GROUP.format(name="fenced", spec="  leaseDurationSeconds: 20\n  selfFencingMarginSeconds: 19"),
         WORKER_GROUP.format(name="fenced-default-lease", spec="  selfFencingMarginSeconds: 29"),
+        WORKER_GROUP.format(name="admins", spec=(
+            "  allowRoot: true\n  runAs: {user: root}\n  allowedRunAs: [{user: backup, group: disk}, {user: root}]")),
+        WORKER_GROUP.format(name="ops", spec="  runAs: {user: hrw-job}\n  allowedRunAs: [{user: backup}]"),
+        RUNBOOK.format(spec="  interpreter: bash\n  content: echo\n  runAs: {user: root, group: wheel}")
+        .replace("name: bad", "name: as-root"),
         JOB.format(name="j" * 63, spec=""),
         JOB.format(name="bad", spec="  timeoutSeconds: 604800\n"
                                     "  retryPolicy: {maxAttempts: 10, retryOn: [WorkerLost, Failed]}\n"

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster
-from hrw_cli.dev.crds import CrdInfo
+from hrw_dev.controlplane import ControlPlane, ExistingCluster
+from hrw_dev.crds import CrdInfo
 
 Cluster = ControlPlane | ExistingCluster
 

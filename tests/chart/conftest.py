@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from hrw_api.kubeclient import KubeClient
-from hrw_cli.dev.helm import ensure_helm
+from hrw_dev.helm import ensure_helm
 from tests.support import unique_name, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -139,7 +139,7 @@ def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
 
 def test_operator_serves_the_release_namespace_by_default_and_the_listed_ones_when_given(helm: Helm) -> None:
     default = container(helm.render(namespace="hrw-here"), "hrw-operator")
-    assert default["command"] == ["hrw-operator"]
+    assert default["command"] == ["python", "-m", "hrw_operator"]
     liveness = ["--liveness", "http://0.0.0.0:8080/healthz"]
     assert default["args"] == ["--namespace", "hrw-here", "--log-format", "json", *liveness]
     listed = container(helm.render("watchNamespaces={a,b}", "operator.logFormat=text",

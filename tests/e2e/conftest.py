@@ -15,7 +15,7 @@ from tests.support.stack import Stack
 
 @pytest.fixture
 async def stack(cluster, crds, namespace: str, processes: ProcessFactory, tmp_path: Path,
-                proxy_sa_kubeconfig: Path, tls: ProxyTLS) -> AsyncIterator[Stack]:
+                proxy_sa_kubeconfig: Path, tls: ProxyTLS, job_user: str) -> AsyncIterator[Stack]:
     built = await Stack.create(cluster, namespace, processes, tmp_path, proxy_sa_kubeconfig, tls)
     try:
         yield built

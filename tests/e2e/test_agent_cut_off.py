@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_dev.controlplane import pid_runs
 from tests.support.processes import ManagedProcess
 from tests.support.proxy import ProxyTLS, start_proxy
 from tests.support.stack import PROXY_ARGS, Stack, spool_files
@@ -24,8 +24,8 @@ GROUP = "dc"
 
 
 async def test_a_cut_off_worker_stops_its_job_before_the_lease_lapses_and_the_requeued_attempt_does_not_overlap(
-        stack: Stack, tmp_path: Path, proxy_sa_kubeconfig: Path, tls: ProxyTLS):
-    log, pids = tmp_path / "stamps.log", tmp_path / "attempt-1.pids"
+        stack: Stack, scratch: Path, proxy_sa_kubeconfig: Path, tls: ProxyTLS):
+    log, pids = scratch / "stamps.log", scratch / "attempt-1.pids"
     await stack.group(GROUP, leaseDurationSeconds=10)
     replica = start_proxy(stack.processes, proxy_sa_kubeconfig, tls, *PROXY_ARGS, name="hrw-proxy-w1")
     w1: ManagedProcess = stack.start_agent(GROUP, "w1", proxy=replica)
@@ -62,10 +62,10 @@ async def test_a_cut_off_worker_stops_its_job_before_the_lease_lapses_and_the_re
 
 
 async def test_a_fenced_job_that_may_not_run_again_fails_with_the_reason_once_the_worker_is_back(
-        stack: Stack, tmp_path: Path, proxy_sa_kubeconfig: Path, tls: ProxyTLS):
+        stack: Stack, scratch: Path, proxy_sa_kubeconfig: Path, tls: ProxyTLS):
     """With a margin large enough, the agent fences early and reaches the cluster again before its
     Lease lapses: then its own report is what the job shows, and it says why the job stopped."""
-    log, pids = tmp_path / "stamps.log", tmp_path / "attempt-1.pids"
+    log, pids = scratch / "stamps.log", scratch / "attempt-1.pids"
     await stack.group(GROUP, leaseDurationSeconds=30, selfFencingMarginSeconds=24, jobGracePeriodSeconds=1)
     replica = start_proxy(stack.processes, proxy_sa_kubeconfig, tls, *PROXY_ARGS, name="hrw-proxy-w1")
     w1 = stack.start_agent(GROUP, "w1", proxy=replica)

@@ -25,8 +25,8 @@ async def _running_job(stack: Stack, go: Path) -> None:
                                              "-o", "name").strip(), message="the first output chunk stored")
 
 
-async def test_proxy_down_mid_job_result_is_spooled_and_delivered_when_it_is_back(stack: Stack, tmp_path: Path):
-    go = tmp_path / "go"
+async def test_proxy_down_mid_job_result_is_spooled_and_delivered_when_it_is_back(stack: Stack, scratch: Path):
+    go = scratch / "go"
     await stack.group(GROUP)
     agent = stack.start_agent(GROUP, "w1")
     await _running_job(stack, go)
@@ -42,8 +42,8 @@ async def test_proxy_down_mid_job_result_is_spooled_and_delivered_when_it_is_bac
     wait_until(lambda: not spool_files(state), timeout=10, message="the spool emptied")
 
 
-async def test_agent_restarted_with_its_state_dir_delivers_what_it_spooled(stack: Stack, tmp_path: Path):
-    go = tmp_path / "go"
+async def test_agent_restarted_with_its_state_dir_delivers_what_it_spooled(stack: Stack, scratch: Path):
+    go = scratch / "go"
     await stack.group(GROUP)
     agent = stack.start_agent(GROUP, "w1")
     await _running_job(stack, go)

@@ -64,8 +64,8 @@ async def test_a_job_no_worker_can_run_waits_with_a_warning_and_is_never_claimed
     assert "interpreter pwsh" in note and "w1: " in note and "bash" in note, note
 
 
-async def test_in_a_mixed_group_only_the_worker_with_the_interpreter_runs_the_job(stack: Stack, tmp_path: Path):
-    fake = tmp_path / "pwsh"
+async def test_in_a_mixed_group_only_the_worker_with_the_interpreter_runs_the_job(stack: Stack, scratch: Path):
+    fake = scratch / "pwsh"
     fake.write_text(FAKE_PWSH)
     fake.chmod(0o755)
     await stack.group(GROUP, interpreters=["bash", "pwsh"], maxJobsPerWorker=2)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_dev.controlplane import pid_runs
 from tests.support.stack import Stack
 from tests.support.stamps import STAMPED, STAMPED_PARAMETERS, assert_attempts_do_not_overlap, stamps
 from tests.support.waiting import wait_until
@@ -22,8 +22,8 @@ GROUP = "dc"
 
 
 async def test_a_killed_agent_kills_its_jobs_leftovers_on_restart_and_the_job_runs_again_without_overlap(
-        stack: Stack, tmp_path: Path):
-    log, pids = tmp_path / "stamps.log", tmp_path / "attempt-1.pids"
+        stack: Stack, scratch: Path):
+    log, pids = scratch / "stamps.log", scratch / "attempt-1.pids"
     await stack.group(GROUP, jobGracePeriodSeconds=2)
     w1 = stack.start_agent(GROUP, "w1")
     await stack.runbook("stamped", STAMPED, parameters=STAMPED_PARAMETERS)

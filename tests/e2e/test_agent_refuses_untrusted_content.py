@@ -36,11 +36,12 @@ def _signature(content: str, key: Ed25519PrivateKey, key_id: str = KEY_ID) -> di
 
 
 async def test_signed_group_runs_a_runbook_signed_by_its_trusted_key_and_refuses_others(stack: Stack,
-                                                                                         tmp_path: Path):
+                                                                                         scratch: Path):
     trusted = Ed25519PrivateKey.generate()
     impostor = Ed25519PrivateKey.generate()  # claims the trusted key id, signs with another key
-    markers = tmp_path / "markers"
+    markers = scratch / "markers"
     markers.mkdir()
+    markers.chmod(0o1777)  # the jobs' user leaves its markers here
     await stack.group(GROUP, maxJobsPerWorker=3, requireSignedRunbooks=True,
                       trustedKeys=[{"keyId": KEY_ID, "publicKey": _public_key_b64(trusted)}])
     stack.start_agent(GROUP, "w1")
@@ -69,12 +70,12 @@ async def test_signed_group_runs_a_runbook_signed_by_its_trusted_key_and_refuses
     assert not (markers / "unsigned").exists()
 
 
-async def test_runbook_changed_after_the_job_was_queued_never_runs(stack: Stack, tmp_path: Path):
+async def test_runbook_changed_after_the_job_was_queued_never_runs(stack: Stack, scratch: Path):
     """The job snapshots `runbookDigest` when it is queued; the proxy hands out the Runbook as it is
     now. An agent that claims the job after the content changed must refuse (DigestMismatch) rather
     than run either version: the old one is gone, the new one is not what was asked for."""
-    before = tmp_path / "before"
-    after = tmp_path / "after"
+    before = scratch / "before"
+    after = scratch / "after"
     original = 'touch "$HRW_PARAM_MARKER"\n'
     changed = f'touch "{after}"\necho changed\n'
     await stack.group(GROUP)

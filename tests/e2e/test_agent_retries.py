@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_dev.controlplane import pid_runs
 from tests.support.stack import Stack
 from tests.support.waiting import async_wait_until, wait_until
 
@@ -52,13 +52,13 @@ fi
 """
 
 
-async def test_job_of_a_killed_worker_is_requeued_and_another_worker_finishes_it(stack: Stack, tmp_path: Path):
+async def test_job_of_a_killed_worker_is_requeued_and_another_worker_finishes_it(stack: Stack, scratch: Path):
     """SIGKILL leaves no chance to say goodbye: the agent's Lease stops being renewed, the operator
     requeues the job as attempt 2 when the Lease expires, and the surviving worker runs it. The first
     attempt's script (its own session, not killed with the agent, as on a real server that lost
     its network) is released at the end so it leaves nothing behind."""
-    go = tmp_path / "go"
-    pidfile = tmp_path / "attempt-1.pid"
+    go = scratch / "go"
+    pidfile = scratch / "attempt-1.pid"
     await stack.group(GROUP, leaseDurationSeconds=10)
     w1 = stack.start_agent(GROUP, "w1")
     await stack.runbook("hold", LOST_ON_FIRST_ATTEMPT, parameters=[

@@ -84,8 +84,8 @@ async def test_hrw_run_wait_exits_zero_on_success_and_logs_print_the_output_in_o
     assert (await stack.get_job("broken"))["status"]["exitCode"] == 7
 
 
-async def test_hrw_logs_follow_prints_output_as_it_comes_and_exits_when_the_job_ends(stack: Stack, tmp_path: Path):
-    go = tmp_path / "go"
+async def test_hrw_logs_follow_prints_output_as_it_comes_and_exits_when_the_job_ends(stack: Stack, scratch: Path):
+    go = scratch / "go"
     await stack.group(GROUP)
     stack.start_agent(GROUP, "w1")
     await stack.runbook("slow", 'echo first\nwhile [ ! -e "$HRW_PARAM_GO" ]; do sleep 0.05; done\necho second\n'

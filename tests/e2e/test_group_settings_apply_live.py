@@ -28,9 +28,9 @@ async def _phases(stack: Stack, jobs: list[str]) -> dict[str, str | None]:
     return {name: ((await stack.get_job(name)).get("status") or {}).get("phase") for name in jobs}
 
 
-async def test_raising_max_jobs_per_worker_lets_a_running_agent_run_more_at_once(stack: Stack, tmp_path: Path):
-    ledger = tmp_path / "ledger"
-    godir = tmp_path / "go"
+async def test_raising_max_jobs_per_worker_lets_a_running_agent_run_more_at_once(stack: Stack, scratch: Path):
+    ledger = scratch / "ledger"
+    godir = scratch / "go"
     godir.mkdir()
     await stack.group(GROUP, maxJobsPerWorker=1, leaseDurationSeconds=10)
     stack.start_agent(GROUP, "w1")

@@ -1,4 +1,4 @@
-"""Certificates from hrw_cli.dev.certs verify the way TLS clients and the apiserver need them to."""
+"""Certificates from hrw_dev.certs verify the way TLS clients and the apiserver need them to."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from hrw_cli.dev import certs
+from hrw_dev import certs
 
 
 def _load(path: Path) -> x509.Certificate:

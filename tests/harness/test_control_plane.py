@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import urllib.error
 import urllib.request
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hrw_cli.dev.build import KUBERNETES_VERSION, asset_overrides
-from hrw_cli.dev.controlplane import ControlPlane, ExistingCluster, KubectlError
-from hrw_cli.dev.crds import apply_crds
+from hrw_dev.build import KUBERNETES_VERSION, asset_overrides
+from hrw_dev.controlplane import ControlPlane, ExistingCluster, KubectlError
+from hrw_dev.crds import apply_crds
 from tests.support import unique_name, wait_until
 
 HERE = Path(__file__).parent
@@ -131,3 +132,21 @@ def test_deleted_namespace_with_content_goes_away(cluster: Cluster) -> None:
 def test_kubectl_error_shows_kubectls_stderr(cluster: Cluster) -> None:
     with pytest.raises(KubectlError, match="NotFound"):
         cluster.kubectl("get", "namespace", "no-such-namespace-here")
+
+
+def test_an_existing_cluster_is_read_from_a_merged_kubeconfig_list(cluster: Cluster, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "other.yaml"  # first in the list, without a current context of its own
+    other.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "elsewhere", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "elsewhere", "user": {"token": "t"}}],
+        "contexts": [{"name": "elsewhere", "context": {"cluster": "elsewhere", "user": "elsewhere"}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", f"{other}{os.pathsep}{cluster.kubeconfig_path}")
+    with ExistingCluster() as existing:
+        assert existing.server == cluster.server
+        assert existing.kubectl("get", "namespace", "default", "-o", "name").strip() == "namespace/default"
+        flattened = existing.kubeconfig_path
+        assert flattened.stat().st_mode & 0o777 == 0o600
+    assert not flattened.exists()

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from hrw_cli.dev.controlplane import ControlPlane, pid_runs
+from hrw_dev.controlplane import ControlPlane, pid_runs
 from tests.support import ProcessFactory, wait_until
 
 # A Python process that starts a control plane, prints its pids and data folders, then waits.
 _HOLDER = """
 import json, time
-from hrw_cli.dev.controlplane import ControlPlane
+from hrw_dev.controlplane import ControlPlane
 plane = ControlPlane("harness-holder")
 plane.start()
 print("READY " + json.dumps({"pids": plane.pids, "root": str(plane.root_dir),

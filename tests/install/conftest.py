@@ -11,11 +11,12 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.accounts import reachable_work_root, remove_work_root
 from tests.support.processes import ProcessFactory
 from tests.support.proxy import ProxyTLS
 from tests.support.stack import Stack
@@ -67,16 +68,18 @@ def bundle(artifact: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """An empty folder to install into (install.sh --root)."""
-    path = tmp_path / "root"
-    path.mkdir()
-    return path
+def root() -> Iterator[Path]:
+    """An empty folder to install into (install.sh --root), outside pytest's 0700 tmp dirs: the
+    agent's job users must be able to pass through it to their work dirs (issue 12)."""
+    path = reachable_work_root("hrw-install-root-")
+    os.chmod(path, 0o755)
+    yield path
+    remove_work_root(path)
 
 
 @pytest.fixture
 async def stack(cluster, crds, namespace: str, processes: ProcessFactory, tmp_path: Path,
-                proxy_sa_kubeconfig: Path, tls: ProxyTLS) -> AsyncIterator[Stack]:
+                proxy_sa_kubeconfig: Path, tls: ProxyTLS, job_user: str) -> AsyncIterator[Stack]:
     built = await Stack.create(cluster, namespace, processes, tmp_path, proxy_sa_kubeconfig, tls)
     try:
         yield built

@@ -68,7 +68,7 @@ class Kit:
     async def runbook(self, name: str, *, content: str | None = "echo hi\n", interpreter: str = "bash",
                       parameters: list[JSON] | None = None, assets: list[str] | None = None,
                       timeout_seconds: int | None = None, configmap: tuple[str, str] | None = None,
-                      signature: JSON | None = None) -> JSON:
+                      signature: JSON | None = None, run_as: JSON | None = None) -> JSON:
         spec: JSON = {"interpreter": interpreter}
         if configmap is not None:
             spec["contentFrom"] = {"configMapKeyRef": {"name": configmap[0], "key": configmap[1]}}
@@ -82,6 +82,8 @@ class Kit:
             spec["timeoutSeconds"] = timeout_seconds
         if signature:
             spec["signature"] = signature
+        if run_as:
+            spec["runAs"] = run_as
         return await self.admin.create(RUNBOOKS.path(self.namespace), {
             "apiVersion": names.API_VERSION, "kind": names.RUNBOOK, "metadata": {"name": name}, "spec": spec})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from hrw_cli.dev.controlplane import free_port
+from hrw_dev.controlplane import free_port
 from tests.support.processes import ProcessFactory
 from tests.support.waiting import wait_until
 

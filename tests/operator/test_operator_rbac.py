@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from hrw_api.kubeclient import ASSETS, WORKER_GROUPS
-from hrw_cli.dev.stack import grant_namespace
+from hrw_dev.stack import grant_namespace
 from tests.support import wait_until
 
 from .conftest import Kit, ready

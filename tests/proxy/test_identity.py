@@ -103,10 +103,6 @@ async def test_the_agent_client_sees_unauthorized_as_an_api_error(world):
     assert caught.value.code == 401
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 13, the proxy-code pass: the proxy's ServiceAccount has Roles only in its namespaces, so the "
-    "credential lookup in any other namespace is a 403 from the apiserver, which the proxy passes on "
-    "(with the apiserver's message naming its ServiceAccount) instead of answering 401"))
 async def test_a_made_up_credential_naming_a_namespace_outside_the_proxys_list_is_unauthorized(world):
     async with world.proxy.http("hrw1.not-served.b.c.ddddddddddddddddddddddddddddddddddddddddddd") as http:
         response = await http.get(RUNBOOK_JOBS.path("not-served"))

@@ -1,7 +1,7 @@
 """Which cluster a test session runs against, chosen by environment, with one surface for all.
 
 - default: a local control plane (etcd + kube-apiserver + kube-controller-manager) built
-  and started by :mod:`hrw_cli.dev.controlplane`;
+  and started by :mod:`hrw_dev.controlplane`;
 - ``USE_EXISTING_CLUSTER=true`` with ``KUBECONFIG``: any running cluster (envtest's convention);
 - ``HRW_TEST_CLUSTER=kind``: a kind cluster from pytest-kind-ng. That needs Docker and the
   kind binary, which our machines lack, so this path is kept to a few lines and is not run
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hrw_cli.dev.controlplane import (
+from hrw_dev.controlplane import (
     ControlPlane,
     ControlPlaneError,
     ExistingCluster,

@@ -1,7 +1,7 @@
 """Run hrw's own processes (operator, proxy, agent) as real subprocesses in tests.
 
 The components are tested as the separate programs they are in production: started from
-their console scripts, signalled, killed, restarted. Each runs in its own process group (so a
+their console scripts or ``python -m``, signalled, killed, restarted. Each runs in its own process group (so a
 signal reaches its children too and a Ctrl-C at the terminal does not), writes stdout and
 stderr to one log file, and is always killed at the end of its fixture's scope. The log of
 every process a failing test used is attached to that test's report by the hook in
@@ -13,36 +13,36 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from hrw_cli.dev.waiting import WaitTimeout
+from hrw_dev.stack import process_command
+from hrw_dev.waiting import WaitTimeout
 
-__all__ = ["ManagedProcess", "ProcessFactory", "project_executable"]
+__all__ = ["ManagedProcess", "ProcessFactory", "project_command", "project_executable"]
 
 DEFAULT_STOP_TIMEOUT = 10.0
 
 
 def project_executable(name: str) -> str:
-    """The path of console script ``name`` (e.g. ``hrw-operator``) from this Python's environment.
+    """The path of console script ``name`` (e.g. ``hrw``, ``hrw-agent``) from this Python's environment."""
+    if os.sep in name:
+        return name
+    return project_command(name)[0]
 
-    The venv's bin folder comes first so the tests run the code under test, not some other
+
+def project_command(name: str) -> list[str]:
+    """The argv prefix that runs hrw process ``name``: ``hrw-operator`` and ``hrw-proxy`` as
+    ``python -m`` (they are no console scripts, see ``hrw_dev.stack.PROCESS_MODULES``), the rest as
+    console scripts. The venv comes first so the tests run the code under test, not some other
     install on ``PATH``.
     """
     if os.sep in name:
-        return name
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.is_file():
-        return str(beside_python)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name!r} is neither next to {sys.executable} nor on PATH")
-    return found
+        return [name]
+    return process_command(name)
 
 
 class ManagedProcess:
@@ -183,8 +183,8 @@ class ManagedProcess:
 class ProcessFactory:
     """Starts :class:`ManagedProcess` es whose logs go under ``log_dir``; ``close()`` kills them all.
 
-    ``start("hrw-operator", "--verbose", env={"KUBECONFIG": ...})`` resolves the console script
-    from this Python's bin folder; a full argv list (``start([sys.executable, "-c", ...])``)
+    ``start("hrw-operator", "--verbose", env={"KUBECONFIG": ...})`` runs that hrw process from
+    this Python's environment (:func:`project_command`); a full argv list (``start([sys.executable, "-c", ...])``)
     runs as given. ``env`` is added to the current environment, with ``PYTHONUNBUFFERED=1`` so
     log lines appear as they are written.
     """
@@ -202,7 +202,7 @@ class ProcessFactory:
         name: str | None = None,
     ) -> ManagedProcess:
         if isinstance(program, str):
-            argv = [project_executable(program), *args]
+            argv = [*project_command(program), *args]
             label = name or program
         else:
             argv = [*program, *args]

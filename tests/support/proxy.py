@@ -32,9 +32,9 @@ import httpx
 
 from hrw_api import names, wire
 from hrw_api.kubeclient import KubeClient, ssl_context
-from hrw_cli.dev import stack
-from hrw_cli.dev.controlplane import Cluster, free_port
-from hrw_cli.dev.stack import PROXY_NAMESPACE, PROXY_SERVICE_ACCOUNT, ProxyTLS
+from hrw_dev import stack
+from hrw_dev.controlplane import Cluster, free_port
+from hrw_dev.stack import PROXY_NAMESPACE, PROXY_SERVICE_ACCOUNT, ProxyTLS
 from tests.support.processes import ManagedProcess, ProcessFactory
 from tests.support.waiting import wait_until
 

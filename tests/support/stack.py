@@ -10,7 +10,8 @@ on the session's cluster, one namespace per test.
     job = await stack.wait_phase("j1", "Succeeded")
     assert await stack.output("j1") == "hi\\n"
 
-Agents get a config file and a state dir under the test's tmp dir; their registration token
+Agents get a config file and a state dir under the test's tmp dir, a work root under the system
+temp dir (jobs run as other users must reach it; the `job_user` fixture); their registration token
 is the group's Secret, written before the group exists (what the operator would create).
 """
 
@@ -28,6 +29,7 @@ import yaml
 from hrw_api import names
 from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, EVENTS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
 from hrw_api.phases import JobPhase
+from tests.support.accounts import reachable_work_root, remove_work_root
 from tests.support.processes import ManagedProcess, ProcessFactory
 from tests.support.proxy import ProxyTLS, RunningProxy, create_registration_secret, grant_proxy, start_proxy
 from tests.support.waiting import async_wait_until, wait_until
@@ -47,13 +49,15 @@ class Stack:
     operator: ManagedProcess
     tokens: dict[str, str] = field(default_factory=dict)
     agents: dict[str, ManagedProcess] = field(default_factory=dict)
+    work_roots: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     async def create(cls, cluster: Any, namespace: str, processes: ProcessFactory, directory: Path,
-                     proxy_kubeconfig: Path, tls: ProxyTLS) -> Stack:
+                     proxy_kubeconfig: Path, tls: ProxyTLS, *, operator_kubeconfig: Path | None = None) -> Stack:
+        """Start the operator (as admin, or with `operator_kubeconfig`) and the proxy for `namespace`."""
         grant_proxy(cluster, namespace)
         operator = processes.start("hrw-operator", "--namespace", namespace, "--kubeconfig",
-                                   str(cluster.kubeconfig_path), name="hrw-operator")
+                                   str(operator_kubeconfig or cluster.kubeconfig_path), name="hrw-operator")
         proxy = start_proxy(processes, proxy_kubeconfig, tls, *PROXY_ARGS)
         operator.wait_for_log(r"operator\.started", timeout=30)
         admin = KubeClient.from_kubeconfig(cluster.kubeconfig_path, user_agent="hrw-e2e")
@@ -61,6 +65,8 @@ class Stack:
 
     async def close(self) -> None:
         await self.admin.aclose()
+        for folder in self.work_roots.values():
+            remove_work_root(folder)
 
     # ------------------------------------------------------------------------------ objects
 
@@ -130,6 +136,12 @@ class Stack:
     def agent_dir(self, worker: str) -> Path:
         return self.directory / "agents" / worker
 
+    def work_root(self, worker: str) -> Path:
+        """The agent's `workRoot`: outside the test's 0700 tmp dir, so that job users reach it."""
+        if worker not in self.work_roots:
+            self.work_roots[worker] = reachable_work_root(f"hrw-work-{worker}-")
+        return self.work_roots[worker]
+
     def start_agent(self, group: str, worker: str, *, ready: bool = True, proxy: RunningProxy | None = None,
                     **config: Any) -> ManagedProcess:
         """Start `hrw-agent` for `worker` of `group` (extra config keys in camelCase), talking to the
@@ -144,7 +156,8 @@ class Stack:
         settings = {
             "proxyUrl": proxy.url, "caFile": str(proxy.ca_path), "namespace": self.namespace,
             "group": group, "worker": worker, "registrationTokenFile": str(token_file),
-            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 30, "logLevel": "debug", **config,
+            "stateDir": str(directory / "state"), "workRoot": str(self.work_root(worker)),
+            "shutdownGraceSeconds": 30, "logLevel": "debug", **config,
         }
         config_path = directory / "agent.yaml"
         config_path.write_text(yaml.safe_dump(settings))

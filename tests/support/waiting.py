@@ -1,5 +1,5 @@
-"""Deadline-bound polling for tests (re-exported from :mod:`hrw_cli.dev.waiting`): never sleep blindly."""
+"""Deadline-bound polling for tests (re-exported from :mod:`hrw_dev.waiting`): never sleep blindly."""
 
-from hrw_cli.dev.waiting import WaitTimeout, async_wait_until, wait_until
+from hrw_dev.waiting import WaitTimeout, async_wait_until, wait_until
 
 __all__ = ["WaitTimeout", "async_wait_until", "wait_until"]

@@ -15,7 +15,7 @@ import pytest
 from hrw_agent import orphans
 from hrw_agent.orphans import ProcessRecord, ProcessRecords, ProcessTable, ProcStat, RecordInvalid
 from hrw_agent.spool import AttemptKey
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_dev.controlplane import pid_runs
 from tests.support.waiting import wait_until
 
 KEY = AttemptKey("ns", "job-a", 2)

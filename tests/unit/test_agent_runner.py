@@ -16,8 +16,8 @@ from pathlib import Path
 
 from hrw_agent import runner
 from hrw_agent.runner import Execution, StopReason
-from hrw_api import AssetType, ResolvedAsset
-from hrw_cli.dev.controlplane import pid_runs
+from hrw_api import AssetType, ResolvedAsset, StreamName
+from hrw_dev.controlplane import pid_runs
 from tests.support.waiting import wait_until
 
 BASH = "/bin/bash"
@@ -40,7 +40,7 @@ async def _run(files: runner.JobFiles, interpreter: str = BASH, *, time_limit: f
                execution: Execution | None = None) -> tuple[runner.RunResult, str]:
     out = bytearray()
 
-    async def collect(data: bytes) -> None:
+    async def collect(data: bytes, stream: StreamName) -> None:
         out.extend(data)
 
     result = await runner.run(files, interpreter, collect, time_limit=time_limit,
@@ -223,7 +223,7 @@ async def test_a_process_that_escaped_the_group_holding_stdout_delays_the_end_a_
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
-async def _ignore(data: bytes) -> None:
+async def _ignore(data: bytes, stream: StreamName) -> None:
     return None
 
 
@@ -235,7 +235,7 @@ from hrw_agent import runner
 async def main():
     files = runner.prepare(Path(sys.argv[1]), namespace="ns", job="j", attempt=1, worker="w",
                            script=sys.argv[2], parameters={}, assets=[])
-    async def ignore(data):
+    async def ignore(data, stream):
         pass
     await runner.run(files, "/bin/bash", ignore, time_limit=None, execution=runner.Execution())
 
@@ -265,3 +265,16 @@ def test_the_jobs_leader_dies_with_the_agent_even_on_kill_9(tmp_path):
         if pidfile.exists():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+
+
+async def test_stdout_and_stderr_arrive_apart_each_with_its_stream(tmp_path):
+    files = _prepare(tmp_path, "echo out one\necho err one >&2\necho out two\necho err two >&2\n")
+    got: dict[StreamName, bytearray] = {StreamName.STDOUT: bytearray(), StreamName.STDERR: bytearray()}
+
+    async def collect(data: bytes, stream: StreamName) -> None:
+        got[stream].extend(data)
+
+    result = await runner.run(files, BASH, collect, time_limit=20, execution=Execution(grace_seconds=2))
+    assert result.exit_code == 0
+    assert got[StreamName.STDOUT].decode() == "out one\nout two\n"
+    assert got[StreamName.STDERR].decode() == "err one\nerr two\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, WorkerLease, content_digest
+from hrw_api import Asset, RunAs, Runbook, RunbookJob, WorkerGroup, WorkerLease, content_digest
 from hrw_api.phases import RUN_DEADLINE_GRACE_SECONDS, JobPhase
 from hrw_api.times import format_time
 from hrw_operator.jobs.decide import Delete, End, JobFacts, MarkFinished, Queue, Reject, Requeue, decide
@@ -25,13 +25,16 @@ def ready_cond(ok: bool = True, generation: int = 1, message: str = "ok") -> dic
 
 
 def runbook(*, ok: bool = True, params: list | None = None, assets: list | None = None,
-            interpreter: str = "bash", signature: dict | None = None, evaluated: bool = True) -> Runbook:
+            interpreter: str = "bash", signature: dict | None = None, evaluated: bool = True,
+            run_as: dict | None = None) -> Runbook:
     status = {"digest": content_digest("x") if ok else None, "observedGeneration": 1,
               "conditions": [ready_cond(ok, message="ConfigMap 'cm' not found")] if evaluated else []}
     spec: dict[str, Any] = {"interpreter": interpreter, "content": "x", "parameters": params or [],
                             "assets": assets or []}
     if signature:
         spec["signature"] = signature
+    if run_as:
+        spec["runAs"] = run_as
     return Runbook.parse({"metadata": meta("rb"), "spec": spec, "status": status})
 
 
@@ -58,7 +61,32 @@ def pending_facts(**kw: Any) -> JobFacts:
 def test_valid_pending_job_is_queued_with_the_runbook_digest_and_interpreter() -> None:
     workers = [{"name": "w1", "interpreters": ["bash", "sh"], "ready": True}]
     facts = pending_facts(group=group(workers=workers))
-    assert decide(job(), facts, NOW).action == Queue(content_digest("x"), "bash")
+    assert decide(job(), facts, NOW).action == Queue(content_digest("x"), "bash", RunAs("hrw-job"))
+
+
+def test_a_queued_job_snapshots_the_groups_run_as_or_the_runbooks_allowed_one() -> None:
+    admin = group(runAs={"user": "ops", "group": "wheel"}, allowedRunAs=[{"user": "backup"}])
+    queued = decide(job(), pending_facts(group=admin), NOW).action
+    assert isinstance(queued, Queue) and queued.run_as == RunAs("ops", "wheel")
+    asked = decide(job(), pending_facts(group=admin, runbook=runbook(run_as={"user": "backup"})), NOW).action
+    assert isinstance(asked, Queue) and asked.run_as == RunAs("backup")
+    rooted = decide(job(), pending_facts(group=group(allowRoot=True), runbook=runbook(run_as={"user": "root"})),
+                    NOW).action
+    assert isinstance(rooted, Queue) and rooted.run_as == RunAs("root")
+
+
+def test_a_runbook_asking_for_an_identity_its_group_does_not_allow_is_refused_naming_both() -> None:
+    cases = [
+        (group(allowedRunAs=[{"user": "backup"}]), {"user": "postgres"}, "runs as postgres", "allows hrw-job, backup"),
+        (group(allowedRunAs=[{"user": "backup"}]), {"user": "backup", "group": "disk"}, "runs as backup:disk",
+         "allows hrw-job, backup"),
+        (group(), {"user": "root"}, "runs as root", "spec.allowRoot: true"),
+    ]
+    for wg, run_as, names_identity, names_rule in cases:
+        action = decide(job(), pending_facts(group=wg, runbook=runbook(run_as=run_as)), NOW).action
+        assert isinstance(action, Reject) and action.reason == "RunAsNotAllowed"
+        assert names_identity in action.message and "worker group 'pool'" in action.message
+        assert names_rule in action.message
 
 
 def test_a_job_no_ready_worker_can_run_is_queued_with_a_warning_naming_what_they_have() -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from hrw_proxy.audit import AUDIT, _Formatter
+from hrw_api.logs import StructuredFormatter
+from hrw_proxy.audit import AUDIT
 
 
 def _line(obj: str) -> str:
     record = AUDIT.makeRecord(AUDIT.name, logging.INFO, __file__, 1, "audit", (), None,
                               extra={"fields": {"worker": "-", "object": obj, "allowed": "false"}})
-    return _Formatter("text").format(record)
+    return StructuredFormatter("text").format(record)
 
 
 def test_a_newline_in_a_request_path_cannot_forge_a_second_audit_line() -> None:

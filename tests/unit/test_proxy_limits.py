@@ -10,8 +10,8 @@ import pytest
 from hrw_api.kubeclient import KubeClient
 from hrw_proxy.limits import RateLimiter
 from hrw_proxy.metrics import Metrics
+from hrw_proxy.refusals import ProxyError
 from hrw_proxy.settings import parse_settings
-from hrw_proxy.status import ProxyError
 from hrw_proxy.upstream import Upstream
 
 

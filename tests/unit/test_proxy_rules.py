@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from hrw_api import RetryOn, RunbookJob, names, patches
+from hrw_api import OutputChunk, RetryOn, RunbookJob, names, patches
 from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase
-from hrw_proxy import rules
+from hrw_proxy import leases, listing, output, policy, registration, routes, status_patches
 from hrw_proxy.auth import WorkerIdentity
-from hrw_proxy.rules import RouteKind
-from hrw_proxy.status import ProxyError
+from hrw_proxy.refusals import ProxyError
+from hrw_proxy.routes import RouteKind
 
 ME = WorkerIdentity("ns", "g1", "w1")
 
@@ -58,7 +58,7 @@ class _Refused:
     ("GET", "/apis", RouteKind.DISCOVERY),
 ])
 def test_agent_paths_are_routed(method, path, kind):
-    route = rules.route(method, path)
+    route = routes.route(method, path)
     assert route is not None and route.kind is kind
 
 
@@ -73,32 +73,32 @@ def test_agent_paths_are_routed(method, path, kind):
     ("DELETE", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/hrw.g1.w1"),
 ])
 def test_everything_else_has_no_route(method, path):
-    assert rules.route(method, path) is None
+    assert routes.route(method, path) is None
 
 
 def test_another_namespace_is_forbidden():
     with _Refused(403):
-        rules.check_namespace(ME, rules.Route(RouteKind.JOB_LIST, "other"))
+        policy.check_namespace(ME, routes.Route(RouteKind.JOB_LIST, "other"))
 
 
 def test_field_selector_is_forced_and_conflicts_refused():
-    assert rules.force_field_selector(None, "g1") == "spec.workerGroup=g1"
-    assert rules.force_field_selector("metadata.name=j,spec.workerGroup==g1", "g1") == (
+    assert listing.force_field_selector(None, "g1") == "spec.workerGroup=g1"
+    assert listing.force_field_selector("metadata.name=j,spec.workerGroup==g1", "g1") == (
         "spec.workerGroup=g1,metadata.name=j")
     for selector in ("spec.workerGroup=g2", "spec.workerGroup!=g1", "garbage"):
         with _Refused(403):
-            rules.force_field_selector(selector, "g1")
+            listing.force_field_selector(selector, "g1")
 
 
 def test_watch_timeout_is_bounded():
-    params = rules.list_params({"watch": "true", "timeoutSeconds": "99999", "pretty": "x"}, "g1", 300)
+    params = listing.list_params({"watch": "true", "timeoutSeconds": "99999", "pretty": "x"}, "g1", 300)
     assert params == {"watch": "true", "timeoutSeconds": "300", "fieldSelector": "spec.workerGroup=g1"}
-    assert rules.bounded_watch_seconds(None, 300) == 300
-    assert rules.bounded_watch_seconds("0", 300) == 1
+    assert listing.bounded_watch_seconds(None, 300) == 300
+    assert listing.bounded_watch_seconds("0", 300) == 1
 
 
 def test_a_claim_in_own_name_of_own_groups_job_is_allowed():
-    rules.check_status_patch(ME, patches.claim(1, "w1"), job())
+    status_patches.check_status_patch(ME, patches.claim(1, "w1"), job())
 
 
 @pytest.mark.parametrize(("patch", "target", "code"), [
@@ -120,57 +120,58 @@ def test_a_claim_in_own_name_of_own_groups_job_is_allowed():
 ])
 def test_status_patches_the_agent_may_not_send(patch, target, code):
     with _Refused(code):
-        rules.check_status_patch(ME, patch, target)
+        status_patches.check_status_patch(ME, patch, target)
 
 
 def test_a_worker_giving_up_a_job_may_requeue_it_when_the_policy_retries_lost_workers():
     # The default policy retries lost workers only: an agent whose shutdown grace ran out hands the job back.
-    rules.check_status_patch(ME, patches.retry(1, "w1", "WorkerLost", "shutdown", cause=RetryOn.WORKER_LOST),
+    status_patches.check_status_patch(ME, patches.retry(1, "w1", "WorkerLost", "shutdown", cause=RetryOn.WORKER_LOST),
                              job("Running", claimer="w1"))
 
 
 def test_a_start_finish_or_allowed_retry_by_the_claimer_is_allowed():
-    rules.check_status_patch(ME, patches.start(1, "w1"), job("Claimed", claimer="w1"))
-    rules.check_status_patch(ME, patches.finish(1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "ok")),
+    status_patches.check_status_patch(ME, patches.start(1, "w1"), job("Claimed", claimer="w1"))
+    status_patches.check_status_patch(ME, patches.finish(1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "ok")),
                              job("Running", claimer="w1"))
-    rules.check_status_patch(ME, patches.retry(1, "w1", "NonZeroExit", "x"),
+    status_patches.check_status_patch(ME, patches.retry(1, "w1", "NonZeroExit", "x"),
                              job("Running", claimer="w1", retry={"maxAttempts": 2, "retryOn": ["Failed"]}))
 
 
 def test_a_non_claim_patch_may_not_rewrite_the_claim():
     patch = [*patches.start(1, "w1"), {"op": "add", "path": "/status/claim", "value": {"worker": "w2", "attempt": 1}}]
     with _Refused(403):
-        rules.check_status_patch(ME, patch, job("Claimed", claimer="w1"))
+        status_patches.check_status_patch(ME, patch, job("Claimed", claimer="w1"))
 
 
 def test_holding_decides_assets_and_runbooks():
-    rules.check_holds(ME, job("Running", claimer="w1"), "assets")
+    policy.check_holds(ME, job("Running", claimer="w1"), "assets")
     for other in (job(), job("Running", claimer="w2"), job("Succeeded", claimer="w1"),
                   job("Running", attempt=2, claimer="w1", claim_attempt=1)):
         with _Refused(403):
-            rules.check_holds(ME, other, "assets")
-    assert rules.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "rb")
-    assert not rules.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "other")
-    assert not rules.holds_job_with_runbook(ME, [job("Queued")], "rb")
+            policy.check_holds(ME, other, "assets")
+    assert policy.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "rb")
+    assert not policy.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "other")
+    assert not policy.holds_job_with_runbook(ME, [job("Queued")], "rb")
 
 
 def test_output_chunks_are_bounded_per_chunk_and_per_job():
     held = job("Running", claimer="w1")
-    rules.check_output_chunk(ME, rules.parse_output_chunk({"attempt": 1, "seq": 16, "data": "x"}), held, 1_048_576)
+    output.check_output_chunk(ME, output.parse_output_chunk({"attempt": 1, "seq": 16, "data": "x"}), held, 1_048_576)
     with _Refused(413):
-        rules.check_output_chunk(ME, rules.parse_output_chunk({"attempt": 1, "seq": 17, "data": "x"}), held, 1_048_576)
+        output.check_output_chunk(ME, output.parse_output_chunk({"attempt": 1, "seq": 17, "data": "x"}), held,
+                                  1_048_576)
     with _Refused(413):
-        rules.check_output_chunk(ME, rules.Chunk(1, 0, "x" * (64 * 1024 + 1), None), held, 1_048_576)
+        output.check_output_chunk(ME, OutputChunk(1, 0, "x" * (64 * 1024 + 1), None), held, 1_048_576)
     with _Refused(403):
-        rules.check_output_chunk(ME, rules.Chunk(2, 0, "x", None), held, 1_048_576)
+        output.check_output_chunk(ME, OutputChunk(2, 0, "x", None), held, 1_048_576)
     for bad in ({"attempt": 0, "seq": 0, "data": ""}, {"attempt": 1, "seq": -1, "data": ""},
                 {"attempt": 1, "seq": 0, "data": 3}, [], {"attempt": True, "seq": 0, "data": ""}):
         with _Refused(400):
-            rules.parse_output_chunk(bad)
+            output.parse_output_chunk(bad)
 
 
 def test_output_chunk_configmap_is_owned_by_the_job_and_labelled():
-    cm = rules.output_chunk_configmap(ME, rules.Chunk(1, 2, "data", "stdout"), job("Running", claimer="w1"))
+    cm = output.output_chunk_configmap(ME, OutputChunk(1, 2, "data", "stdout"), job("Running", claimer="w1"))
     assert cm["metadata"]["name"] == names.output_chunk_name("j", 1, 2)
     assert cm["metadata"]["ownerReferences"] == [{"apiVersion": "hrw.dev/v1alpha1", "kind": "RunbookJob",
                                                   "name": "j", "uid": "u"}]
@@ -179,31 +180,31 @@ def test_output_chunk_configmap_is_owned_by_the_job_and_labelled():
 
 
 def test_own_lease_labels_are_forced_and_the_holder_checked():
-    lease = rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1", "labels": {names.LABEL_WORKER: "w2"},
+    lease = leases.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1", "labels": {names.LABEL_WORKER: "w2"},
                                                    "finalizers": ["x"]}, "spec": {}}, path_name=None)
     assert lease["metadata"]["labels"] == {names.LABEL_WORKER_GROUP: "g1", names.LABEL_WORKER: "w1"}
     assert lease["spec"]["holderIdentity"] == "w1"
     assert "finalizers" not in lease["metadata"]
     with _Refused(403):
-        rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w2"}}, path_name=None)
+        leases.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w2"}}, path_name=None)
     with _Refused(403):
-        rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"}, "spec": {"holderIdentity": "w2"}}, path_name=None)
+        leases.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"}, "spec": {"holderIdentity": "w2"}}, path_name=None)
     with _Refused(400):
-        rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"}}, path_name="hrw.g1.w9")
-    patch = rules.sanitize_lease_patch(ME, {"metadata": {"labels": {names.LABEL_WORKER_GROUP: "g2", "x": "y"}}})
+        leases.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"}}, path_name="hrw.g1.w9")
+    patch = leases.sanitize_lease_patch(ME, {"metadata": {"labels": {names.LABEL_WORKER_GROUP: "g2", "x": "y"}}})
     assert patch["metadata"]["labels"] == {names.LABEL_WORKER_GROUP: "g1", names.LABEL_WORKER: "w1", "x": "y"}
     for bad in ({"spec": {"holderIdentity": "w2"}}, {"metadata": {"labels": None}}, [{"op": "add"}],
                 {"metadata": {"name": "other"}}):
         with _Refused(403):
-            rules.sanitize_lease_patch(ME, bad)
+            leases.sanitize_lease_patch(ME, bad)
 
 
 @pytest.mark.parametrize("spelling", ["t", "T", "TRUE", "True", "yes"])
 def test_list_params_never_pass_a_watch_the_proxy_does_not_treat_as_one(spelling: str) -> None:
     """The apiserver's ParseBool takes `t` as true: upstream that would be a watch with no bounded
     timeout, buffered by the proxy as a list."""
-    params = rules.list_params({"watch": spelling}, "g1", 300)
-    if rules.is_watch({"watch": spelling}):
+    params = listing.list_params({"watch": spelling}, "g1", 300)
+    if listing.is_watch({"watch": spelling}):
         assert params["watch"] == "true" and params["timeoutSeconds"] == "300"
     else:
         assert "watch" not in params
@@ -216,15 +217,15 @@ def test_lease_renewal_times_are_the_proxys_clock_not_the_workers() -> None:
 
     proxy_now = datetime(2026, 11, 25, 22, 0, 0, 123456, tzinfo=UTC)
     skewed = "2026-11-25T21:00:00.000000Z"
-    patch = rules.sanitize_lease_patch(ME, {"spec": {"holderIdentity": "w1", "renewTime": skewed,
+    patch = leases.sanitize_lease_patch(ME, {"spec": {"holderIdentity": "w1", "renewTime": skewed,
                                                      "leaseDurationSeconds": 30}}, now=proxy_now)
     assert patch["spec"] == {"holderIdentity": "w1", "renewTime": "2026-11-25T22:00:00.123456Z",
                              "leaseDurationSeconds": 30}
-    lease = rules.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"},
+    lease = leases.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"},
                                       "spec": {"renewTime": skewed, "acquireTime": skewed}},
                                  path_name=None, now=proxy_now)
     assert lease["spec"]["renewTime"] == lease["spec"]["acquireTime"] == "2026-11-25T22:00:00.123456Z"
-    untouched = rules.sanitize_lease_patch(ME, {"metadata": {"annotations": {"a": "b"}}}, now=proxy_now)
+    untouched = leases.sanitize_lease_patch(ME, {"metadata": {"annotations": {"a": "b"}}}, now=proxy_now)
     assert "spec" not in untouched
 
 
@@ -235,10 +236,10 @@ def test_times_in_an_agents_status_patch_are_the_proxys_clock() -> None:
 
     proxy_now = datetime(2026, 11, 25, 22, 0, 0, tzinfo=UTC)
     skewed = "2026-11-25T21:50:00Z"
-    claim = rules.stamp_status_times(patches.claim(1, "w1", now=skewed), proxy_now)
-    start = rules.stamp_status_times(patches.start(1, "w1", now=skewed), proxy_now)
-    retry = rules.stamp_status_times(patches.retry(1, "w1", "NonZeroExit", "exit 1", now=skewed), proxy_now)
-    finish = rules.stamp_status_times(patches.finish(1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "ok"),
+    claim = status_patches.stamp_status_times(patches.claim(1, "w1", now=skewed), proxy_now)
+    start = status_patches.stamp_status_times(patches.start(1, "w1", now=skewed), proxy_now)
+    retry = status_patches.stamp_status_times(patches.retry(1, "w1", "NonZeroExit", "exit 1", now=skewed), proxy_now)
+    finish = status_patches.stamp_status_times(patches.finish(1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "ok"),
                                                      now=skewed), proxy_now)
     values = {op["path"]: op.get("value") for p in (claim, start, retry, finish) for op in p if op["op"] == "add"}
     assert values["/status/claim"]["claimedAt"] == "2026-11-25T22:00:00Z"
@@ -253,7 +254,7 @@ def test_registration_may_not_take_the_name_of_a_live_worker_but_may_after_its_l
     now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
     live = {"spec": {"renewTime": "2026-11-25T11:59:50.000000Z", "leaseDurationSeconds": 30}}
     with _Refused(409):
-        rules.check_worker_name_free("w1", live, now)
+        registration.check_worker_name_free("w1", live, now)
     lapsed = {"spec": {"renewTime": "2026-11-25T11:59:20.000000Z", "leaseDurationSeconds": 30}}
-    rules.check_worker_name_free("w1", lapsed, now)
-    rules.check_worker_name_free("w1", None, now)  # never ran
+    registration.check_worker_name_free("w1", lapsed, now)
+    registration.check_worker_name_free("w1", None, now)  # never ran

@@ -17,6 +17,7 @@ from hrw_api import (
     Asset,
     Condition,
     RetryOn,
+    RunAs,
     Runbook,
     RunbookJob,
     WorkerGroup,
@@ -37,6 +38,7 @@ DEFAULT_LEASE_DURATION_SECONDS = 30
 class Queue:
     digest: str
     interpreter: str
+    run_as: RunAs
     warning: str = ""  # why no worker of the group can run it now (it waits for one that can)
 
 
@@ -172,6 +174,12 @@ def _decide_pending(job: RunbookJob, facts: JobFacts, now: datetime, tunables: T
         return Decision(Reject(Reason.INTERPRETER_NOT_ALLOWED,
                                f"runbook {spec.runbook!r} uses interpreter {runbook.spec.interpreter.value}; "
                                f"worker group {spec.worker_group!r} allows {allowed}"))
+    run_as = group.spec.run_as.identity_for(runbook.spec.run_as)
+    refusal = group.spec.run_as.refusal(run_as)
+    if refusal is not None:
+        return Decision(Reject(Reason.RUN_AS_NOT_ALLOWED,
+                               f"runbook {spec.runbook!r} runs as {run_as}, which worker group "
+                               f"{spec.worker_group!r} does not allow: {refusal}"))
     if group.spec.require_signed_runbooks:
         signature = runbook.spec.signature
         if signature is None:
@@ -182,8 +190,8 @@ def _decide_pending(job: RunbookJob, facts: JobFacts, now: datetime, tunables: T
             return Decision(Reject(Reason.UNSIGNED_RUNBOOK,
                                    f"runbook {spec.runbook!r} is signed with key {signature.key_id!r}, which worker "
                                    f"group {spec.worker_group!r} does not trust"))
-    return Decision(Queue(runbook.status.digest, runbook.spec.interpreter.value, _no_capable_worker(runbook, group)),
-                    why="valid")
+    return Decision(Queue(runbook.status.digest, runbook.spec.interpreter.value, run_as,
+                          _no_capable_worker(runbook, group)), why="valid")
 
 
 def _no_capable_worker(runbook: Runbook, group: WorkerGroup) -> str:

@@ -18,8 +18,9 @@ def build_patch(job: RunbookJob, action: Action) -> patches.JsonPatch | None:
     """The contract's patch for `action` (None for Delete)."""
     gen = job.meta.generation
     match action:
-        case Queue(digest=digest, interpreter=interpreter):
-            return patches.queue(job.meta.resource_version, digest, gen, interpreter=interpreter)
+        case Queue(digest=digest, interpreter=interpreter, run_as=run_as):
+            return patches.queue(job.meta.resource_version, digest, gen, interpreter=interpreter,
+                                 run_as=run_as.to_dict())
         case Reject(reason=reason, message=message, phase=phase):
             return patches.reject(job.meta.resource_version, reason, message, gen, phase=phase)
         case End(from_phase=src, attempt=attempt, phase=phase, reason=reason, message=message):
@@ -46,8 +47,9 @@ def events_for(action: Action, job: RunbookJob) -> list[tuple[str, str, str]]:
 def _transition_event(action: Action, job: RunbookJob) -> tuple[str, str, str] | None:
     """(type, reason, note) of the Event that reports `action`, or None."""
     match action:
-        case Queue(digest=digest):
-            return events.NORMAL, "Queued", f"attempt 1 queued for worker group {job.spec.worker_group} ({digest})"
+        case Queue(digest=digest, run_as=run_as):
+            return events.NORMAL, "Queued", (f"attempt 1 queued for worker group {job.spec.worker_group} "
+                                             f"({digest}), to run as {run_as}")
         case Reject(phase=JobPhase.CANCELLED, message=message):
             return events.NORMAL, "Cancelled", message
         case Reject(reason=reason, message=message):

@@ -1,4 +1,4 @@
-"""``hrw dev demo``: show hrw working end to end on a local control plane.
+"""``hrw-dev demo``: show hrw working end to end on a local control plane.
 
 The demo brings up the control plane, applies the CRDs in ``crds/``, starts the operator and
 the API proxy (as its own ServiceAccount, behind TLS), applies the manifests in ``examples/``,
@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -29,11 +28,11 @@ import httpx
 
 from hrw_api import names
 from hrw_api.kubeclient import ssl_context
-from hrw_cli.dev import stack
-from hrw_cli.dev.build import ensure_built
-from hrw_cli.dev.controlplane import ControlPlane, ControlPlaneError, free_port
-from hrw_cli.dev.crds import CrdInfo, apply_crds, yaml_files
-from hrw_cli.dev.waiting import wait_until
+from hrw_dev import stack
+from hrw_dev.build import ensure_built
+from hrw_dev.controlplane import ControlPlane, ControlPlaneError, free_port
+from hrw_dev.crds import CrdInfo, apply_crds, yaml_files
+from hrw_dev.waiting import wait_until
 
 __all__ = ["DEFAULT_STEPS", "DemoContext", "Step", "run"]
 
@@ -115,9 +114,8 @@ DEMO_GROUP = "datacenter-a"
 DEMO_WORKERS = ("agent-1", "agent-2")
 
 
-def _bin(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else name
+def _bin(name: str) -> list[str]:
+    return stack.process_command(name)
 
 
 def _start(ctx: DemoContext, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -144,7 +142,7 @@ def _wait_log(ctx: DemoContext, name: str, needle: str, timeout: float = 60.0) -
 
 def start_operator(ctx: DemoContext) -> None:
     ctx.say(f"start the operator (hrw-operator) for namespace {ctx.namespace}")
-    _start(ctx, "hrw-operator", [_bin("hrw-operator"), "--namespace", ctx.namespace,
+    _start(ctx, "hrw-operator", [*_bin("hrw-operator"), "--namespace", ctx.namespace,
                                  "--kubeconfig", str(ctx.cluster.kubeconfig_path)])
     _wait_log(ctx, "hrw-operator", "operator.started")
 
@@ -160,7 +158,7 @@ def start_proxy(ctx: DemoContext) -> None:
     tls = stack.proxy_tls(ctx.work_dir / "tls", common_name="hrw-demo-proxy-ca")
     port = free_port()
     ctx.proxy_url, ctx.proxy_ca = f"https://127.0.0.1:{port}", tls.ca_path
-    _start(ctx, "hrw-proxy", [_bin("hrw-proxy"), "--listen", f"127.0.0.1:{port}", "--tls-cert", str(tls.cert_path),
+    _start(ctx, "hrw-proxy", [*_bin("hrw-proxy"), "--listen", f"127.0.0.1:{port}", "--tls-cert", str(tls.cert_path),
                               "--tls-key", str(tls.key_path), "--kubeconfig", str(kubeconfig),
                               "--metrics-listen", f"127.0.0.1:{free_port()}"])
     verify = ssl_context(ca_file=str(tls.ca_path))
@@ -182,6 +180,7 @@ def start_agents(ctx: DemoContext) -> None:
                                         "-o", "jsonpath={.data.token}").stdout.strip(),
         timeout=30, message=f"the operator to create Secret {secret} (the group's registration token)")
     print(f"$ hrw get-token {DEMO_GROUP} -n {ctx.namespace} > registration-token", flush=True)
+    os.chmod(ctx.work_dir, 0o711)  # noqa: S103 (jobs run as hrw-job pass through to their work dirs)
     for worker in DEMO_WORKERS:
         directory = ctx.work_dir / "agents" / worker
         directory.mkdir(parents=True, exist_ok=True)
@@ -192,8 +191,11 @@ def start_agents(ctx: DemoContext) -> None:
         config.write_text(json.dumps({
             "proxyUrl": ctx.proxy_url, "caFile": str(ctx.proxy_ca), "namespace": ctx.namespace,
             "group": DEMO_GROUP, "worker": worker, "registrationTokenFile": str(token_file),
-            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20}, indent=2))
-        _start(ctx, f"hrw-agent-{worker}", [_bin("hrw-agent"), "--config", str(config)])
+            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20,
+            # Run As (issue 12): a root agent runs the demo's jobs as hrw-job, which must exist and
+            # reach its work dir under this 0711 folder; an unprivileged one runs them as itself.
+            "runAllJobsAsAgentUser": os.geteuid() != 0}, indent=2))
+        _start(ctx, f"hrw-agent-{worker}", [*_bin("hrw-agent"), "--config", str(config)])
     for worker in DEMO_WORKERS:
         _wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready")
     print("both agents registered and ready", flush=True)
@@ -213,7 +215,7 @@ def _demo_job(ctx: DemoContext) -> str:
 def follow_job(ctx: DemoContext) -> None:
     job = _demo_job(ctx)
     ctx.say(f"follow job {job}'s output to its end")
-    argv = [_bin("hrw"), "logs", "-f", job, "-n", ctx.namespace, "--kubeconfig", str(ctx.cluster.kubeconfig_path)]
+    argv = [*_bin("hrw"), "logs", "-f", job, "-n", ctx.namespace, "--kubeconfig", str(ctx.cluster.kubeconfig_path)]
     print(f"$ hrw logs -f {job} -n {ctx.namespace}", flush=True)
     subprocess.run(argv, check=False, timeout=300)
     ctx.say(f"job {job}'s final status")
@@ -254,11 +256,11 @@ def _control_plane(name: str, keep: bool, state_dir: Path) -> Iterator[ControlPl
         with ControlPlane(name) as plane:
             yield plane
         return
-    # Kept: started detached in `hrw dev up`'s state folder, so `hrw dev down` stops it.
+    # Kept: started detached in `hrw-dev up`'s state folder, so `hrw-dev down` stops it.
     with contextlib.suppress(ControlPlaneError):
         if ControlPlane.attach(state_dir).is_running():
             raise ControlPlaneError(
-                f"a control plane already runs from {state_dir}; stop it with `hrw dev down` first"
+                f"a control plane already runs from {state_dir}; stop it with `hrw-dev down` first"
             )
     plane = ControlPlane(name, root_dir=state_dir, detached=True)
     plane.start()
@@ -289,7 +291,7 @@ def run(*, repo_root: Path, keep: bool, state_dir: Path, name: str = "hrw-demo",
             print(f"\nthe control plane keeps running:\n  export KUBECONFIG={plane.kubeconfig_path}\n"
                   f"  logs of operator, proxy and agents: {ctx.work_dir / 'logs'}\n"
                   + (f"  stop the processes with: kill {pids}\n" if pids else "")
-                  + "  stop the control plane with: hrw dev down", flush=True)
+                  + "  stop the control plane with: hrw-dev down", flush=True)
         else:
             print("\n==> stopping the agents, the proxy and the operator", flush=True)
             stop_processes(ctx)

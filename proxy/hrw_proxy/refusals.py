@@ -1,4 +1,4 @@
-"""Kubernetes `Status` error responses: every refusal the proxy makes is one of these.
+"""Refusals as Kubernetes `Status` errors: every refusal or failure the proxy answers is one of these.
 
 Agents are plain Kubernetes clients and kubectl may be pointed at the proxy, so a refusal must
 look exactly like one from the apiserver (`kind: Status`, `reason`, `code`, `message`): kubectl
@@ -84,8 +84,3 @@ def error_response(error: ProxyError) -> web.Response:
     return web.Response(status=error.code, text=json.dumps(error.body()), content_type="application/json",
                         headers=headers)
 
-
-def success_response(code: int = 200, message: str = "") -> web.Response:
-    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code,
-            "message": message}
-    return web.Response(status=code, text=json.dumps(body), content_type="application/json")

@@ -8,17 +8,40 @@ subprocesses, the tests the harness's process fixture).
 
 from __future__ import annotations
 
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrw_cli.dev import certs
-from hrw_cli.dev.controlplane import Cluster, write_kubeconfig
-from hrw_cli.dev.waiting import wait_until
+from hrw_dev import certs
+from hrw_dev.controlplane import Cluster, write_kubeconfig
+from hrw_dev.waiting import wait_until
 
-__all__ = ["PROXY_NAMESPACE", "PROXY_SERVICE_ACCOUNT", "ProxyTLS", "grant_namespace", "proxy_kubeconfig", "proxy_tls"]
+__all__ = [
+    "PROCESS_MODULES", "PROXY_NAMESPACE", "PROXY_SERVICE_ACCOUNT", "ProxyTLS", "grant_namespace", "process_command",
+    "proxy_kubeconfig", "proxy_tls",
+]
 
 PROXY_NAMESPACE = "hrw-system"
 PROXY_SERVICE_ACCOUNT = "hrw-proxy"
+
+PROCESS_MODULES = {"hrw-operator": "hrw_operator", "hrw-proxy": "hrw_proxy"}
+"""The cloud-side processes run as ``python -m MODULE`` (as in the image and the chart): hrw's
+base install is the agent's, so it registers no console script whose dependencies it lacks."""
+
+
+def process_command(name: str) -> list[str]:
+    """The argv prefix that runs hrw process ``name`` (``hrw-operator``, ``hrw-proxy``, ``hrw-agent``,
+    ``hrw``) from this Python's environment, never some other install on ``PATH``."""
+    if name in PROCESS_MODULES:
+        return [sys.executable, "-m", PROCESS_MODULES[name]]
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.is_file():
+        return [str(beside_python)]
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name!r} is neither next to {sys.executable} nor on PATH")
+    return [found]
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,15 @@
 """Start and stop a real Kubernetes control plane as local processes: etcd, kube-apiserver, kcm.
 
-hrw's tests, its demo and ``hrw dev up`` all need a real apiserver (a fake of the Kubernetes
-API is never a substitute, see DESIGN.md), and no Docker engine is available to run kind.
+hrw's tests, its demo and ``hrw-dev up`` all need a real apiserver (a fake of the Kubernetes
+API is never a substitute), and no Docker engine is available to run kind.
 So this module does what controller-runtime's envtest does, plus a kube-controller-manager
 running the four controllers a plain apiserver lacks and hrw relies on: namespace deletion,
 ownerReference garbage collection, default ServiceAccounts and ClusterRole aggregation
 (without the last, the built-in ``edit`` ClusterRole has no rules and grants nothing).
 
-The recipe and its pitfalls are in shared/CONTROLPLANE.md. In short:
+The recipe, and the pitfalls it steps around:
 
-- fresh certificates per control plane (:mod:`hrw_cli.dev.certs`), free loopback ports,
+- fresh certificates per control plane (:mod:`hrw_dev.certs`), free loopback ports,
   etcd's data on tmpfs with ``--unsafe-no-fsync``;
 - each process in its own session, so a Ctrl-C at the terminal reaches us, not them, and we
   stop them one at a time in reverse order (kcm, apiserver, etcd): an apiserver whose etcd
@@ -17,8 +17,8 @@ The recipe and its pitfalls are in shared/CONTROLPLANE.md. In short:
 - every wait has a deadline, and a process that dies while we wait is reported with the tail
   of its log;
 - no orphan: a started control plane is stopped at interpreter exit (``atexit``) and on
-  SIGTERM/SIGHUP, unless it was started *detached* for ``hrw dev up``, whose state file lets
-  ``hrw dev down`` stop it from another process later.
+  SIGTERM/SIGHUP, unless it was started *detached* for ``hrw-dev up``, whose state file lets
+  ``hrw-dev down`` stop it from another process later.
 
 :class:`ExistingCluster` offers the same surface for ``USE_EXISTING_CLUSTER=true`` with
 ``KUBECONFIG`` (kind, k3d, a real cluster), and :func:`cluster_from_env` picks one of the two.
@@ -49,8 +49,8 @@ from typing import Any, Protocol, Self
 
 import yaml
 
-from hrw_cli.dev import certs
-from hrw_cli.dev.build import Binaries, ensure_built, find_kubectl
+from hrw_dev import certs
+from hrw_dev.build import Binaries, ensure_built, find_kubectl
 
 __all__ = [
     "STOP_GRACE_SECONDS",
@@ -126,7 +126,7 @@ def use_existing_cluster() -> bool:
 
 def _run_kubectl(
     kubectl: Path,
-    kubeconfig: Path,
+    kubeconfig: Path | str,
     args: Sequence[str],
     *,
     input: str | None,
@@ -150,7 +150,7 @@ class _KubectlMixin:
 
     @property
     def kubectl_path(self) -> Path:
-        """The kubectl binary used (see :func:`hrw_cli.dev.build.find_kubectl`)."""
+        """The kubectl binary used (see :func:`hrw_dev.build.find_kubectl`)."""
         return self._kubectl_path
 
     def kubectl_run(
@@ -328,7 +328,7 @@ class ControlPlane(_KubectlMixin):
 
     ``root_dir`` holds certificates, the kubeconfig, logs and (for detached planes) the state
     file; a temporary folder, removed at stop, when not given. ``detached=True`` (for
-    ``hrw dev up``) leaves the processes running when this Python exits; stop them later with
+    ``hrw-dev up``) leaves the processes running when this Python exits; stop them later with
     ``ControlPlane.attach(root_dir).stop()``.
     """
 
@@ -456,7 +456,7 @@ class ControlPlane(_KubectlMixin):
         """Start etcd, kube-apiserver and kube-controller-manager; return when all are ready.
 
         Raises :class:`ControlPlaneError` (with the failing component's log tail) or
-        :class:`hrw_cli.dev.build.BuildError`; nothing is left running after a failure.
+        :class:`hrw_dev.build.BuildError`; nothing is left running after a failure.
         """
         if self._started:
             raise ControlPlaneError(f"control plane {self._name} was already started")
@@ -502,7 +502,7 @@ class ControlPlane(_KubectlMixin):
 
     @classmethod
     def attach(cls, root_dir: Path) -> ControlPlane:
-        """Find again a detached control plane started with ``root_dir`` (by ``hrw dev up``).
+        """Find again a detached control plane started with ``root_dir`` (by ``hrw-dev up``).
 
         Raises :class:`ControlPlaneError` if there is no state file there.
         """
@@ -685,8 +685,10 @@ def write_kubeconfig(
 class ExistingCluster(_KubectlMixin):
     """A cluster someone else runs, reached through a kubeconfig; same surface as :class:`ControlPlane`.
 
-    ``start``/``stop`` only check reachability and clean up our temporary files: we never
-    stop someone else's cluster.
+    kubectl reads the kubeconfig (``--kubeconfig``, else every file of ``$KUBECONFIG`` merged, else
+    ~/.kube/config) and flattens its current context into one private file, which is then the
+    ``kubeconfig_path`` every process gets. ``start``/``stop`` only check reachability and clean
+    up that file: we never stop someone else's cluster.
     """
 
     def __init__(
@@ -696,28 +698,30 @@ class ExistingCluster(_KubectlMixin):
         name: str | None = None,
         kubectl_path: Path | None = None,
     ) -> None:
-        if kubeconfig_path is None:
-            env = os.environ.get("KUBECONFIG", "")
-            first = next((part for part in env.split(os.pathsep) if part), "")
-            kubeconfig_path = Path(first) if first else Path.home() / ".kube" / "config"
-        if not Path(kubeconfig_path).is_file():
+        source = str(kubeconfig_path) if kubeconfig_path is not None else (
+            os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config"))
+        if not any(Path(part).expanduser().is_file() for part in source.split(os.pathsep) if part):
             raise ControlPlaneError(
-                f"USE_EXISTING_CLUSTER is set but the kubeconfig {kubeconfig_path} does not exist; "
+                f"USE_EXISTING_CLUSTER is set but the kubeconfig {source} does not exist; "
                 "set KUBECONFIG to your cluster's kubeconfig."
             )
-        self._kubeconfig_path = Path(kubeconfig_path)
         self._kubectl_path = kubectl_path or find_kubectl()
-        self._tmp: Path | None = None
-        view = json.loads(self.kubectl("config", "view", "--minify", "--raw", "-o", "json", timeout=30))
+        flattened = _run_kubectl(self._kubectl_path, source, ["config", "view", "--minify", "--flatten", "-o", "json"],
+                                 input=None, timeout=30)
+        if flattened.returncode != 0:
+            raise ControlPlaneError(f"kubectl cannot read the kubeconfig {source}: {flattened.stderr.strip()}")
+        self._tmp: Path | None = Path(tempfile.mkdtemp(prefix="hrw-existing-"))
+        self._kubeconfig_path = self._tmp / "kubeconfig"
+        fd = os.open(self._kubeconfig_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(flattened.stdout)
+        view = json.loads(flattened.stdout)
         context = view.get("contexts", [{}])[0]
         cluster = view.get("clusters", [{}])[0].get("cluster", {})
         self._name = name or context.get("name", "existing")
         self._server: str = cluster.get("server", "")
         self._ca_path: Path | None = None
-        if cluster.get("certificate-authority"):
-            self._ca_path = Path(cluster["certificate-authority"])
-        elif cluster.get("certificate-authority-data"):
-            self._tmp = Path(tempfile.mkdtemp(prefix="hrw-existing-"))
+        if cluster.get("certificate-authority-data"):  # --flatten embeds a CA file's content
             self._ca_path = self._tmp / "ca.crt"
             self._ca_path.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
 

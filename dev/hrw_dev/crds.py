@@ -1,9 +1,9 @@
 """Apply CustomResourceDefinitions and wait until their objects are really served.
 
 ``Established`` is not enough: right after it, a list of the new kind can still answer 404
-for a moment while discovery catches up (shared/CONTROLPLANE.md, "Pitfalls"). So we wait for
+for a moment while the apiserver's discovery catches up. So we wait for
 the condition *and* for a list of each kind to succeed. The tests' ``crds`` fixture and
-``hrw dev demo`` both use this.
+``hrw-dev demo`` both use this.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from hrw_cli.dev.controlplane import Cluster
-from hrw_cli.dev.waiting import wait_until
+from hrw_dev.controlplane import Cluster
+from hrw_dev.waiting import wait_until
 
 __all__ = ["CrdInfo", "apply_crds", "read_crds", "yaml_files"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 # build.py's helpers, not copies: one Go environment, one way to run a step with a readable
 # error, one cross-process lock.
-from hrw_cli.dev.build import BuildError, build_lock, find_go, go_env, run_go
+from hrw_dev.build import BuildError, build_lock, find_go, go_env, run_go
 
 __all__ = ["HELM_VERSION", "ensure_helm", "helm_path", "tools_root"]
 
@@ -129,7 +129,7 @@ def ensure_helm() -> Path:
 
 
 def main() -> int:
-    """Build, then print where helm is (``python -m hrw_cli.dev.helm``)."""
+    """Build, then print where helm is (``python -m hrw_dev.helm``)."""
     try:
         print(ensure_helm())
     except BuildError as exc:

@@ -1,7 +1,11 @@
-"""``hrw dev …``: build, start, stop and demo a local Kubernetes control plane.
+"""``hrw-dev`` (or ``python -m hrw_dev``): build, start, stop and demo a local Kubernetes control plane.
 
-``hrw dev up`` starts the control plane *detached* (it outlives the command) and records its
-state in a folder, so that ``hrw dev down`` — a later, separate process — can stop it.
+This is a development tool, installed beside hrw by ``make setup`` and never shipped in hrw's
+own distribution: an agent server or a user's laptop has no use for Go builds and throwaway
+certificates.
+
+``hrw-dev up`` starts the control plane *detached* (it outlives the command) and records its
+state in a folder, so that ``hrw-dev down`` — a later, separate process — can stop it.
 The state folder is ``$HRW_DEV_DIR`` or ``~/.cache/hrw/dev``: the same from any working
 directory, so ``down`` finds what ``up`` started.
 """
@@ -13,19 +17,22 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from hrw_cli.dev.build import BuildError, ensure_built
-from hrw_cli.dev.controlplane import ControlPlane, ControlPlaneError
-from hrw_cli.dev.helm import ensure_helm
-from hrw_cli.errors import CommandError
+from hrw_dev.build import BuildError, ensure_built
+from hrw_dev.controlplane import ControlPlane, ControlPlaneError
+from hrw_dev.helm import ensure_helm
 
-__all__ = ["default_state_dir", "register"]
+__all__ = ["CommandError", "build_parser", "default_state_dir", "main"]
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed as one line, exit code 1, never a traceback."""
 
 
 def default_state_dir() -> Path:
-    """Where ``hrw dev up`` keeps its control plane: ``$HRW_DEV_DIR`` or ``~/.cache/hrw/dev``."""
+    """Where ``hrw-dev up`` keeps its control plane: ``$HRW_DEV_DIR`` or ``~/.cache/hrw/dev``."""
     configured = os.environ.get("HRW_DEV_DIR")
     if configured:
         return Path(configured)
@@ -48,7 +55,7 @@ def _print_how_to_use(plane: ControlPlane, state_dir: Path) -> None:
     print(f"control plane {plane.name!r} is up at {plane.server}")
     print(f"  export KUBECONFIG={plane.kubeconfig_path}")
     print(f"  logs: {plane.log_dir}")
-    print(f"  stop it with: hrw dev down{'' if state_dir == default_state_dir() else f' --state-dir {state_dir}'}")
+    print(f"  stop it with: hrw-dev down{'' if state_dir == default_state_dir() else f' --state-dir {state_dir}'}")
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -114,7 +121,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from hrw_cli.dev import demo
+    from hrw_dev import demo
 
     try:
         return demo.run(repo_root=args.repo, keep=args.keep, state_dir=args.state_dir, name=args.name)
@@ -122,11 +129,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
 
 
-def register(subparsers: Any) -> None:
-    """Add ``hrw dev`` and its subcommands to the ``hrw`` parser."""
-    dev = subparsers.add_parser("dev", help="a local Kubernetes control plane for development and the demo")
-    dev.set_defaults(help_parser=dev)
-    commands = dev.add_subparsers(title="dev commands", metavar="COMMAND")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hrw-dev", description="A local Kubernetes control plane for hrw's development, tests and demo.")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def state_dir_option(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -143,11 +149,11 @@ def register(subparsers: Any) -> None:
     state_dir_option(up)
     up.set_defaults(handler=_cmd_up)
 
-    down = commands.add_parser("down", help="stop the control plane started by `hrw dev up`")
+    down = commands.add_parser("down", help="stop the control plane started by `hrw-dev up`")
     state_dir_option(down)
     down.set_defaults(handler=_cmd_down)
 
-    status = commands.add_parser("status", help="show whether `hrw dev up`'s control plane runs")
+    status = commands.add_parser("status", help="show whether `hrw-dev up`'s control plane runs")
     state_dir_option(status)
     status.set_defaults(handler=_cmd_status)
 
@@ -157,13 +163,30 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--repo", type=Path, default=Path.cwd(),
                       help="the hrw checkout holding crds/ and examples/ (default: the current folder)")
     demo.add_argument("--keep", action="store_true",
-                      help="leave the control plane running afterwards (stop it with `hrw dev down`)")
+                      help="leave the control plane running afterwards (stop it with `hrw-dev down`)")
     demo.add_argument("--name", default="hrw-demo", help="cluster name (default: hrw-demo)")
     state_dir_option(demo)
     demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = handler(args)
+    except CommandError as exc:
+        print(f"hrw-dev: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hrw-dev: interrupted", file=sys.stderr)
+        return 130
+    return code
 
 
 if __name__ == "__main__":
-    from hrw_cli.main import main
-
-    sys.exit(main(["dev", *sys.argv[1:]]))
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Development tooling: building and running a local Kubernetes control plane."""

@@ -1,0 +1,90 @@
+"""The route table: which agent action an HTTP request is, or none (then the answer is 403).
+
+A request is matched by method and path only, against the few paths in `hrw_api.wire`; the
+names it carries (namespace, object name) are DNS names, so a path such as `../secrets` matches
+nothing. What the caller may then do with the route is decided elsewhere (policy.py and the
+modules named after each resource).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from .refusals import ProxyError, forbidden
+
+
+class RouteKind(Enum):
+    DISCOVERY = "discovery"
+    REGISTER = "register"
+    GROUP_GET = "get workergroup"
+    JOB_LIST = "list runbookjobs"
+    JOB_GET = "get runbookjob"
+    JOB_STATUS_PATCH = "patch runbookjob/status"
+    JOB_ASSETS = "get runbookjob/assets"
+    JOB_OUTPUT = "create runbookjob/output"
+    RUNBOOK_GET = "get runbook"
+    LEASE_GET = "get lease"
+    LEASE_CREATE = "create lease"
+    LEASE_UPDATE = "update lease"
+    LEASE_PATCH = "patch lease"
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: RouteKind
+    namespace: str = ""
+    name: str = ""
+
+    @property
+    def verb(self) -> str:
+        return self.kind.value.split(" ")[0]
+
+
+_NAME = r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?"
+_NS = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_HRW = "/apis/hrw.dev/v1alpha1/namespaces/(?P<ns>" + _NS + ")"
+_LEASES = "/apis/coordination.k8s.io/v1/namespaces/(?P<ns>" + _NS + ")/leases"
+DISCOVERY_PATHS = frozenset({"/api", "/apis", "/api/v1", "/apis/hrw.dev", "/apis/hrw.dev/v1alpha1",
+                             "/apis/coordination.k8s.io", "/apis/coordination.k8s.io/v1"})
+
+_ROUTES: tuple[tuple[str, re.Pattern[str], RouteKind], ...] = tuple(
+    (method, re.compile(pattern + "$"), kind)
+    for method, pattern, kind in (
+        ("POST", "/hrw/v1/namespaces/(?P<ns>" + _NS + ")/workergroups/(?P<name>" + _NS + ")/register",
+         RouteKind.REGISTER),
+        ("GET", _HRW + "/workergroups/(?P<name>" + _NS + ")", RouteKind.GROUP_GET),
+        ("GET", _HRW + "/runbookjobs", RouteKind.JOB_LIST),
+        ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")", RouteKind.JOB_GET),
+        ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/status", RouteKind.JOB_GET),
+        ("PATCH", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/status", RouteKind.JOB_STATUS_PATCH),
+        ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/assets", RouteKind.JOB_ASSETS),
+        ("POST", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/output", RouteKind.JOB_OUTPUT),
+        ("GET", _HRW + "/runbooks/(?P<name>" + _NAME + ")", RouteKind.RUNBOOK_GET),
+        ("GET", _LEASES + "/(?P<name>" + _NAME + ")", RouteKind.LEASE_GET),
+        ("POST", _LEASES, RouteKind.LEASE_CREATE),
+        ("PUT", _LEASES + "/(?P<name>" + _NAME + ")", RouteKind.LEASE_UPDATE),
+        ("PATCH", _LEASES + "/(?P<name>" + _NAME + ")", RouteKind.LEASE_PATCH),
+    )
+)
+
+
+def route(method: str, path: str) -> Route | None:
+    """The agent action a request is, or None (then: 403)."""
+    path = path.rstrip("/") or "/"
+    if method == "GET" and path in DISCOVERY_PATHS:
+        return Route(RouteKind.DISCOVERY, name=path)
+    for route_method, pattern, kind in _ROUTES:
+        if method != route_method:
+            continue
+        match = pattern.match(path)
+        if match:
+            groups = match.groupdict()
+            return Route(kind, groups.get("ns") or "", groups.get("name") or "")
+    return None
+
+
+def refuse_unknown(method: str, path: str) -> ProxyError:
+    return forbidden(f"a worker may not {method} {path}: the proxy serves only the hrw agent API "
+                     "(its group's RunbookJobs, their Runbooks, assets and output, and its own Lease)")
