@@ -65,9 +65,9 @@ def _settled(text: str) -> str:
 
 
 async def test_logs_follow_shows_a_masked_line_while_the_runbook_waits_and_stderr_apart(stack: Stack,
-                                                                                         tmp_path: Path):
+                                                                                         scratch: Path):
     assert len(set(FORMS)) == len(FORMS)  # each spelling is its own case
-    go = tmp_path / "go"
+    go = scratch / "go"
     await stack.group(GROUP)
     await stack.secret("api", {"password": PASSWORD})
     await stack.asset("api", {"type": "Credential", "username": USERNAME, "passwordFrom": {
