@@ -289,7 +289,7 @@ class Agent:
             return True
         except CallError as exc:
             if is_transient(exc):
-                # The patch may have been applied and only its answer lost: then the job is Claimed
+                # The patch may have been applied and only its answer lost: then the job is Running
                 # in our name, its watch event came while we were claiming (and was passed over),
                 # and nothing else would ever run it or end it while our Lease lives.
                 log.info("job.claim.deferred", job=name, error=type(exc).__name__)
@@ -324,7 +324,8 @@ class Agent:
 
     async def _settle_claim(self, name: str, attempt: int) -> None:
         """After a claim whose answer was lost: read the job until the proxy answers, and run it if
-        the claim did apply (its `start` patch is fenced on our claim, so it can never run twice)."""
+        the claim did apply (the claim is the start: only this agent holds that attempt, and
+        `self.tasks` runs it once)."""
         try:
             await self._settle(name, attempt)
         finally:
@@ -344,7 +345,7 @@ class Agent:
                     return  # 404: deleted; 403: not ours to read any more
                 await asyncio.sleep(backoff.next_delay())
         mine = job.holder == self.config.worker and job.status.attempt == attempt
-        if not mine or job.status.phase is not JobPhase.CLAIMED or name in self.tasks:
+        if not mine or job.status.phase is not JobPhase.RUNNING or name in self.tasks:
             return  # the claim did not apply (or the job moved on): the watch has the rest
         if self.draining:
             # Not started: our Lease lapses when we are gone and the operator requeues the attempt.

@@ -16,19 +16,17 @@ from typing import Any
 import httpx
 
 from hrw_api import (
+    JobBundle,
     OutputChunk,
     RegisterRequest,
     RegisterResponse,
-    ResolvedAsset,
-    ResolvedAssetList,
-    Runbook,
     RunbookJob,
     WorkerGroup,
     WorkerLease,
     wire,
 )
 from hrw_api.errors import ApiError, InvalidObject, TooManyRequests
-from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, RUNBOOKS, KubeClient, ssl_context
+from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, KubeClient, ssl_context
 from hrw_api.patches import JsonPatch
 
 from . import __version__
@@ -131,11 +129,16 @@ class ProxyClient:
         body = await self._kube.patch(RUNBOOK_JOBS.path(self.namespace, name, "status"), patch, json_patch=True)
         return RunbookJob.parse(body)
 
-    async def get_runbook(self, name: str) -> Runbook:
-        return Runbook.parse(await self._kube.get(RUNBOOKS.path(self.namespace, name)))
+    async def get_bundle(self, job: str, attempt: int) -> JobBundle:
+        """What attempt `attempt` of `job` needs to start (runbook content, assets), in one call.
 
-    async def get_assets(self, job: str) -> list[ResolvedAsset]:
-        return list(ResolvedAssetList.parse(await self._kube.get(wire.assets_path(self.namespace, job))).items)
+        An answer that does not fit the contract is the proxy's fault: a 502, not a crash."""
+        body = await self._kube.get(wire.bundle_path(self.namespace, job),
+                                    **{wire.BUNDLE_ATTEMPT_PARAM: str(attempt)})
+        try:
+            return JobBundle.parse(body)
+        except InvalidObject as exc:
+            raise ApiError(502, "BadGateway", f"the proxy's bundle of job {job} does not fit: {exc}") from None
 
     async def post_output(self, job: str, chunk: OutputChunk) -> None:
         await self._kube.create(wire.output_path(self.namespace, job), chunk.to_dict())

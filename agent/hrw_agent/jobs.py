@@ -2,8 +2,10 @@
 
 Checks before anything runs: the runbook content hashes to the job's `runbookDigest` (the job
 runs exactly what was queued), its signature verifies when the group demands signed runbooks,
-and its interpreter is present here and allowed by the group. Then the assets, `Running`, the
-process, the output, and the result: written to the spool first, delivered by `Delivery`.
+and its interpreter is present here and allowed by the group. The claim already made the job
+`Running` (the claim is the start); the runbook and the assets come in one call after it (the
+proxy's job bundle). Then the process, the output, and the result: written to the spool first,
+delivered by `Delivery`. A job that cannot start ends `Failed` with the reason.
 
 A job whose attempt was superseded (the operator requeued it, cancelled it, timed it out, or
 deleted it) is stopped and its reports are dropped: they would be stale, and the proxy would
@@ -32,7 +34,6 @@ from hrw_api import (
     RetryOn,
     Runbook,
     RunbookJob,
-    StartIntent,
     WorkerGroupSpec,
     content_digest,
 )
@@ -97,7 +98,7 @@ class JobTask:
         self.execution = Execution(grace_seconds=float(settings().job_grace_period_seconds))
         self.superseded = False
         self.reported = False
-        self.phase = JobPhase.CLAIMED
+        self.phase = job.status.phase  # Running: the claim is the start
 
     @property
     def worker(self) -> str:
@@ -171,9 +172,11 @@ class JobTask:
     async def _prepare(self) -> tuple[Runbook, str, str, list[ResolvedAsset]]:
         settings = self._settings()
         try:
-            runbook = await self._call("get-runbook", lambda: self._client.get_runbook(self.job.spec.runbook))
+            bundle = await self._call("get-bundle", lambda: self._client.get_bundle(self.name, self.attempt))
         except ApiError as exc:
-            raise SetupFailed(Reason.SETUP_FAILED, f"cannot read runbook {self.job.spec.runbook!r}: {exc}") from None
+            raise SetupFailed(Reason.SETUP_FAILED, f"cannot read the job's runbook {self.job.spec.runbook!r} and "
+                                                   f"assets: {exc}") from None
+        runbook = bundle.runbook
         content = runbook.spec.content
         if content is None:
             raise SetupFailed(Reason.SETUP_FAILED, "the proxy returned the runbook without its content")
@@ -196,11 +199,14 @@ class JobTask:
             have = ", ".join(i.value for i in self._interpreters) or "none"
             raise SetupFailed(Reason.INTERPRETER_MISSING,
                               f"interpreter {interpreter.value} is not installed on worker {self.worker} (has: {have})")
-        try:
-            assets = await self._call("get-assets", lambda: self._client.get_assets(self.name))
-        except ApiError as exc:
-            raise SetupFailed(Reason.SETUP_FAILED, f"cannot read the job's assets: {exc}") from None
-        return runbook, content, path, assets
+        return runbook, content, path, list(bundle.assets)
+
+    def _gives_back(self, stopped: StopReason | None, code: int) -> bool:
+        """Does this attempt end by going back to the queue (no finish patch to carry its output)?"""
+        policy = self.job.spec.retry_policy
+        if stopped in (StopReason.SHUTDOWN, StopReason.FENCED):  # both end in `_give_up`
+            return policy.allows(self.attempt, RetryOn.WORKER_LOST)
+        return stopped is not StopReason.TIMEOUT and code != 0 and policy.allows(self.attempt, RetryOn.FAILED)
 
     async def _report_setup_failure(self, failure: SetupFailed) -> None:
         log.warning("job.setup.failed", job=self.name, attempt=self.attempt, reason=failure.reason)
@@ -256,13 +262,6 @@ class JobTask:
         except SetupFailed as failure:
             await self._report_setup_failure(failure)
             return
-        try:
-            await self._call("start", lambda: self._client.patch_job_status(
-                self.name, StartIntent(self.attempt, self.worker).to_patch()))
-        except ApiError as exc:
-            log.info("job.start.refused", job=self.name, attempt=self.attempt, code=exc.code)
-            raise Abandoned() from None
-        self.phase = JobPhase.RUNNING
         effective, problems = check(runbook.spec.parameters, self.job.spec.parameters)
         parameters = effective if not problems else dict(self.job.spec.parameters)
         masker = Masker.for_assets(assets)
@@ -283,7 +282,8 @@ class JobTask:
                                            on_spawn=self._record_process)
             finally:
                 await self._forget_process()  # the run ends only when the group is killed
-            summary = await output.close()
+            code = exit_code_of(outcome.exit_code)
+            summary = await output.close(inline=not self._gives_back(outcome.stopped, code))
             outputs = {masker.mask(k): masker.mask(v) for k, v in runner.read_outputs(
                 files.outputs, owner_uid=job_identity.uid).items()}
         finally:
@@ -293,7 +293,6 @@ class JobTask:
             await asyncio.to_thread(runner.cleanup, files)
         if self.superseded:
             raise Abandoned()
-        code = exit_code_of(outcome.exit_code)
         policy = self.job.spec.retry_policy
         if outcome.stopped is StopReason.TIMEOUT:
             result = JobResult(JobPhase.TIMED_OUT, Reason.TIMEOUT.value,

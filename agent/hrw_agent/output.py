@@ -15,6 +15,12 @@ written within one flush interval may come out grouped by stream. Past the group
 The proxy caps a job's output statelessly by chunk number (`seq * 64 KiB <= outputLimitBytes`),
 so small chunks spend the budget fast: time-based flushes space out geometrically and stop at
 half the chunk budget; after that only full chunks and the final one leave.
+
+Small output travels in the final status write instead (`close(inline=True)`, for an attempt
+that finishes): when no chunk has left yet (the first time-based flush is `flush_interval`, 1 s,
+after the first byte) and everything fits `INLINE_OUTPUT_MAX_BYTES`, the summary carries it as
+`inline` and no chunk is written at all. Once a chunk has left, the rest follows as chunks too,
+so no byte is ever both in a chunk and inline.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hrw_api import OutputChunk, OutputSummary, StreamName
+from hrw_api import INLINE_OUTPUT_MAX_BYTES, InlineOutput, OutputChunk, OutputSummary, StreamName
 from hrw_api.wire import OUTPUT_CHUNK_MAX_BYTES
 
 from .masking import QUIET_SECONDS, Masker, StreamMasker
@@ -128,16 +134,28 @@ class OutputStream:
             await asyncio.sleep(min(TICK_SECONDS, self._flush_interval / 2))
             await self.tick()
 
-    async def close(self) -> OutputSummary:
-        """Flush the maskers and the buffers; the attempt's output summary."""
+    async def close(self, *, inline: bool = False) -> OutputSummary:
+        """Flush the maskers and the buffers; the attempt's output summary.
+
+        With `inline` (the attempt finishes: its final patch can carry output), a small output that
+        has not started to leave as chunks goes into the summary instead of the spool."""
         for channel in self._channels.values():
             await self._take(channel, channel.masker.flush())
+        carried: InlineOutput | None = None
         async with self._lock:
+            if inline and self.bytes and self._fits_inline():
+                carried = InlineOutput(**{c.name.value: c.buffer.decode("utf-8") for c in self._by_age()})
+                for channel in self._channels.values():
+                    channel.buffer, channel.since = b"", None
             for channel in self._by_age():
                 await self._emit(channel, all_of_it=True)
         unfinished = sum(1 for c in self._channels.values() if c.last_byte not in (b"", b"\n"))
         return OutputSummary(bytes=self.bytes, lines=self.lines + unfinished, chunks=self.chunks,
-                             tail=tail_of(self._tail), truncated=self.truncated)
+                             tail=tail_of(self._tail), truncated=self.truncated, inline=carried)
+
+    def _fits_inline(self) -> bool:
+        """Nothing has left as a chunk, and all of it fits the inline bound and the group's limit."""
+        return self.chunks == 0 and not self.truncated and self.bytes <= min(INLINE_OUTPUT_MAX_BYTES, self._limit)
 
     def _by_age(self) -> list[_Channel]:
         waiting = [c for c in self._channels.values() if c.buffer and c.since is not None]

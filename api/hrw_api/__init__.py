@@ -8,12 +8,14 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     asset        Asset, ResolvedAsset, …                  the Asset kind and its resolved form
     workergroup  WorkerGroup, WorkerGroupSpec, …          the WorkerGroup kind
     runas        RunAs, RunAsPolicy                       Run As: a job's identity, a group's policy
-    runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind
+    runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind, InlineOutput
+    runbookschedule  RunbookSchedule, ConcurrencyPolicy   the RunbookSchedule kind, job_name
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
-    wire         RegisterRequest/Response, OutputChunk    the proxy's own bodies and paths
-    intents      Claim/Start/Finish/GiveBackIntent        the agent's moves, AGENT_TRANSITIONS,
+    wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
+                 JobBundle
+    intents      Claim/Finish/GiveBackIntent              the agent's moves, AGENT_TRANSITIONS,
                                                           read_agent_patch
-    patches      claim, start, finish, retry, queue, …    every status patch
+    patches      claim, finish, retry, queue, …           every status patch
     phases       JobPhase, Reason                         the phase machine
     times        format_time, format_micro_time, parse_time
     logs         StructuredFormatter, StructuredLog       one structured log line for every part
@@ -30,7 +32,6 @@ from .intents import (
     Intent,
     JobResult,
     PatchRefused,
-    StartIntent,
     Step,
     Transition,
     agent_may,
@@ -51,19 +52,32 @@ from .runbook import (
     Signature,
     content_digest,
 )
-from .runbookjob import Claim, OutputSummary, RetryOn, RetryPolicy, RunbookJob, RunbookJobSpec, RunbookJobStatus
-from .wire import OutputChunk, RegisterRequest, RegisterResponse, ResolvedAssetList, StreamName
+from .runbookjob import (
+    INLINE_OUTPUT_MAX_BYTES,
+    Claim,
+    InlineOutput,
+    OutputSummary,
+    RetryOn,
+    RetryPolicy,
+    RunbookJob,
+    RunbookJobSpec,
+    RunbookJobStatus,
+)
+from .runbookschedule import ConcurrencyPolicy, RunbookSchedule, RunbookScheduleSpec, RunbookScheduleStatus
+from .wire import JobBundle, OutputChunk, RegisterRequest, RegisterResponse, StreamName
 from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
 __all__ = [
     "AGENT_TRANSITIONS",
     "DEFAULT_JOB_USER",
+    "INLINE_OUTPUT_MAX_BYTES",
     "ApiError",
     "Asset",
     "AssetField",
     "AssetType",
     "Claim",
     "ClaimIntent",
+    "ConcurrencyPolicy",
     "Condition",
     "Conflict",
     "FinishIntent",
@@ -71,10 +85,12 @@ __all__ = [
     "GiveBackIntent",
     "Gone",
     "HrwError",
+    "InlineOutput",
     "Intent",
     "Interpreter",
     "Invalid",
     "InvalidObject",
+    "JobBundle",
     "JobPhase",
     "JobResult",
     "Meta",
@@ -88,7 +104,6 @@ __all__ = [
     "RegisterRequest",
     "RegisterResponse",
     "ResolvedAsset",
-    "ResolvedAssetList",
     "RetryOn",
     "RetryPolicy",
     "RunAs",
@@ -97,11 +112,13 @@ __all__ = [
     "RunbookJob",
     "RunbookJobSpec",
     "RunbookJobStatus",
+    "RunbookSchedule",
+    "RunbookScheduleSpec",
+    "RunbookScheduleStatus",
     "RunbookSpec",
     "RunbookStatus",
     "SecretKeyRef",
     "Signature",
-    "StartIntent",
     "Step",
     "StreamName",
     "StructuredFormatter",

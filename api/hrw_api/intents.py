@@ -1,9 +1,15 @@
-"""What an agent may do to a job: its four status intents and the one table of allowed moves.
+"""What an agent may do to a job: its three status intents and the one table of allowed moves.
 
-    claim      Queued  -> Claimed                          (exactly one agent wins the attempt)
-    start      Claimed -> Running                          (content checked, process started)
-    finish     Running -> Succeeded | Failed | TimedOut    (or Claimed -> Failed: it could not start)
-    give back  Running | Claimed -> Queued, attempt + 1    (a retry the policy allows, or a job given up)
+    claim      Queued  -> Running, startTime               (exactly one agent wins the attempt)
+    finish     Running -> Succeeded | Failed | TimedOut    (Failed also when it could not start)
+    give back  Running -> Queued, attempt + 1              (a retry the policy allows, or a job given up)
+
+The claim is the start (issue 10: fewer writes, one round trip from claim to start): the winner
+fetches the job's bundle and starts the process right after, and a job that cannot start
+(digest, signature, interpreter) ends Failed from Running. The operator measures the run deadline
+from `startTime`, which the claim sets, and treats a held job alike whether it is Claimed or
+Running, so nothing waits on a separate start. `Claimed` stays a phase: a job an older agent
+claimed in two steps can still be ended (finish) or given back from it, never started.
 
 `AGENT_TRANSITIONS` says, per (from, to) phase, which intent it is and which `/status` members
 its patch may set or remove. The same table builds an intent's patch (`intent.to_patch()`, used
@@ -33,7 +39,6 @@ JsonPatch = list[dict[str, Any]]
 
 class Step(StrEnum):
     CLAIM = "claim"
-    START = "start"
     FINISH = "finish"
     GIVE_BACK = "give back"
 
@@ -54,17 +59,16 @@ class Transition:
         return self.step is not Step.CLAIM
 
 
-_CLAIM = frozenset({"phase", "claim", "reason", "message"})
-_START = frozenset({"phase", "startTime", "reason", "message"})
+_CLAIM = frozenset({"phase", "claim", "startTime", "reason", "message"})
 _FINISH = frozenset({"phase", "reason", "message", "completionTime", "exitCode", "outputs", "output"})
 _GIVE_BACK = frozenset({"phase", "attempt", "reason", "message", "queuedTime", "exitCode"})
 
 AGENT_TRANSITIONS: Final[Mapping[tuple[JobPhase, JobPhase], Transition]] = {
     (t.source, t.target): t
     for t in (
-        Transition(Step.CLAIM, JobPhase.QUEUED, JobPhase.CLAIMED, _CLAIM),
-        Transition(Step.START, JobPhase.CLAIMED, JobPhase.RUNNING, _START),
-        # A job that cannot start (digest mismatch, bad signature, interpreter missing).
+        Transition(Step.CLAIM, JobPhase.QUEUED, JobPhase.RUNNING, _CLAIM),
+        # A job an agent of before issue 10 claimed (Claimed, never started by this version) and
+        # cannot start: it ends, as a job that cannot start does.
         Transition(Step.FINISH, JobPhase.CLAIMED, JobPhase.FAILED, _FINISH),
         Transition(Step.FINISH, JobPhase.RUNNING, JobPhase.SUCCEEDED, _FINISH),
         Transition(Step.FINISH, JobPhase.RUNNING, JobPhase.FAILED, _FINISH),
@@ -75,7 +79,7 @@ AGENT_TRANSITIONS: Final[Mapping[tuple[JobPhase, JobPhase], Transition]] = {
         # or the attempt would leave a job no fenced patch (the operator's included) can move.
         Transition(Step.GIVE_BACK, JobPhase.RUNNING, JobPhase.QUEUED, _GIVE_BACK,
                    frozenset({"claim", "startTime"})),
-        # A claimed job the agent gives up before it started (it restarted and lost it).
+        # A job an older agent claimed in two steps and this agent gives up (it restarted and lost it).
         Transition(Step.GIVE_BACK, JobPhase.CLAIMED, JobPhase.QUEUED, _GIVE_BACK, frozenset({"claim"})),
     )
 }
@@ -140,7 +144,7 @@ def _patch(transition: Transition, attempt: int, worker: str, body: list[dict[st
 
 @dataclass(frozen=True)
 class ClaimIntent:
-    """Queued -> Claimed: exactly one agent of the group wins attempt `attempt`."""
+    """Queued -> Running: exactly one agent of the group wins attempt `attempt`, and starts it."""
 
     attempt: int
     worker: str
@@ -148,31 +152,13 @@ class ClaimIntent:
 
     @property
     def transition(self) -> Transition:
-        return AGENT_TRANSITIONS[(JobPhase.QUEUED, JobPhase.CLAIMED)]
+        return AGENT_TRANSITIONS[(JobPhase.QUEUED, JobPhase.RUNNING)]
 
     def to_patch(self) -> JsonPatch:
+        at = _stamp(self.at)
         return _patch(self.transition, self.attempt, self.worker, [
-            _set("claim", {"worker": self.worker, "attempt": self.attempt, "claimedAt": _stamp(self.at)}),
-            _set("reason", Reason.CLAIMED.value),
-            _set("message", f"claimed by worker {self.worker}"),
-        ])
-
-
-@dataclass(frozen=True)
-class StartIntent:
-    """Claimed -> Running: the content checked out and the process started."""
-
-    attempt: int
-    worker: str
-    at: datetime | None = None
-
-    @property
-    def transition(self) -> Transition:
-        return AGENT_TRANSITIONS[(JobPhase.CLAIMED, JobPhase.RUNNING)]
-
-    def to_patch(self) -> JsonPatch:
-        return _patch(self.transition, self.attempt, self.worker, [
-            _set("startTime", _stamp(self.at)),
+            _set("claim", {"worker": self.worker, "attempt": self.attempt, "claimedAt": at}),
+            _set("startTime", at),
             _set("reason", Reason.STARTED.value),
             _set("message", f"running on worker {self.worker}"),
         ])
@@ -180,7 +166,7 @@ class StartIntent:
 
 @dataclass(frozen=True)
 class FinishIntent:
-    """Running (or Claimed, for a job that could not start) -> a terminal phase."""
+    """Running (or Claimed, a job an older agent claimed) -> a terminal phase."""
 
     attempt: int
     worker: str
@@ -218,7 +204,7 @@ class GiveBackIntent:
     `cause` is why: the script failed and the retry policy runs it again (`Failed`, status reason
     `Retrying`), or the agent gives the job up, e.g. its shutdown grace ran out or it restarted and
     lost the process (`WorkerLost`, status reason `Requeued`, as when the operator requeues the job
-    of a lost worker; the only cause for a job that never started). `message` is the status message.
+    of a lost worker; the only cause for a Claimed job, which never started). `message` is the status message.
     """
 
     attempt: int
@@ -261,7 +247,7 @@ class GiveBackIntent:
         return _patch(transition, self.attempt, self.worker, body)
 
 
-Intent = ClaimIntent | StartIntent | FinishIntent | GiveBackIntent
+Intent = ClaimIntent | FinishIntent | GiveBackIntent
 
 
 # ------------------------------------------------------------------------- reading a patch back
@@ -371,8 +357,6 @@ def _intent(patch: Any) -> Intent:
             raise _refuse("a claim must record the attempt it tests in /status/claim/attempt")
         named = claim.get("worker")
         return ClaimIntent(attempt, named if isinstance(named, str) else "")
-    if transition.step is Step.START:
-        return StartIntent(attempt, worker)
     if transition.step is Step.FINISH:
         return FinishIntent(attempt, worker, _result(transition, written), from_phase=transition.source)
     if written.get("attempt") != attempt + 1:

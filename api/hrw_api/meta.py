@@ -26,6 +26,8 @@ class Meta:
     annotations: Mapping[str, str] = field(default_factory=dict)
     creation_timestamp: datetime | None = None
     deletion_timestamp: datetime | None = None
+    controller_uid: str = ""
+    """The uid of the owner with `controller: true` in ownerReferences (a schedule's jobs), or ""."""
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> Meta:
@@ -40,7 +42,15 @@ class Meta:
             annotations=dict(f.obj(meta.get("annotations"), "metadata.annotations")),
             creation_timestamp=f.time(meta, "creationTimestamp", "metadata"),
             deletion_timestamp=f.time(meta, "deletionTimestamp", "metadata"),
+            controller_uid=_controller_uid(meta),
         )
+
+
+def _controller_uid(meta: Mapping[str, Any]) -> str:
+    for ref in f.array(meta, "ownerReferences", "metadata"):
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return str(ref.get("uid") or "")
+    return ""
 
 
 @dataclass(frozen=True)

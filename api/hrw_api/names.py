@@ -17,11 +17,13 @@ RUNBOOK: Final = "Runbook"
 ASSET: Final = "Asset"
 WORKER_GROUP: Final = "WorkerGroup"
 RUNBOOK_JOB: Final = "RunbookJob"
+RUNBOOK_SCHEDULE: Final = "RunbookSchedule"
 PLURALS: Final[dict[str, str]] = {
     RUNBOOK: "runbooks",
     ASSET: "assets",
     WORKER_GROUP: "workergroups",
     RUNBOOK_JOB: "runbookjobs",
+    RUNBOOK_SCHEDULE: "runbookschedules",
 }
 CATEGORY: Final = "hrw"
 
@@ -30,6 +32,7 @@ LABEL_WORKER_GROUP: Final = "hrw.dev/worker-group"
 LABEL_WORKER: Final = "hrw.dev/worker"
 LABEL_JOB: Final = "hrw.dev/job"
 LABEL_ATTEMPT: Final = "hrw.dev/attempt"
+LABEL_SCHEDULE: Final = "hrw.dev/schedule"  # on a schedule's jobs: the schedule's name
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "hrw"
@@ -40,6 +43,7 @@ ANNOTATION_AGENT_VERSION: Final = "hrw.dev/agent-version"
 ANNOTATION_INTERPRETERS: Final = "hrw.dev/interpreters"  # comma-separated
 ANNOTATION_CAPACITY: Final = "hrw.dev/capacity"  # integer: jobs this worker runs at once
 ANNOTATION_DRAINING: Final = "hrw.dev/draining"  # "true" while the agent shuts down
+ANNOTATION_SCHEDULED_TIME: Final = "hrw.dev/scheduled-time"  # on a schedule's job: the run it is for
 
 # The operator's own prefix for what kopf persists (never the default kopf.zalando.org).
 OPERATOR_PREFIX: Final = "operator.hrw.dev"

@@ -57,28 +57,73 @@ class Claim:
     claimed_at: datetime | None
 
 
+INLINE_OUTPUT_MAX_BYTES = 4 * 1024
+"""The most output (UTF-8 bytes after masking, both streams together) a finish patch may carry in
+`status.output.inline`: a job whose whole output fits is reported in its final status write, with
+no output ConfigMap at all (issue 10: fewer writes per job)."""
+
+
+@dataclass(frozen=True)
+class InlineOutput:
+    """A small attempt's whole output, per stream, carried in its final status instead of chunks."""
+
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def size(self) -> int:
+        return len(self.stdout.encode("utf-8")) + len(self.stderr.encode("utf-8"))
+
+    def to_dict(self) -> JSON:
+        return {"stdout": self.stdout, "stderr": self.stderr}
+
+    @classmethod
+    def parse(cls, data: Any, path: str) -> InlineOutput:
+        data = f.obj(data, path)
+        inline = cls(stdout=f.opt_str(data, "stdout", path, max_length=INLINE_OUTPUT_MAX_BYTES) or "",
+                     stderr=f.opt_str(data, "stderr", path, max_length=INLINE_OUTPUT_MAX_BYTES) or "")
+        if inline.size > INLINE_OUTPUT_MAX_BYTES:
+            raise InvalidObject(path, f"is {inline.size} bytes, more than {INLINE_OUTPUT_MAX_BYTES}; larger "
+                                      "output goes in output chunks")
+        return inline
+
+
 @dataclass(frozen=True)
 class OutputSummary:
+    """What an attempt wrote: counts, the tail, and either the number of output chunks that hold
+    the log or (`inline`, only when no chunk was sent) the whole of a small output."""
+
     bytes: int = 0
     lines: int = 0
     chunks: int = 0
     tail: str = ""
     truncated: bool = False
+    inline: InlineOutput | None = None
 
     def to_dict(self) -> JSON:
-        return {"bytes": self.bytes, "lines": self.lines, "chunks": self.chunks, "tail": self.tail,
-                "truncated": self.truncated}
+        body: JSON = {"bytes": self.bytes, "lines": self.lines, "chunks": self.chunks, "tail": self.tail,
+                      "truncated": self.truncated}
+        if self.inline is not None:
+            body["inline"] = self.inline.to_dict()
+        return body
 
     @classmethod
     def parse(cls, data: Any, path: str = "status.output") -> OutputSummary:
         data = f.obj(data, path)
-        return cls(
+        inline = InlineOutput.parse(data["inline"], f.member(path, "inline")) if data.get("inline") is not None \
+            else None
+        summary = cls(
             bytes=f.opt_int(data, "bytes", path, 0, minimum=0) or 0,
             lines=f.opt_int(data, "lines", path, 0, minimum=0) or 0,
             chunks=f.opt_int(data, "chunks", path, 0, minimum=0) or 0,
             tail=f.opt_str(data, "tail", path) or "",
             truncated=f.boolean(data, "truncated", path),
+            inline=inline,
         )
+        if inline is not None and summary.chunks:
+            raise InvalidObject(f.member(path, "inline"), f"excludes output chunks (the summary counts "
+                                                          f"{summary.chunks})")
+        return summary
 
 
 @dataclass(frozen=True)
@@ -125,9 +170,12 @@ def _output(status: Mapping[str, Any]) -> OutputSummary | None:
     if not status.get("output"):
         return None
     o = f.obj(status["output"], "status.output")
+    carried = o.get("inline")
+    inline = InlineOutput(stdout=str(carried.get("stdout") or ""), stderr=str(carried.get("stderr") or "")) \
+        if isinstance(carried, Mapping) else None
     return OutputSummary(
         bytes=int(o.get("bytes") or 0), lines=int(o.get("lines") or 0), chunks=int(o.get("chunks") or 0),
-        tail=str(o.get("tail") or ""), truncated=bool(o.get("truncated")),
+        tail=str(o.get("tail") or ""), truncated=bool(o.get("truncated")), inline=inline,
     )
 
 

@@ -10,9 +10,9 @@ credential>`; registration carries the group's registration token instead.
     GET   /apis/hrw.dev/v1alpha1/namespaces/{ns}/runbookjobs             list/watch, forced to the worker's group
     GET   /apis/hrw.dev/v1alpha1/namespaces/{ns}/runbookjobs/{job}       a job of the worker's group
     PATCH /apis/hrw.dev/v1alpha1/namespaces/{ns}/runbookjobs/{job}/status   a `patches` JSON Patch (fenced)
-    GET   /apis/hrw.dev/v1alpha1/namespaces/{ns}/runbookjobs/{job}/assets   ResolvedAssetList of a held job
+    GET   /apis/hrw.dev/v1alpha1/namespaces/{ns}/runbookjobs/{job}/bundle?attempt=N
+                                                      JobBundle: what the holder of attempt N needs to start
     POST  /apis/hrw.dev/v1alpha1/namespaces/{ns}/runbookjobs/{job}/output   OutputChunk of a held job
-    GET   /apis/hrw.dev/v1alpha1/namespaces/{ns}/runbooks/{name}         runbook of a held job, content inlined
     GET/POST/PUT/PATCH /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{lease_name(group, worker)}
 """
 
@@ -30,9 +30,10 @@ from .asset import ResolvedAsset
 from .errors import InvalidObject
 from .kubeclient import RUNBOOK_JOBS, WORKER_GROUPS
 from .lease import MAX_AGENT_VERSION, MAX_HOSTNAME
+from .runbook import Runbook
 
 REGISTER_KIND = "WorkerRegistration"
-RESOLVED_ASSET_LIST_KIND = "ResolvedAssetList"
+JOB_BUNDLE_KIND = "RunbookJobBundle"
 OUTPUT_CHUNK_KIND = "OutputChunk"
 OUTPUT_CHUNK_MAX_BYTES: Final = 64 * 1024  # UTF-8 bytes of one chunk's data
 MAX_INTERPRETERS_TEXT: Final = 256
@@ -42,8 +43,12 @@ def register_path(namespace: str, group: str) -> str:
     return f"/hrw/v1/namespaces/{namespace}/workergroups/{group}/register"
 
 
-def assets_path(namespace: str, job: str) -> str:
-    return RUNBOOK_JOBS.path(namespace, job, "assets")
+def bundle_path(namespace: str, job: str) -> str:
+    """The bundle route; the agent adds `?attempt=N`, the attempt it claimed (`BUNDLE_ATTEMPT_PARAM`)."""
+    return RUNBOOK_JOBS.path(namespace, job, "bundle")
+
+
+BUNDLE_ATTEMPT_PARAM: Final = "attempt"
 
 
 def output_path(namespace: str, job: str) -> str:
@@ -149,17 +154,31 @@ class OutputChunk:
 
 
 @dataclass(frozen=True)
-class ResolvedAssetList:
-    """The answer to `GET .../runbookjobs/{job}/assets`: the job's assets with their values read."""
+class JobBundle:
+    """The answer to `GET .../runbookjobs/{job}/bundle?attempt=N`: everything the holder of attempt
+    N needs to start it, in one round trip after its claim (issue 10).
 
-    items: tuple[ResolvedAsset, ...]
+    `runbook` is the job's Runbook as the apiserver has it with its content inlined (a
+    `contentFrom` ConfigMap read by the proxy); the agent still checks that the content hashes to
+    the job's `runbookDigest` and, where its group demands it, the signature. `assets` are the
+    assets the Runbook lists, values read and secret fields marked. The parameters are the job's
+    own `spec.parameters`, which the agent already has from the job it claimed.
+    """
 
-    def to_dict(self) -> JSON:
-        return {"kind": RESOLVED_ASSET_LIST_KIND, "apiVersion": names.API_VERSION,
-                "items": [item.to_dict() for item in self.items]}
+    runbook: Runbook
+    assets: tuple[ResolvedAsset, ...]
 
     @classmethod
-    def parse(cls, body: Any) -> ResolvedAssetList:
-        data = f.obj(body, "ResolvedAssetList")
-        return cls(tuple(ResolvedAsset.parse(f.obj(item, f"items[{i}]"))
-                         for i, item in enumerate(f.array(data, "items", ""))))
+    def parse(cls, body: Any) -> JobBundle:
+        data = f.obj(body, JOB_BUNDLE_KIND)
+        runbook = Runbook.parse(f.obj(data.get("runbook"), "runbook"))
+        if runbook.spec.content is None:
+            raise InvalidObject("runbook.spec.content", "the bundle must carry the runbook's content inlined")
+        return cls(runbook, tuple(ResolvedAsset.parse(f.obj(item, f"assets[{i}]"))
+                                  for i, item in enumerate(f.array(data, "assets", ""))))
+
+
+def job_bundle_body(runbook: JSON, assets: list[ResolvedAsset]) -> JSON:
+    """The bundle as the proxy sends it: `runbook` the Runbook object (content inlined) as read."""
+    return {"kind": JOB_BUNDLE_KIND, "apiVersion": names.API_VERSION, "runbook": runbook,
+            "assets": [asset.to_dict() for asset in assets]}

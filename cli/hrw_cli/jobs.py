@@ -4,8 +4,9 @@ They talk to the Kubernetes API as the user's kubeconfig context says (``--kubec
 ``--context``; exec credential plugins included, see ``hrw_api.kubeconfig``), never through the
 agents' proxy:
 - ``hrw logs JOB [-f]`` prints the job's output chunks (ConfigMaps the proxy stored, owned by
-  the job) in order, what the script wrote on stderr on stderr, and with ``-f`` follows them
-  until the job ends;
+  the job) in order, then a finished attempt's small output carried in its status
+  (``status.output.inline``, written instead of chunks), what the script wrote on stderr on
+  stderr, and with ``-f`` follows them until the job ends;
 - ``hrw run RUNBOOK --group G -p key=value ... [--wait]`` creates a RunbookJob; values are
   typed by the runbook's declared parameter types (a string parameter stays verbatim);
 - ``hrw get-token GROUP`` prints the group's registration token (for an agent's first start).
@@ -64,6 +65,7 @@ async def _logs(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     attempt_shown: int | None = None
     final_pass = False
+    inline_shown = False
     async with await _client(args) as kube:
         while True:
             try:
@@ -88,6 +90,15 @@ async def _logs(args: argparse.Namespace) -> int:
                 sink = sys.stderr if data.get(names.OUTPUT_STREAM_KEY) == StreamName.STDERR.value else sys.stdout
                 sink.write(data.get(names.OUTPUT_CHUNK_KEY, ""))
                 sink.flush()
+            inline = job.status.output.inline if job.status.output else None
+            if inline is not None and not inline_shown and args.attempt in (None, job.status.attempt):
+                inline_shown = True
+                if attempt_shown is not None and job.status.attempt != attempt_shown:
+                    print(f"--- attempt {job.status.attempt} ---", file=sys.stderr, flush=True)
+                attempt_shown = job.status.attempt
+                for sink, text in ((sys.stdout, inline.stdout), (sys.stderr, inline.stderr)):
+                    sink.write(text)
+                    sink.flush()
             if not args.follow:
                 return 0
             if job.status.phase.terminal:

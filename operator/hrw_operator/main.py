@@ -28,7 +28,7 @@ from typing import Any
 
 import kopf
 
-from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, kubeconfig, names
+from hrw_api import Asset, Runbook, RunbookJob, RunbookSchedule, WorkerGroup, kubeconfig, names
 from hrw_api.kubeclient import KubeClient
 
 from . import login, logs
@@ -38,6 +38,7 @@ from .frame import Controller, Store, Tools
 from .jobs.controller import JobController
 from .leases import LeaseView, worker_lease
 from .runbooks import RunbookController
+from .schedules import ScheduleController
 from .settings import OperatorSettings
 from .workergroups import WorkerGroupController
 
@@ -107,7 +108,8 @@ def login_handler(memo: Operator, **_: Any) -> kopf.ConnectionInfo:
     return login.connection_info(memo.settings.kubeconfig, memo.settings.context)
 
 
-KINDS: tuple[type[Controller[Any]], ...] = (RunbookController, AssetController, WorkerGroupController, JobController)
+KINDS: tuple[type[Controller[Any]], ...] = (RunbookController, AssetController, WorkerGroupController, JobController,
+                                            ScheduleController)
 """The kinds this operator serves; each is subscribed to its own resource's watch."""
 
 
@@ -130,11 +132,14 @@ def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
     tools = Tools(client, EventRecorder(client, settings.reporting_instance), settings)
     runbooks, groups = Store(Runbook.parse), Store(WorkerGroup.parse)
     leases = LeaseView()
-    jobs = JobController(tools, Store(RunbookJob.parse), runbooks=runbooks, groups=groups, leases=leases)
+    job_store: Store[RunbookJob] = Store(RunbookJob.parse)
+    jobs = JobController(tools, job_store, runbooks=runbooks, groups=groups, leases=leases)
     runbook_controller = RunbookController(tools, runbooks, on_status_changed=jobs.kick_pending)
     assets = AssetController(tools, Store(Asset.parse), on_status_changed=jobs.kick_pending)
     group_controller = WorkerGroupController(tools, groups, leases=leases)
-    controllers: tuple[Controller[Any], ...] = (runbook_controller, assets, group_controller, jobs)
+    schedules = ScheduleController(tools, Store(RunbookSchedule.parse), jobs=job_store, runbooks=runbooks,
+                                   groups=groups)
+    controllers: tuple[Controller[Any], ...] = (runbook_controller, assets, group_controller, jobs, schedules)
     assert {type(c) for c in controllers} == set(KINDS), "build_graph and KINDS list the same kinds"
     return Graph(client=client, leases=leases, runbooks=runbook_controller, assets=assets, groups=group_controller,
                  jobs=jobs, by_kind={c.kind: c for c in controllers})

@@ -43,9 +43,8 @@ class Handlers:
             RouteKind.JOB_LIST: self._list_jobs,
             RouteKind.JOB_GET: self._get_job,
             RouteKind.JOB_STATUS_PATCH: self._patch_job_status,
-            RouteKind.JOB_ASSETS: self._job_assets,
+            RouteKind.JOB_BUNDLE: self._job_bundle,
             RouteKind.JOB_OUTPUT: self._job_output,
-            RouteKind.RUNBOOK_GET: self._get_runbook,
             RouteKind.LEASE_GET: self._lease,
             RouteKind.LEASE_CREATE: self._lease,
             RouteKind.LEASE_UPDATE: self._lease,
@@ -101,11 +100,12 @@ class Handlers:
         patch = status_patches.stamp_status_times(patch)
         return json_response(await self.upstream.patch_job_status(identity.namespace, route.name, patch))
 
-    async def _get_runbook(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
-        return json_response(await resolution.runbook_for(self.upstream, identity, route.name))
-
-    async def _job_assets(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
-        return json_response(await resolution.assets_for(self.upstream, identity, route.name))
+    async def _job_bundle(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
+        attempt = request.query.get(wire.BUNDLE_ATTEMPT_PARAM, "")
+        if not attempt.isdigit() or int(attempt) < 1:
+            raise ProxyError(400, f"a job's bundle is asked for one attempt: ?{wire.BUNDLE_ATTEMPT_PARAM}=N, the "
+                                  "attempt the worker claimed")
+        return json_response(await resolution.bundle_for(self.upstream, identity, route.name, int(attempt)))
 
     async def _job_output(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         chunk = output.parse_output_chunk(parse_json(await read_body(request, self.settings.max_body_bytes)))

@@ -2,15 +2,13 @@
 
 The rules, from DESIGN.md "The API proxy": a worker acts in its own namespace only, reads its own
 WorkerGroup, sees its own group's RunbookJobs (another group's job is "not found", as if it did
-not exist), and reads a Runbook, the assets or writes the output of a job only while it holds
-that job (Claimed or Running, its claim of the current attempt). A refusal is a `ProxyError`
+not exist), and reads a job's bundle (its Runbook and assets) or writes its output only while it
+holds that job (Claimed or Running, its claim of the current attempt). A refusal is a `ProxyError`
 whose message tells the agent's operator why. What a worker may *write* lives beside the resource
 it writes: status_patches.py, output.py, leases.py.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from hrw_api import PatchRefused, RunbookJob, intents
 
@@ -55,7 +53,3 @@ def check_holds(identity: WorkerIdentity, job: RunbookJob, what: str) -> None:
         raise forbidden(f"worker {identity.worker!r} may read {what} of job {job.meta.name} only while it holds "
                         f"the job (it is {state}, held by {job.holder or 'nobody'})")
 
-
-def holds_job_with_runbook(identity: WorkerIdentity, jobs: Iterable[RunbookJob], runbook: str) -> bool:
-    return any(job.spec.worker_group == identity.group and job.holder == identity.worker
-               and job.spec.runbook == runbook for job in jobs)

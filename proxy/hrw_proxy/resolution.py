@@ -1,61 +1,53 @@
-"""What a held job needs to run: its Runbook with the content inlined, and its assets resolved.
+"""What a held job needs to start, in one answer: its Runbook with the content inlined, its assets
+resolved (`hrw_api.wire.JobBundle`, route `GET .../runbookjobs/{job}/bundle?attempt=N`).
 
-Both are read with the proxy's own ServiceAccount and handed only to the worker that holds the
-job. A Runbook whose content lives in a ConfigMap (`spec.contentFrom`, the GitOps form) comes
-back with that content as `spec.content`, so the agent never needs to read ConfigMaps; each
-asset the Runbook lists comes back with its values, secret ones read from their Secret and
-marked secret so the agent masks them in output.
+Read with the proxy's own ServiceAccount and handed only to the worker that holds attempt N of
+the job, which is the job's current attempt: the proxy reads the job (one GET, never a LIST of
+the group's jobs), checks the claim, and reads the Runbook the job's spec names. A Runbook whose
+content lives in a ConfigMap (`spec.contentFrom`, the GitOps form) comes back with that content
+as `spec.content`, so the agent never needs to read ConfigMaps; each asset the Runbook lists
+comes back with its values, secret ones read from their Secret and marked secret so the agent
+masks them in output. The agent checks the content against the job's `runbookDigest` itself.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hrw_api import Asset, ResolvedAsset, Runbook, RunbookJob, names, wire
-from hrw_api.errors import InvalidObject
+from hrw_api import Asset, ResolvedAsset, Runbook, RunbookJob, wire
 
 from .auth import WorkerIdentity, decode_secret_value
 from .bodies import parse_object
-from .listing import force_field_selector
-from .policy import check_holds, holds_job_with_runbook
-from .refusals import ProxyError, forbidden
+from .policy import check_holds, check_holds_attempt
+from .refusals import ProxyError
 from .upstream import Upstream
 
 JSON = dict[str, Any]
 
 
-async def runbook_for(upstream: Upstream, identity: WorkerIdentity, name: str) -> JSON:
-    """Runbook `name` as the apiserver has it, `contentFrom` inlined, if the caller holds a job that runs it."""
-    listed = await upstream.list_jobs(identity.namespace, {"fieldSelector": force_field_selector(None, identity.group)})
-    jobs = []
-    for item in listed.get("items") or []:
-        try:
-            jobs.append(RunbookJob.parse(item))
-        except InvalidObject:
-            continue
-    if not holds_job_with_runbook(identity, jobs, name):
-        raise forbidden(f"worker {identity.worker!r} may read Runbook {name!r} only while it holds a "
-                        "job that runs it")
-    obj = await upstream.get_runbook(identity.namespace, name)
-    runbook = parse_object(Runbook, obj, f"Runbook {name}")
+async def bundle_for(upstream: Upstream, identity: WorkerIdentity, job_name: str, attempt: int) -> JSON:
+    """The `JobBundle` of attempt `attempt` of job `job_name`, if the caller holds that attempt now."""
+    job = parse_object(RunbookJob, await upstream.get_job(identity.namespace, job_name), "RunbookJob")
+    check_holds(identity, job, "the runbook and assets")
+    check_holds_attempt(identity, job, attempt)
+    obj = await upstream.get_runbook(identity.namespace, job.spec.runbook)
+    runbook = parse_object(Runbook, obj, f"Runbook {job.spec.runbook}")
     if runbook.spec.content_from is not None:
         ref = runbook.spec.content_from
         configmap = await upstream.get_configmap(identity.namespace, ref.name)
         content = (configmap or {}).get("data", {}).get(ref.key)
         if not isinstance(content, str):
-            raise ProxyError(404, f"Runbook {name}'s content (ConfigMap {ref.name} key {ref.key}) was not found")
+            raise ProxyError(404, f"Runbook {runbook.meta.name}'s content (ConfigMap {ref.name} key {ref.key}) "
+                                  "was not found")
         obj["spec"]["content"] = content
         del obj["spec"]["contentFrom"]
-    return obj
+    return wire.job_bundle_body(obj, await _resolved_assets(upstream, identity, runbook))
 
 
-async def assets_for(upstream: Upstream, identity: WorkerIdentity, job_name: str) -> JSON:
-    """The `ResolvedAssetList` of job `job_name`, if the caller holds it."""
-    job = parse_object(RunbookJob, await upstream.get_job(identity.namespace, job_name), "RunbookJob")
-    check_holds(identity, job, "the assets")
-    runbook = parse_object(Runbook, await upstream.get_runbook(identity.namespace, job.spec.runbook), "Runbook")
+async def _resolved_assets(upstream: Upstream, identity: WorkerIdentity, runbook: Runbook) -> list[ResolvedAsset]:
+    """The assets `runbook` lists, values read (secret ones from their Secret, marked secret)."""
     secrets: dict[str, JSON | None] = {}
-    items = []
+    items: list[ResolvedAsset] = []
     for name in runbook.spec.assets:
         obj = await upstream.get_asset(identity.namespace, name)
         if obj is None:
@@ -77,5 +69,5 @@ async def assets_for(upstream: Upstream, identity: WorkerIdentity, job_name: str
                                       f"{ref.name!r} was not found")
             values[field.name] = value
             secret_fields.add(field.name)
-        items.append(ResolvedAsset(name, asset.type, values, frozenset(secret_fields)).to_dict())
-    return {"kind": wire.RESOLVED_ASSET_LIST_KIND, "apiVersion": names.API_VERSION, "items": items}
+        items.append(ResolvedAsset(name, asset.type, values, frozenset(secret_fields)))
+    return items

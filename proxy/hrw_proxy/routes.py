@@ -22,9 +22,8 @@ class RouteKind(Enum):
     JOB_LIST = "list runbookjobs"
     JOB_GET = "get runbookjob"
     JOB_STATUS_PATCH = "patch runbookjob/status"
-    JOB_ASSETS = "get runbookjob/assets"
+    JOB_BUNDLE = "get runbookjob/bundle"
     JOB_OUTPUT = "create runbookjob/output"
-    RUNBOOK_GET = "get runbook"
     LEASE_GET = "get lease"
     LEASE_CREATE = "create lease"
     LEASE_UPDATE = "update lease"
@@ -59,9 +58,8 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], RouteKind], ...] = tuple(
         ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")", RouteKind.JOB_GET),
         ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/status", RouteKind.JOB_GET),
         ("PATCH", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/status", RouteKind.JOB_STATUS_PATCH),
-        ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/assets", RouteKind.JOB_ASSETS),
+        ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/bundle", RouteKind.JOB_BUNDLE),
         ("POST", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/output", RouteKind.JOB_OUTPUT),
-        ("GET", _HRW + "/runbooks/(?P<name>" + _NAME + ")", RouteKind.RUNBOOK_GET),
         ("GET", _LEASES + "/(?P<name>" + _NAME + ")", RouteKind.LEASE_GET),
         ("POST", _LEASES, RouteKind.LEASE_CREATE),
         ("PUT", _LEASES + "/(?P<name>" + _NAME + ")", RouteKind.LEASE_UPDATE),
@@ -87,4 +85,4 @@ def route(method: str, path: str) -> Route | None:
 
 def refuse_unknown(method: str, path: str) -> ProxyError:
     return forbidden(f"a worker may not {method} {path}: the proxy serves only the hrw agent API "
-                     "(its group's RunbookJobs, their Runbooks, assets and output, and its own Lease)")
+                     "(its group's RunbookJobs, the bundle and output of a job it holds, and its own Lease)")

@@ -70,7 +70,8 @@ def test_get_hrw_lists_every_kind_with_its_printer_columns(
     _apply_all_examples(cluster, namespace)
     listing = cluster.kubectl("get", "hrw", "-n", namespace)
     for name in ("workergroup.hrw.dev/datacenter-a", "asset.hrw.dev/greeting", "asset.hrw.dev/example-db",
-                 "runbook.hrw.dev/hello", "runbook.hrw.dev/host-report", "runbookjob.hrw.dev/hello-world"):
+                 "runbook.hrw.dev/hello", "runbook.hrw.dev/host-report", "runbookjob.hrw.dev/hello-world",
+                 "runbookschedule.hrw.dev/hello-weekdays"):
         assert name in listing
     jobs = cluster.kubectl("get", "rbj", "-n", namespace, "-o", "wide").splitlines()
     assert jobs[0].split() == ["NAME", "PHASE", "RUNBOOK", "GROUP", "RUN", "AS", "WORKER", "ATTEMPT", "REASON", "EXIT",
@@ -81,6 +82,9 @@ def test_get_hrw_lists_every_kind_with_its_printer_columns(
     assert cluster.kubectl("get", "ast", "-n", namespace).split()[:3] == ["NAME", "TYPE", "READY"]
     assert cluster.kubectl("get", "wg", "-n", namespace).splitlines()[0].split()[:4] == [
         "NAME", "READY", "WORKERS", "AVAILABLE"]
+    schedules = cluster.kubectl("get", "rbs", "-n", namespace).splitlines()
+    assert schedules[0].split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]
+    assert schedules[1].split()[:7] == ["hello-weekdays", "30", "6", "*", "*", "1-5", "Europe/Berlin"]
 
 
 def test_printer_columns_read_the_status_the_contract_writes(
@@ -96,7 +100,7 @@ def test_printer_columns_read_the_status_the_contract_writes(
         cluster.kubectl("patch", "-n", namespace, "rbj", "hello-world", "--subresource=status",
                         "--type=json", "-p", json.dumps(patch))
     row = cluster.kubectl("get", "rbj", "-n", namespace, "hello-world", "-o", "wide", "--no-headers").split()
-    assert row[:8] == ["hello-world", "Claimed", "hello", "datacenter-a", "hrw-job", "worker-1", "1", "Claimed"]
+    assert row[:8] == ["hello-world", "Running", "hello", "datacenter-a", "hrw-job", "worker-1", "1", "Started"]
 
 
 def test_kubectl_explain_documents_the_job_parameters(cluster: Cluster, crds: list[CrdInfo]) -> None:

@@ -54,6 +54,14 @@ spec:
   workerGroup: datacenter-a
 {spec}
 """
+SCHEDULE = """
+apiVersion: hrw.dev/v1alpha1
+kind: RunbookSchedule
+metadata: {{name: {name}}}
+spec:
+{spec}
+"""
+TEMPLATE = "  jobTemplate: {runbookRef: {name: hello}, workerGroup: datacenter-a}"
 
 CASES: dict[str, Bad] = {
     "job_name_longer_than_a_label_value": Bad(
@@ -245,6 +253,51 @@ CASES: dict[str, Bad] = {
         JOB.format(name="bad", spec="  parameters: [World]"),
         ("spec.parameters", "must be of type object"),
     ),
+    # RunbookSchedule
+    "schedule_with_four_cron_fields": Bad(
+        SCHEDULE.format(name="bad", spec=f'  schedule: "*/5 * * *"\n{TEMPLATE}'),
+        ("spec.schedule", "must be a cron expression of 5 fields"),
+    ),
+    "schedule_with_words_for_a_cron_expression": Bad(
+        SCHEDULE.format(name="bad", spec=f'  schedule: "every day at noon"\n{TEMPLATE}'),
+        ("spec.schedule", "must be a cron expression of 5 fields"),
+    ),
+    "schedule_with_an_unknown_macro": Bad(
+        SCHEDULE.format(name="bad", spec=f'  schedule: "@fortnightly"\n{TEMPLATE}'),
+        ("spec.schedule", "must be a cron expression of 5 fields"),
+    ),
+    "schedule_without_schedule": Bad(
+        SCHEDULE.format(name="bad", spec=TEMPLATE),
+        ("spec.schedule", "Required value"),
+    ),
+    "schedule_without_job_template": Bad(
+        SCHEDULE.format(name="bad", spec='  schedule: "@daily"'),
+        ("spec.jobTemplate", "Required value"),
+    ),
+    "schedule_whose_template_has_no_worker_group": Bad(
+        SCHEDULE.format(name="bad", spec='  schedule: "@daily"\n  jobTemplate: {runbookRef: {name: hello}}'),
+        ("spec.jobTemplate.workerGroup", "Required value"),
+    ),
+    "schedule_whose_template_cancels": Bad(
+        SCHEDULE.format(name="bad", spec=f'  schedule: "@daily"\n{TEMPLATE[:-1]}, cancel: true}}'),
+        ("spec.jobTemplate.cancel", "unknown field"),
+    ),
+    "schedule_with_unknown_concurrency_policy": Bad(
+        SCHEDULE.format(name="bad", spec=f'  schedule: "@daily"\n  concurrencyPolicy: Queue\n{TEMPLATE}'),
+        ("spec.concurrencyPolicy", "Unsupported value"),
+    ),
+    "schedule_with_a_time_zone_that_is_not_a_name": Bad(
+        SCHEDULE.format(name="bad", spec=f'  schedule: "@daily"\n  timeZone: "+02:00"\n{TEMPLATE}'),
+        ("spec.timeZone", "should match"),
+    ),
+    "schedule_with_negative_history_limit": Bad(
+        SCHEDULE.format(name="bad", spec=f'  schedule: "@daily"\n  failedJobsHistoryLimit: -1\n{TEMPLATE}'),
+        ("spec.failedJobsHistoryLimit", "greater than or equal to 0"),
+    ),
+    "schedule_name_too_long_for_its_job_names": Bad(
+        SCHEDULE.format(name="s" * 53, spec=f'  schedule: "@daily"\n{TEMPLATE}'),
+        ("metadata.name of a RunbookSchedule must be at most 52 characters",),
+    ),
 }
 
 
@@ -287,6 +340,11 @@ def test_each_bad_manifest_differs_from_a_good_one_only_in_its_fault(
         JOB.format(name="bad", spec="  timeoutSeconds: 604800\n"
                                     "  retryPolicy: {maxAttempts: 10, retryOn: [WorkerLost, Failed]}\n"
                                     "  ttlSecondsAfterFinished: 0\n  parameters: {who: World}"),
+        SCHEDULE.format(name="s" * 52, spec=f'  schedule: "*/5 * * * *"\n{TEMPLATE}'),
+        SCHEDULE.format(name="weekdays", spec=f'  schedule: " 30 2 * JAN-DEC MON-FRI "\n  timeZone: Europe/Berlin\n'
+                                              f'  concurrencyPolicy: Forbid\n  failedJobsHistoryLimit: 0\n{TEMPLATE}'),
+        SCHEDULE.format(name="daily", spec=f'  schedule: "@daily"\n  timeZone: America/Argentina/Buenos_Aires\n'
+                                           f'{TEMPLATE}'),
     ]
     for manifest in good:
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)

@@ -16,7 +16,8 @@ from tests.support.proxy import create_registration_secret, proxy_tls, register_
 
 from .conftest import Helm, Release, find, rbac_source, role_source, service_account_kubeconfig
 
-CRD_NAMES = {"runbooks.hrw.dev", "assets.hrw.dev", "workergroups.hrw.dev", "runbookjobs.hrw.dev"}
+CRD_NAMES = {"runbooks.hrw.dev", "assets.hrw.dev", "workergroups.hrw.dev", "runbookjobs.hrw.dev",
+             "runbookschedules.hrw.dev"}
 
 
 def dry_run(cluster, manifest: str) -> set[str]:
@@ -99,7 +100,9 @@ def test_helm_install_creates_crds_deployments_service_accounts_and_rbac(cluster
     assert can(cluster, operator_sa, "patch", "runbookjobs.hrw.dev", "--subresource=status", "-n", ns)
     assert can(cluster, operator_sa, "create", "secrets", "-n", ns)
     assert can(cluster, operator_sa, "watch", "customresourcedefinitions")
-    assert not can(cluster, operator_sa, "patch", "runbookjobs.hrw.dev", "-n", ns)
+    # A schedule creates its jobs and patches spec.cancel under concurrencyPolicy Replace; it never replaces one.
+    assert can(cluster, operator_sa, "create", "runbookjobs.hrw.dev", "-n", ns)
+    assert not can(cluster, operator_sa, "update", "runbookjobs.hrw.dev", "-n", ns)
     assert not can(cluster, operator_sa, "get", "secrets", "-n", "kube-system")
     assert can(cluster, proxy_sa, "create", "leases.coordination.k8s.io", "-n", ns)
     assert not can(cluster, proxy_sa, "list", "secrets", "-n", ns)

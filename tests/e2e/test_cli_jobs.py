@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hrw_api import names
-from hrw_api.kubeclient import RUNBOOK_JOBS, SECRETS
+from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, SECRETS
 from tests.support.processes import project_executable
 from tests.support.stack import Stack
 
@@ -77,11 +77,35 @@ async def test_hrw_run_wait_exits_zero_on_success_and_logs_print_the_output_in_o
     logs = await hrw(stack, "logs", name)
     assert logs.code == 0, logs
     assert logs.stdout == "hello World 1\nhello World 2\n"
+    # A small output that ended within its first flush travels in the final status, no ConfigMap.
+    assert job["status"]["output"]["inline"] == {"stdout": "hello World 1\nhello World 2\n", "stderr": ""}
+    assert job["status"]["output"]["chunks"] == 0
+    assert (await _chunks(stack, name)) == []
 
     failed = await hrw(stack, "run", "fail", "-g", GROUP, "--name", "broken", "--wait")
     assert failed.code != 0, failed
     assert "broken: Failed (NonZeroExit" in failed.stdout
     assert (await stack.get_job("broken"))["status"]["exitCode"] == 7
+
+
+async def _chunks(stack: Stack, job: str) -> list[dict]:
+    listing = await stack.admin.list(CONFIG_MAPS.path(stack.namespace), labelSelector=f"{names.LABEL_JOB}={job}")
+    return list(listing["items"])
+
+
+async def test_a_large_output_is_stored_as_chunks_and_hrw_logs_prints_all_of_it(stack: Stack):
+    await stack.group(GROUP)
+    stack.start_agent(GROUP, "w1")
+    await stack.runbook("lots", 'seq 1 3000\necho "done" >&2\n')
+    ran = await hrw(stack, "run", "lots", "-g", GROUP, "--name", "big", "--wait")
+    assert ran.code == 0, ran
+    status = (await stack.get_job("big"))["status"]
+    assert "inline" not in status["output"] and status["output"]["chunks"] >= 1
+    assert len(await _chunks(stack, "big")) == status["output"]["chunks"]
+    logs = await hrw(stack, "logs", "big")
+    assert logs.code == 0, logs
+    assert logs.stdout == "".join(f"{i}\n" for i in range(1, 3001))
+    assert logs.stderr == "done\n"
 
 
 async def test_hrw_logs_follow_prints_output_as_it_comes_and_exits_when_the_job_ends(stack: Stack, scratch: Path):

@@ -2,7 +2,7 @@
 namespace, an admin KubeClient, and a small kit to create objects and wait for their status.
 
 Agents are played by the test itself with the contract's patch builders (`patches.claim`,
-`patches.start`, `patches.finish`) and Leases written as admin: the operator is tested alone.
+`patches.finish`) and Leases written as admin: the operator is tested alone.
 """
 
 from __future__ import annotations
@@ -134,9 +134,9 @@ class Kit:
     # -- acting as an agent
 
     async def claim_and_start(self, job: str, worker: str, attempt: int = 1) -> JSON:
-        path = RUNBOOK_JOBS.path(self.namespace, job, "status")
-        await self.admin.patch(path, patches.claim(attempt, worker), json_patch=True)
-        return await self.admin.patch(path, patches.start(attempt, worker), json_patch=True)
+        """The agent's claim, which is its start (Queued -> Running)."""
+        return await self.admin.patch(RUNBOOK_JOBS.path(self.namespace, job, "status"),
+                                      patches.claim(attempt, worker), json_patch=True)
 
     async def succeed(self, job: str, worker: str, attempt: int = 1) -> JSON:
         result = patches.JobResult(JobPhase.SUCCEEDED, Reason.COMPLETED, "exit code 0", exit_code=0)

@@ -20,8 +20,8 @@ async def test_valid_job_is_queued_with_attempt_one_and_the_runbook_digest(kit: 
     assert status["reason"] == "Queued"
     assert "queuedTime" in status
     assert not any(k.startswith("kopf.zalando.org") for k in job["metadata"].get("annotations") or {})
-    event = await kit.wait_event("run-1", "Queued")
-    assert event["type"] == "Normal" and event["regarding"]["kind"] == "RunbookJob"
+    event = await kit.wait_event("run-1", "NoCapableWorker")  # the only Event of a valid job: no worker yet
+    assert event["type"] == "Warning" and event["regarding"]["kind"] == "RunbookJob"
 
 
 async def test_each_invalid_job_fails_with_a_reason_naming_the_problem(kit: Kit, operator) -> None:

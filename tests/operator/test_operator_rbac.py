@@ -6,13 +6,16 @@ statuses, creates the registration Secret and posts Events, and kopf finds nothi
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
-from hrw_api.kubeclient import ASSETS, WORKER_GROUPS
+from hrw_api import names
+from hrw_api.kubeclient import ASSETS, RUNBOOK_JOBS, RUNBOOK_SCHEDULES, WORKER_GROUPS
+from hrw_api.times import format_time
 from hrw_dev.stack import grant_namespace
-from tests.support import wait_until
+from tests.support import async_wait_until, wait_until
 
 from .conftest import Kit, ready
 
@@ -54,7 +57,7 @@ async def test_operator_works_as_its_own_least_privilege_service_account(kit: Ki
     await kit.group("pool")
     await kit.job("j", "rb", "pool")
     await kit.wait_phase("j", "Queued")
-    await kit.wait_event("j", "Queued")
+    await kit.wait_event("j", "NoCapableWorker")  # the group has no workers yet
     asset = await kit.admin.get(ASSETS.path(kit.namespace, "cred"))
     assert ready(asset["status"])["status"] == "True"
     await kit.wait_status(WORKER_GROUPS.path(kit.namespace, "pool"), lambda s: s.get("registrationTokenSecret"))
@@ -62,3 +65,42 @@ async def test_operator_works_as_its_own_least_privilege_service_account(kit: Ki
     assert "Forbidden" not in logs and "403" not in logs, logs[-2000:]
     assert "Not enough permissions" not in logs, logs[-2000:]  # kopf's fallback without discovery
     assert "pw-value-never-logged" not in logs
+
+
+async def test_operator_runs_a_schedule_as_its_own_service_account(kit: Kit, processes, cluster,
+                                                                   tmp_path: Path) -> None:
+    """Create a job, cancel the one it replaces, delete it past the history limit, write the
+    schedule's status and post its Events: every verb the schedule rules of the Role grant."""
+    kubeconfig = operator_kubeconfig(cluster, tmp_path, kit.namespace)
+    proc = processes.start("hrw-operator", "--namespace", kit.namespace, "--kubeconfig", str(kubeconfig),
+                           "--log-format", "json", name="hrw-operator-sa")
+    proc.wait_for_log(r"operator\.started", timeout=30)
+    await kit.runbook("rb")
+    await kit.group("pool")
+    path = RUNBOOK_SCHEDULES.path(kit.namespace, "replacing")
+    created = await kit.admin.create(RUNBOOK_SCHEDULES.path(kit.namespace), {
+        "apiVersion": names.API_VERSION, "kind": names.RUNBOOK_SCHEDULE, "metadata": {"name": "replacing"},
+        "spec": {"schedule": "* * * * *", "suspend": True, "concurrencyPolicy": "Replace",
+                 "failedJobsHistoryLimit": 0, "jobTemplate": {"runbookRef": {"name": "rb"}, "workerGroup": "pool"}}})
+    await kit.wait_status(path, lambda s: (ready(s) or {}).get("reason") == "Suspended")
+    owner = {"apiVersion": names.API_VERSION, "kind": names.RUNBOOK_SCHEDULE, "name": "replacing",
+             "uid": created["metadata"]["uid"], "controller": True}
+    await kit.admin.create(RUNBOOK_JOBS.path(kit.namespace), {
+        "apiVersion": names.API_VERSION, "kind": names.RUNBOOK_JOB,
+        "metadata": {"name": "older-run", "labels": {names.LABEL_SCHEDULE: "replacing"}, "ownerReferences": [owner]},
+        "spec": {"runbookRef": {"name": "rb"}, "workerGroup": "pool"}})
+    await kit.wait_phase("older-run", "Queued")
+    await kit.admin.patch(RUNBOOK_SCHEDULES.path(kit.namespace, "replacing", "status"),
+                          {"status": {"lastScheduleTime": format_time(datetime.now(UTC) - timedelta(hours=1))}})
+    await kit.admin.patch(path, {"spec": {"suspend": False}})
+
+    async def replaced() -> list[str] | None:
+        listed = await kit.admin.list(RUNBOOK_JOBS.path(kit.namespace),
+                                      labelSelector=f"{names.LABEL_SCHEDULE}=replacing")
+        found = [j["metadata"]["name"] for j in listed["items"]]
+        return found if found and "older-run" not in found else None
+
+    await async_wait_until(replaced, timeout=30, message="the older run cancelled, deleted and replaced")
+    await kit.wait_event("replacing", "Created")
+    logs = proc.logs()
+    assert "Forbidden" not in logs and "403" not in logs, logs[-2000:]

@@ -80,11 +80,6 @@ class World:
             return await kube.patch(RUNBOOK_JOBS.path(self.namespace, job, "status"),
                                     patches.claim(attempt, worker), json_patch=True)
 
-    async def start(self, job: str, worker: str, attempt: int = 1) -> dict[str, Any]:
-        async with self.client(worker) as kube:
-            return await kube.patch(RUNBOOK_JOBS.path(self.namespace, job, "status"),
-                                    patches.start(attempt, worker), json_patch=True)
-
 
 async def _create(admin: KubeClient, path: str, obj: dict[str, Any]) -> None:
     await admin.create(path, obj)

@@ -1,10 +1,11 @@
-"""Runbooks, assets and output of a job: only for the worker holding it, only while it holds it."""
+"""A job's bundle (runbook content and assets) and its output: only for the worker holding its current
+attempt, only while it holds it."""
 
 from __future__ import annotations
 
 import pytest
 
-from hrw_api import ResolvedAsset, Runbook, content_digest, names, patches, wire
+from hrw_api import JobBundle, content_digest, names, patches, wire
 from hrw_api.errors import Forbidden
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS
 from hrw_api.patches import JobResult
@@ -13,62 +14,82 @@ from hrw_api.phases import JobPhase
 from .conftest import CONFIGMAP_SCRIPT, INLINE_SCRIPT
 
 
-async def test_the_runbook_of_a_held_job_is_served_with_its_content(world):
+def _bundle(world, job: str, attempt: int = 1) -> str:
+    return f"{wire.bundle_path(world.namespace, job)}?{wire.BUNDLE_ATTEMPT_PARAM}={attempt}"
+
+
+async def test_the_bundle_of_a_held_job_carries_its_runbook_content(world):
     await world.create_job("a1", "g1", runbook="rb-inline")
     await world.create_job("a2", "g1", runbook="rb-cm")
     await world.claim("a1", "w1")
     await world.claim("a2", "w1")
     async with world.client("w1") as kube:
-        inline = Runbook.parse(await kube.get(RUNBOOKS.path(world.namespace, "rb-inline")))
-        from_cm = Runbook.parse(await kube.get(RUNBOOKS.path(world.namespace, "rb-cm")))
+        inline = JobBundle.parse(await kube.get(_bundle(world, "a1"))).runbook
+        body = await kube.get(_bundle(world, "a2"))
+    from_cm = JobBundle.parse(body).runbook
+    assert (body["kind"], body["apiVersion"]) == ("RunbookJobBundle", names.API_VERSION)
     assert inline.spec.content == INLINE_SCRIPT
     assert from_cm.spec.content == CONFIGMAP_SCRIPT and from_cm.spec.content_from is None
     assert content_digest(from_cm.spec.content) == (await world.job("a2"))["status"]["runbookDigest"]
 
 
-async def test_a_runbook_not_referenced_by_a_held_job_is_forbidden(world):
-    await world.create_job("a1", "g1", runbook="rb-inline")
-    async with world.client("w1") as kube:
-        with pytest.raises(Forbidden):  # queued, not held yet
-            await kube.get(RUNBOOKS.path(world.namespace, "rb-inline"))
-    await world.claim("a1", "w1")
-    async with world.client("w1") as kube:
-        with pytest.raises(Forbidden):  # held, but it runs another runbook
-            await kube.get(RUNBOOKS.path(world.namespace, "rb-cm"))
-    async with world.client("w2") as kube:
-        with pytest.raises(Forbidden):  # held by another worker
-            await kube.get(RUNBOOKS.path(world.namespace, "rb-inline"))
-
-
-async def test_assets_of_a_held_job_are_resolved_and_secret_fields_marked(world):
+async def test_the_bundle_of_a_held_job_carries_its_assets_resolved_and_secret_fields_marked(world):
     await world.create_job("a1", "g1")
     await world.claim("a1", "w1")
     async with world.client("w1") as kube:
-        result = await kube.get(wire.assets_path(world.namespace, "a1"))
-    assert (result["kind"], result["apiVersion"]) == ("ResolvedAssetList", names.API_VERSION)
-    assets = {a.name: a for a in (ResolvedAsset.parse(i) for i in result["items"])}
+        bundle = JobBundle.parse(await kube.get(_bundle(world, "a1")))
+    assets = {a.name: a for a in bundle.assets}
     assert assets["greeting"].values == {"value": "Hello"} and not assets["greeting"].secret_fields
     assert assets["db"].values == {"username": "app", "password": "s3cret-pw"}
     assert assets["db"].secret_fields == {"password"}
     assert "s3cret-pw" not in world.proxy.process.logs()
 
 
-async def test_assets_of_a_job_not_held_or_finished_are_forbidden(world):
+async def test_the_bundle_of_a_job_not_held_or_finished_is_forbidden(world):
     await world.create_job("a1", "g1")
     async with world.client("w1") as kube:
         with pytest.raises(Forbidden):  # queued
-            await kube.get(wire.assets_path(world.namespace, "a1"))
+            await kube.get(_bundle(world, "a1"))
     await world.claim("a1", "w1")
     async with world.client("w2") as kube:
         with pytest.raises(Forbidden):  # held by w1
-            await kube.get(wire.assets_path(world.namespace, "a1"))
-    await world.start("a1", "w1")
+            await kube.get(_bundle(world, "a1"))
     async with world.client("w1") as kube:
         await kube.patch(RUNBOOK_JOBS.path(world.namespace, "a1", "status"), patches.finish(
             1, "w1", JobResult(JobPhase.FAILED, "NonZeroExit", "exit 3", exit_code=3)), json_patch=True)
         with pytest.raises(Forbidden) as caught:  # finished
-            await kube.get(wire.assets_path(world.namespace, "a1"))
+            await kube.get(_bundle(world, "a1"))
     assert "Failed" in caught.value.message
+
+
+async def test_the_bundle_of_a_stale_attempt_is_forbidden_even_to_the_new_holder(world):
+    await world.create_job("a1", "g1")
+    await world.claim("a1", "w1")
+    await world.admin.patch(RUNBOOK_JOBS.path(world.namespace, "a1", "status"),
+                            patches.requeue(JobPhase.RUNNING, 1, "w1 lost"), json_patch=True)
+    await world.claim("a1", "w1", attempt=2)
+    async with world.client("w1") as kube:
+        with pytest.raises(Forbidden) as caught:
+            await kube.get(_bundle(world, "a1", attempt=1))
+        assert JobBundle.parse(await kube.get(_bundle(world, "a1", attempt=2))).runbook.meta.name == "rb-inline"
+    assert "stale" in caught.value.message
+
+
+async def test_the_bundle_is_asked_for_one_attempt(world):
+    await world.create_job("a1", "g1")
+    await world.claim("a1", "w1")
+    async with world.proxy.http(world.credentials["w1"]) as http:
+        response = await http.get(wire.bundle_path(world.namespace, "a1"))
+    assert response.status_code == 400 and "attempt" in response.json()["message"]
+
+
+async def test_runbooks_are_not_read_apart_from_a_job(world):
+    """The bundle is the one way to a runbook's content: no route that would need to LIST jobs."""
+    await world.create_job("a1", "g1", runbook="rb-inline")
+    await world.claim("a1", "w1")
+    async with world.client("w1") as kube:
+        with pytest.raises(Forbidden):
+            await kube.get(RUNBOOKS.path(world.namespace, "rb-inline"))
 
 
 async def test_output_chunks_are_stored_owned_by_the_job_and_idempotent(world):

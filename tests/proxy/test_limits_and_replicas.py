@@ -6,6 +6,7 @@ import httpx
 
 from hrw_api import patches
 from hrw_api.kubeclient import RUNBOOK_JOBS
+from hrw_api.phases import JobPhase
 from tests.support.proxy import start_proxy
 
 
@@ -41,9 +42,9 @@ async def test_two_proxies_serve_the_same_worker(world, processes, proxy_sa_kube
     await world.create_job("a1", "g1")
     await world.claim("a1", "w1")  # through the shared proxy, where w1 registered
     async with second.client(world.credentials["w1"]) as kube:  # a proxy that never saw w1 before
-        started = await kube.patch(RUNBOOK_JOBS.path(world.namespace, "a1", "status"), patches.start(1, "w1"),
-                                   json_patch=True)
-    assert started["status"]["phase"] == "Running"
+        done = await kube.patch(RUNBOOK_JOBS.path(world.namespace, "a1", "status"), patches.finish(
+            1, "w1", patches.JobResult(JobPhase.SUCCEEDED, "Completed", "exit 0", exit_code=0)), json_patch=True)
+    assert done["status"]["phase"] == "Succeeded"
     async with httpx.AsyncClient(timeout=5) as http:
         metrics = (await http.get(second.metrics_url)).text
     assert 'hrw_proxy_requests_total{code="200",outcome="allowed",verb="patch"} 1.0' in metrics

@@ -12,6 +12,8 @@ from hrw_api.kubeclient import RUNBOOK_JOBS
 from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase
 
+_DONE = JobResult(JobPhase.SUCCEEDED, "Completed", "exit 0", exit_code=0)
+
 
 def _path(world, job: str) -> str:
     return RUNBOOK_JOBS.path(world.namespace, job, "status")
@@ -20,9 +22,9 @@ def _path(world, job: str) -> str:
 async def test_a_worker_claims_runs_and_finishes_its_groups_job(world):
     await world.create_job("a1", "g1")
     claimed = await world.claim("a1", "w1")
-    assert claimed["status"]["phase"] == "Claimed"
+    assert claimed["status"]["phase"] == "Running"  # the claim is the start
     assert claimed["status"]["claim"]["worker"] == "w1"
-    await world.start("a1", "w1")
+    assert claimed["status"]["startTime"] == claimed["status"]["claim"]["claimedAt"]  # the proxy's clock
     async with world.client("w1") as kube:
         done = await kube.patch(_path(world, "a1"), patches.finish(
             1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "exit 0", exit_code=0)), json_patch=True)
@@ -59,22 +61,24 @@ async def test_patching_a_job_held_by_another_worker_is_forbidden(world):
     await world.claim("a1", "w1")
     async with world.client("w2") as kube:
         with pytest.raises(Forbidden):  # tests w2 as claimer: the proxy refuses before the apiserver would
-            await kube.patch(_path(world, "a1"), patches.start(1, "w2"), json_patch=True)
+            await kube.patch(_path(world, "a1"), patches.finish(1, "w2", _DONE), json_patch=True)
         with pytest.raises(Forbidden):  # tests w1 as claimer, sent by w2
-            await kube.patch(_path(world, "a1"), patches.start(1, "w1"), json_patch=True)
-    assert (await world.job("a1"))["status"]["phase"] == "Claimed"
+            await kube.patch(_path(world, "a1"), patches.finish(1, "w1", _DONE), json_patch=True)
+    assert (await world.job("a1"))["status"]["phase"] == "Running"
 
 
 async def test_a_write_for_a_stale_attempt_is_forbidden(world):
     await world.create_job("a1", "g1")
     await world.claim("a1", "w1")
     # The operator requeues the job (w1's Lease expired): attempt 2, and w2 claims it.
-    await world.admin.patch(_path(world, "a1"), patches.requeue(JobPhase.CLAIMED, 1, "worker lost"), json_patch=True)
+    await world.admin.patch(_path(world, "a1"), patches.requeue(JobPhase.RUNNING, 1, "worker lost"), json_patch=True)
     await world.claim("a1", "w2", attempt=2)
-    with pytest.raises(Forbidden) as caught:
-        await world.start("a1", "w1", attempt=1)
+    async with world.client("w1") as kube:
+        with pytest.raises(Forbidden) as caught:
+            await kube.patch(_path(world, "a1"), patches.finish(1, "w1", _DONE), json_patch=True)
     assert "claimed by w2" in caught.value.message
-    await world.start("a1", "w2", attempt=2)
+    async with world.client("w2") as kube:
+        await kube.patch(_path(world, "a1"), patches.finish(2, "w2", _DONE), json_patch=True)
 
 
 async def test_an_illegal_transition_is_forbidden(world):
@@ -100,7 +104,6 @@ async def test_a_retry_is_allowed_only_when_the_retry_policy_retries_failures(wo
     await world.create_job("a2", "g1", retry={"maxAttempts": 2, "retryOn": ["WorkerLost"]})
     for job in ("a1", "a2"):
         await world.claim(job, "w1")
-        await world.start(job, "w1")
     async with world.client("w1") as kube:
         again = await kube.patch(_path(world, "a1"), patches.retry(1, "w1", "NonZeroExit", "exit 1"),
                                  json_patch=True)

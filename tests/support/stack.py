@@ -117,7 +117,8 @@ class Stack:
         return await self.wait_job(name, reached, timeout=timeout, message=f"job {name} in phase {phase}")
 
     async def output(self, job: str, attempt: int | None = None) -> str:
-        """The job's stored output chunks, in order (what `hrw logs` shows)."""
+        """The job's stored output chunks, in order, then a finished attempt's small output carried in
+        its status (`status.output.inline`, stdout then stderr): what `hrw logs` shows."""
         listing = await self.admin.list(CONFIG_MAPS.path(self.namespace), labelSelector=f"{names.LABEL_JOB}={job}")
         chunks = []
         for item in listing.get("items") or []:
@@ -126,6 +127,11 @@ class Stack:
                 continue
             chunks.append((int(labels.get(names.LABEL_ATTEMPT, 0)), item["metadata"]["name"],
                            (item.get("data") or {}).get(names.OUTPUT_CHUNK_KEY, "")))
+        status = (await self.get_job(job)).get("status") or {}
+        inline = (status.get("output") or {}).get("inline")
+        if inline and attempt in (None, status.get("attempt")):
+            text = inline.get("stdout", "") + inline.get("stderr", "")
+            chunks.append((int(status.get("attempt") or 0), "~inline", text))  # after the attempt's chunks
         return "".join(data for _, _, data in sorted(chunks))
 
     async def events(self) -> list[JSON]:

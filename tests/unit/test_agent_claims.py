@@ -1,5 +1,5 @@
 """A claim whose answer is lost on the way back is settled: the agent reads the job and, if the claim
-did apply, runs it. Otherwise the job stays Claimed in this worker's name, its watch event having
+did apply, runs it. Otherwise the job stays Running in this worker's name, its watch event having
 arrived while the claim was in flight, and nothing would ever run it or end it while the worker's
 Lease lives (a job without a timeout would never end)."""
 
@@ -24,7 +24,8 @@ def _job(status: dict) -> dict:
 
 
 QUEUED = {"phase": "Queued", "attempt": 1, "runbookDigest": "sha256:ab", "queuedTime": "2026-11-25T22:00:00Z"}
-CLAIMED = {**QUEUED, "phase": "Claimed", "claim": {"worker": "w", "attempt": 1, "claimedAt": "2026-11-25T22:00:01Z"}}
+CLAIMED = {**QUEUED, "phase": "Running", "startTime": "2026-11-25T22:00:01Z",  # the claim is the start
+           "claim": {"worker": "w", "attempt": 1, "claimedAt": "2026-11-25T22:00:01Z"}}
 
 
 class LostAnswerProxy:
@@ -45,7 +46,7 @@ class LostAnswerProxy:
             raise httpx.ReadTimeout("the answer was lost", request=request)
         if request.method == "GET" and request.url.path.endswith("/runbookjobs/j"):
             return httpx.Response(200, json=_job(self.status))
-        # The runbook: the proxy is busy, so the started task keeps retrying (and stays visible).
+        # The bundle: the proxy is busy, so the started task keeps retrying (and stays visible).
         return httpx.Response(503, json={"kind": "Status", "code": 503, "reason": "ServiceUnavailable"})
 
 

@@ -1,11 +1,14 @@
-"""A job's output goes out masked, in chunks of at most 64 KiB, within the group's output limit."""
+"""A job's output goes out masked, in chunks of at most 64 KiB, within the group's output limit; a small
+output of an attempt that finishes goes in its final status instead."""
 
 from __future__ import annotations
+
+import pytest
 
 from hrw_agent.masking import QUIET_SECONDS, Masker
 from hrw_agent.output import CHUNK_BYTES, OutputStream, split_utf8
 from hrw_agent.spool import AttemptKey, Spool
-from hrw_api import StreamName
+from hrw_api import INLINE_OUTPUT_MAX_BYTES, InlineOutput, InvalidObject, OutputSummary, StreamName
 
 KEY = AttemptKey("ns", "job", 1)
 
@@ -91,3 +94,56 @@ async def test_stdout_and_stderr_go_out_in_chunks_of_their_own_oldest_first(tmp_
     summary = await stream.close()
     assert _sent(spool) == [("stderr", "error: bad ***\n"), ("stdout", "step 1\nstep 2\n"), ("stderr", "fatal\n")]
     assert summary.lines == 4 and summary.chunks == 3
+
+
+async def test_small_output_of_a_finishing_attempt_goes_inline_and_writes_no_chunk(tmp_path):
+    spool = Spool(tmp_path)
+    stream = OutputStream(spool, KEY, Masker(["hunter2"]), lambda: None, clock=Clock())
+    await stream.feed(b"hello hunter2\n")
+    await stream.feed(b"warning\n", StreamName.STDERR)
+    summary = await stream.close(inline=True)
+    assert spool.records(KEY) == []
+    assert summary.inline == InlineOutput(stdout="hello ***\n", stderr="warning\n")
+    assert summary.chunks == 0 and summary.lines == 2
+    assert OutputSummary.parse(summary.to_dict()) == summary
+
+
+async def test_output_that_has_begun_as_chunks_is_never_also_inline(tmp_path):
+    clock = Clock()
+    spool = Spool(tmp_path)
+    stream = OutputStream(spool, KEY, Masker([]), lambda: None, flush_interval=1.0, clock=clock)
+    await stream.feed(b"first\n")
+    clock.now += 1.0
+    await stream.tick()  # a job still running after its first flush streams for `hrw logs -f`
+    await stream.feed(b"second\n")
+    summary = await stream.close(inline=True)
+    assert summary.inline is None and summary.chunks == 2
+    assert "".join(data for _, data in _sent(spool)) == "first\nsecond\n"
+
+
+async def test_output_over_the_inline_bound_or_of_a_given_back_attempt_goes_in_chunks(tmp_path):
+    big = OutputStream(Spool(tmp_path / "big"), KEY, Masker([]), lambda: None, clock=Clock())
+    await big.feed(b"x" * (INLINE_OUTPUT_MAX_BYTES + 1))
+    assert (await big.close(inline=True)).inline is None
+    retried = OutputStream(Spool(tmp_path / "retried"), KEY, Masker([]), lambda: None, clock=Clock())
+    await retried.feed(b"small\n")
+    summary = await retried.close()  # no finish patch to carry it: the attempt goes back to the queue
+    assert summary.inline is None and summary.chunks == 1
+
+
+def test_inline_output_is_bounded_by_the_contract():
+    too_big = {"chunks": 0, "inline": {"stdout": "x" * INLINE_OUTPUT_MAX_BYTES, "stderr": "y"}}
+    with pytest.raises(InvalidObject):
+        OutputSummary.parse(too_big)
+    with pytest.raises(InvalidObject):  # what left as chunks is never repeated inline
+        OutputSummary.parse({"chunks": 1, "inline": {"stdout": "x"}})
+
+
+def test_a_jobs_status_reads_back_its_inline_output():
+    from hrw_api import RunbookJob
+
+    job = RunbookJob.parse({"metadata": {"name": "j", "namespace": "ns"},
+                            "spec": {"runbookRef": {"name": "rb"}, "workerGroup": "g"},
+                            "status": {"phase": "Succeeded", "attempt": 1,
+                                       "output": {"bytes": 3, "chunks": 0, "inline": {"stdout": "hi\n"}}}})
+    assert job.status.output is not None and job.status.output.inline == InlineOutput(stdout="hi\n")

@@ -23,12 +23,10 @@ from hrw_api import (
     Reason,
     RetryOn,
     RunbookJob,
-    StartIntent,
     Step,
     patches,
     read_agent_patch,
 )
-from hrw_api.patches import agent_patch_intent
 from tests.unit.jsonpatch_helper import apply_patch
 
 AT = datetime(2026, 11, 25, 22, 0, 0, tzinfo=UTC)
@@ -51,7 +49,6 @@ SUMMARY = OutputSummary(bytes=12, lines=1, chunks=1, tail="Hello, World", trunca
 # One intent per move of the table, with the job it applies to.
 EVERY_MOVE: list[tuple[Intent, RunbookJob]] = [
     (ClaimIntent(1, "w1", at=AT), job("Queued")),
-    (StartIntent(1, "w1", at=AT), job("Claimed", claimer="w1")),
     (FinishIntent(1, "w1", JobResult(JobPhase.FAILED, Reason.DIGEST_MISMATCH, "bad digest"),
                   from_phase=JobPhase.CLAIMED, at=AT), job("Claimed", claimer="w1")),
     (FinishIntent(1, "w1", JobResult(JobPhase.SUCCEEDED, Reason.COMPLETED, "exit 0", exit_code=0,
@@ -93,16 +90,9 @@ def test_each_patch_tests_the_moves_phase_and_attempt_first_and_the_claimer_unle
     assert members <= transition.writes | transition.removes
 
 
-@pytest.mark.parametrize(("intent", "target"), EVERY_MOVE, ids=lambda v: type(v).__name__)
-def test_the_old_reader_agrees_with_the_table_until_the_proxy_drops_it(intent: Intent, target: RunbookJob) -> None:
-    old = agent_patch_intent(intent.to_patch())
-    assert (old.source, old.target) == (intent.transition.source, intent.transition.target)
-
-
 def test_the_builders_are_the_intents_patches() -> None:
     now = "2026-11-25T22:00:00Z"
     assert patches.claim(1, "w1", now=now) == ClaimIntent(1, "w1", at=AT).to_patch()
-    assert patches.start(1, "w1", now=now) == StartIntent(1, "w1", at=AT).to_patch()
     result = JobResult(JobPhase.SUCCEEDED, "Completed", "ok", exit_code=0)
     assert patches.finish(1, "w1", result, now=now) == FinishIntent(1, "w1", result, at=AT).to_patch()
     assert patches.retry(1, "w1", "NonZeroExit", "exit 1", exit_code=1, now=now) == GiveBackIntent(
@@ -130,8 +120,8 @@ def test_a_move_outside_the_table_is_never_built(intent: Intent) -> None:
         intent.to_patch()
 
 
-def _start_with(*extra: dict) -> list[dict]:
-    return [*StartIntent(1, "w1").to_patch(), *extra]
+def _finish_with(*extra: dict) -> list[dict]:
+    return [*FinishIntent(1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "ok")).to_patch(), *extra]
 
 
 @pytest.mark.parametrize(("patch", "target", "complaint"), [
@@ -140,19 +130,20 @@ def _start_with(*extra: dict) -> list[dict]:
     ([{"op": "test", "path": "/status/phase", "value": "Queued"}, {"op": "test", "path": "/status/attempt", "value": 1},
       {"op": "add", "path": "/status/phase", "value": "Succeeded"}], job(), "from Queued to Succeeded"),
     (ClaimIntent(1, "w2").to_patch(), job(), "must name the calling worker 'w1'"),
-    (StartIntent(1, "w2").to_patch(), job("Claimed", claimer="w2"), "must test /status/claim/worker == 'w1'"),
-    (StartIntent(1, "w1").to_patch(), job("Claimed", claimer="w2"), "claimed by w2"),
-    (StartIntent(1, "w1").to_patch(), job("Claimed", attempt=2, claimer="w1", claim_attempt=2), "is stale"),
-    (_start_with({"op": "add", "path": "/status/outputs", "value": {"a": "b"}}), job("Claimed", claimer="w1"),
-     "a start may not write /status/outputs"),
-    (_start_with({"op": "add", "path": "/status/claim", "value": {"worker": "w2", "attempt": 1}}),
-     job("Claimed", claimer="w1"), "a start may not write /status/claim"),
-    (_start_with({"op": "remove", "path": "/status/claim"}), job("Claimed", claimer="w1"), "may remove only []"),
-    (_start_with({"op": "test", "path": "/status/claim/worker", "value": "w1"}), job("Claimed", claimer="w1"),
+    (_finish_with(), job("Running", claimer="w2"), "claimed by w2"),
+    ([op if op["path"] != "/status/claim/worker" else {**op, "value": "w2"} for op in _finish_with()],
+     job("Running", claimer="w2"), "must test /status/claim/worker == 'w1'"),
+    (_finish_with(), job("Running", attempt=2, claimer="w1", claim_attempt=2), "is stale"),
+    ([*ClaimIntent(1, "w1").to_patch(), {"op": "add", "path": "/status/outputs", "value": {"a": "b"}}], job(),
+     "a claim may not write /status/outputs"),
+    (_finish_with({"op": "add", "path": "/status/claim", "value": {"worker": "w2", "attempt": 1}}),
+     job("Running", claimer="w1"), "a finish may not write /status/claim"),
+    (_finish_with({"op": "remove", "path": "/status/claim"}), job("Running", claimer="w1"), "may remove only []"),
+    (_finish_with({"op": "test", "path": "/status/claim/worker", "value": "w1"}), job("Running", claimer="w1"),
      "test operations must come before"),
-    (_start_with({"op": "replace", "path": "/status/reason", "value": "x"}), job("Claimed", claimer="w1"),
+    (_finish_with({"op": "replace", "path": "/status/reason", "value": "x"}), job("Running", claimer="w1"),
      "'replace' is not allowed"),
-    ([*ClaimIntent(1, "w1").to_patch()[:-3], {"op": "add", "path": "/status/claim", "value": {"worker": "w1",
+    ([*ClaimIntent(1, "w1").to_patch()[:-4], {"op": "add", "path": "/status/claim", "value": {"worker": "w1",
                                                                                               "attempt": 2}}],
      job(), "record the attempt it tests"),
     (GiveBackIntent(1, "w1", RetryOn.FAILED, "x").to_patch(),

@@ -11,15 +11,16 @@ import pytest
 
 from hrw_api import (
     InvalidObject,
+    JobBundle,
     OutputChunk,
     RegisterRequest,
     RegisterResponse,
     ResolvedAsset,
-    ResolvedAssetList,
     StreamName,
     WorkerInfo,
     WorkerLease,
     names,
+    wire,
 )
 from hrw_api.asset import AssetType
 from hrw_api.times import format_micro_time, format_time, parse_time
@@ -125,7 +126,13 @@ def test_an_output_chunk_round_trips_and_refuses_what_the_proxy_refused() -> Non
             OutputChunk.parse(bad)
 
 
-def test_a_resolved_asset_list_round_trips() -> None:
-    assets = ResolvedAssetList((ResolvedAsset("db", AssetType.CREDENTIAL, {"username": "u", "password": "p"},
-                                              frozenset({"password"})),))
-    assert ResolvedAssetList.parse(assets.to_dict()) == assets
+def test_a_job_bundle_reads_back_and_must_carry_the_content() -> None:
+    db = ResolvedAsset("db", AssetType.CREDENTIAL, {"username": "u", "password": "p"}, frozenset({"password"}))
+    runbook = {"apiVersion": "hrw.dev/v1alpha1", "kind": "Runbook", "metadata": {"name": "rb"},
+               "spec": {"interpreter": "bash", "content": "echo hi\n"}}
+    bundle = JobBundle.parse(wire.job_bundle_body(runbook, [db]))
+    assert bundle.assets == (db,) and bundle.runbook.spec.content == "echo hi\n"
+    from_cm = {"contentFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}
+    without = {**runbook, "spec": {"interpreter": "bash", **from_cm}}
+    with pytest.raises(InvalidObject):
+        JobBundle.parse(wire.job_bundle_body(without, [db]))

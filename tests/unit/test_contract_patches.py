@@ -1,5 +1,5 @@
 """The status patch builders fence what they change, apply as documented, and the proxy's reader of
-an agent's patch (`agent_patch_intent`) accepts exactly the builders' shapes.
+an agent's patch (`intents.read_agent_patch`) accepts exactly the builders' shapes.
 
 The fence is the claim protocol: a patch whose `test`s do not hold fails whole, so of two racing
 parties exactly one wins. These tests apply the patches to plain dicts with a tiny RFC 6902
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from hrw_api import Condition, OutputSummary, RetryOn, RunbookJob, patches
-from hrw_api.intents import agent_may
-from hrw_api.patches import JobResult, agent_patch_intent
+from hrw_api import Condition, OutputSummary, PatchRefused, RetryOn, RunbookJob, patches, read_agent_patch
+from hrw_api.intents import ClaimIntent, FinishIntent, GiveBackIntent, Intent, agent_may
+from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase, Reason
 from tests.unit.jsonpatch_helper import PatchTestFailed, apply_patch
 
@@ -32,12 +32,17 @@ def queued(attempt: int = 1) -> dict:
     return job({"phase": "Queued", "attempt": attempt, "runbookDigest": "sha256:ab", "queuedTime": NOW})
 
 
-def claimed(worker: str = "w1", attempt: int = 1) -> dict:
+def running(worker: str = "w1", attempt: int = 1) -> dict:
+    """Claimed by `worker`: the claim is the start."""
     return apply_patch(queued(attempt), patches.claim(attempt, worker, now=NOW))
 
 
-def running(worker: str = "w1", attempt: int = 1) -> dict:
-    return apply_patch(claimed(worker, attempt), patches.start(attempt, worker, now=NOW))
+def claimed(worker: str = "w1", attempt: int = 1) -> dict:
+    """A job an agent of before issue 10 claimed in two steps (Claimed, not started)."""
+    held = running(worker, attempt)
+    held["status"] = {**held["status"], "phase": "Claimed", "reason": "Claimed"}
+    del held["status"]["startTime"]
+    return held
 
 
 def leading_tests(patch: list[dict]) -> dict[str, object]:
@@ -55,11 +60,11 @@ RESULT = JobResult(JobPhase.SUCCEEDED, Reason.COMPLETED, "exit 0", exit_code=0, 
 # ------------------------------------------------------------------------------------ agent patches
 
 
-def test_claim_tests_phase_and_attempt_before_it_sets_the_claim() -> None:
+def test_claim_tests_phase_and_attempt_before_it_sets_the_claim_and_starts_the_job() -> None:
     patch = patches.claim(3, "w1", now=NOW)
     assert leading_tests(patch) == {"/status/phase": "Queued", "/status/attempt": 3}
     status = apply_patch(queued(3), patch)["status"]
-    assert status["phase"] == "Claimed"
+    assert (status["phase"], status["startTime"], status["reason"]) == ("Running", NOW, "Started")
     assert status["claim"] == {"worker": "w1", "attempt": 3, "claimedAt": NOW}
     assert status["attempt"] == 3
     assert RunbookJob.parse(job(status)).holder == "w1"
@@ -76,15 +81,6 @@ def test_claim_of_a_superseded_attempt_fails() -> None:
         apply_patch(queued(attempt=2), patches.claim(1, "w1", now=NOW))
 
 
-def test_start_tests_the_claimer_and_moves_to_running() -> None:
-    patch = patches.start(1, "w1", now=NOW)
-    assert leading_tests(patch) == {"/status/phase": "Claimed", "/status/attempt": 1, "/status/claim/worker": "w1"}
-    status = apply_patch(claimed(), patch)["status"]
-    assert (status["phase"], status["startTime"], status["reason"]) == ("Running", NOW, "Started")
-    with pytest.raises(PatchTestFailed):
-        apply_patch(claimed("w1"), patches.start(1, "w2", now=NOW))
-
-
 def test_finish_writes_the_result_fenced_on_the_claimers_attempt() -> None:
     patch = patches.finish(1, "w1", RESULT, now=NOW)
     assert leading_tests(patch) == {"/status/phase": "Running", "/status/attempt": 1, "/status/claim/worker": "w1"}
@@ -95,7 +91,7 @@ def test_finish_writes_the_result_fenced_on_the_claimers_attempt() -> None:
     assert RunbookJob.parse(job(status)).status.output == RESULT.output
 
 
-def test_finish_from_claimed_for_a_job_that_could_not_start() -> None:
+def test_finish_from_claimed_for_a_job_an_older_agent_claimed() -> None:
     result = JobResult(JobPhase.FAILED, Reason.DIGEST_MISMATCH, "content changed")
     status = apply_patch(claimed(), patches.finish(1, "w1", result, from_phase=JobPhase.CLAIMED, now=NOW))["status"]
     assert (status["phase"], status["reason"]) == ("Failed", "DigestMismatch")
@@ -104,7 +100,7 @@ def test_finish_from_claimed_for_a_job_that_could_not_start() -> None:
 
 def test_finish_by_a_stale_attempt_or_another_worker_fails() -> None:
     retried = apply_patch(running(), patches.retry(1, "w1", "NonZeroExit", "exit 1", now=NOW))
-    now_running = apply_patch(apply_patch(retried, patches.claim(2, "w2", now=NOW)), patches.start(2, "w2", now=NOW))
+    now_running = apply_patch(retried, patches.claim(2, "w2", now=NOW))
     with pytest.raises(PatchTestFailed):
         apply_patch(now_running, patches.finish(1, "w1", RESULT, now=NOW))
     with pytest.raises(PatchTestFailed):
@@ -132,17 +128,18 @@ def test_a_claimed_job_the_agent_lost_is_given_back_to_the_queue_as_worker_lost(
     status = apply_patch(claimed(), patch)["status"]
     assert (status["phase"], status["attempt"], status["reason"]) == ("Queued", 2, "Requeued")
     assert "claim" not in status
-    intent = agent_patch_intent(patch)
-    assert (intent.source, intent.target, intent.retry_cause) == (JobPhase.CLAIMED, JobPhase.QUEUED,
-                                                                  RetryOn.WORKER_LOST)
+    intent = _read(patch, claimed())
+    assert isinstance(intent, GiveBackIntent)
+    assert (intent.transition.source, intent.transition.target, intent.cause) == (
+        JobPhase.CLAIMED, JobPhase.QUEUED, RetryOn.WORKER_LOST)
     with pytest.raises(ValueError, match="never started"):
         patches.retry(1, "w1", "NonZeroExit", "x", from_phase=JobPhase.CLAIMED)
     as_failure = [dict(op) for op in patch]
     for op in as_failure:
         if op["path"] == "/status/reason":
             op["value"] = "Retrying"
-    with pytest.raises(ValueError, match="never started"):
-        agent_patch_intent(as_failure)
+    with pytest.raises(PatchRefused, match="never started"):
+        _read(as_failure, claimed())
 
 
 # ------------------------------------------------------------------------------- operator patches
@@ -187,22 +184,33 @@ def test_finished_conditions_are_written_once() -> None:
         Condition("Failed", "True", "Timeout", "t", NOW, 1)]) is None
 
 
-# ------------------------------------------------------------------------------ agent_patch_intent
+# ------------------------------------------------------------------------ reading an agent's patch
+
+RETRY_ALL = {"maxAttempts": 3, "retryOn": ["Failed", "WorkerLost"]}
 
 
-@pytest.mark.parametrize(("patch", "source", "target", "attempt", "worker", "claim_worker"), [
-    (patches.claim(1, "w1"), JobPhase.QUEUED, JobPhase.CLAIMED, 1, None, "w1"),
-    (patches.start(2, "w1"), JobPhase.CLAIMED, JobPhase.RUNNING, 2, "w1", None),
-    (patches.finish(1, "w1", RESULT), JobPhase.RUNNING, JobPhase.SUCCEEDED, 1, "w1", None),
+def _read(patch: object, target: dict | None = None) -> Intent:
+    """The proxy's reading of `patch` from worker w1 about `target` (a Running job w1 holds)."""
+    held = target or running()
+    return read_agent_patch(patch, RunbookJob.parse({**held, "spec": {**held["spec"], "retryPolicy": RETRY_ALL}}),
+                            worker="w1")
+
+
+@pytest.mark.parametrize(("patch", "target", "kind", "source", "to"), [
+    (patches.claim(1, "w1"), queued(), ClaimIntent, JobPhase.QUEUED, JobPhase.RUNNING),
+    (patches.finish(1, "w1", RESULT), None, FinishIntent, JobPhase.RUNNING, JobPhase.SUCCEEDED),
+    (patches.finish(1, "w1", JobResult(JobPhase.FAILED, "DigestMismatch", "x")), None, FinishIntent,
+     JobPhase.RUNNING, JobPhase.FAILED),
     (patches.finish(1, "w1", JobResult(JobPhase.FAILED, "DigestMismatch", "x"), from_phase=JobPhase.CLAIMED),
-     JobPhase.CLAIMED, JobPhase.FAILED, 1, "w1", None),
-    (patches.retry(1, "w1", "NonZeroExit", "exit 1", exit_code=1), JobPhase.RUNNING, JobPhase.QUEUED, 1, "w1", None),
-], ids=["claim", "start", "finish", "finish-from-claimed", "retry"])
-def test_agent_patch_intent_reads_each_builders_patch(patch, source, target, attempt, worker, claim_worker) -> None:
-    intent = agent_patch_intent(patch)
-    assert (intent.source, intent.target, intent.attempt, intent.worker, intent.claim_worker) == (
-        source, target, attempt, worker, claim_worker)
-    assert agent_may(intent.source, intent.target)
+     claimed(), FinishIntent, JobPhase.CLAIMED, JobPhase.FAILED),
+    (patches.retry(1, "w1", "NonZeroExit", "exit 1", exit_code=1), None, GiveBackIntent, JobPhase.RUNNING,
+     JobPhase.QUEUED),
+], ids=["claim", "finish", "could-not-start", "finish-from-claimed", "retry"])
+def test_read_agent_patch_reads_each_builders_patch(patch, target, kind, source, to) -> None:
+    intent = _read(patch, target)
+    assert isinstance(intent, kind) and intent.attempt == 1
+    assert (intent.transition.source, intent.transition.target) == (source, to)
+    assert agent_may(source, to)
 
 
 def _fenced(*ops: dict) -> list[dict]:
@@ -227,21 +235,21 @@ def _fenced(*ops: dict) -> list[dict]:
     (_fenced({"op": "add", "path": "/status/phase", "value": "Queued"},
              {"op": "add", "path": "/status/attempt", "value": 3}), "attempt + 1"),
     (_fenced({"op": "add", "path": "/status/phase", "value": "Succeeded"},
-             {"op": "add", "path": "/status/attempt", "value": 2}), "only a retry may change"),
+             {"op": "add", "path": "/status/attempt", "value": 2}), "may not write /status/attempt"),
     ([{"op": "test", "path": "/status/phase", "value": "Queued"},
       {"op": "test", "path": "/status/attempt", "value": True},
-      {"op": "add", "path": "/status/phase", "value": "Claimed"}], "as an integer"),
+      {"op": "add", "path": "/status/phase", "value": "Running"}], "as an integer"),
     (_fenced({"op": "add", "path": "/status/phase", "value": "Exploded"}), "set /status/phase"),
     (["not an op"], "must be an object"),
 ], ids=["spec", "metadata", "conditions", "replace", "move", "copy", "no-tests", "no-attempt-test", "no-target",
         "retry-without-attempt", "retry-skipping-attempts", "attempt-on-non-retry", "bool-attempt",
         "unknown-phase", "not-an-object"])
-def test_agent_patch_intent_refuses(patch, complaint) -> None:
-    with pytest.raises(ValueError, match=complaint.replace("+", r"\+").replace("(", r"\(")):
-        agent_patch_intent(patch)
+def test_read_agent_patch_refuses(patch, complaint) -> None:
+    with pytest.raises(PatchRefused, match=complaint.replace("+", r"\+").replace("(", r"\(")):
+        _read(patch)
 
 
-def test_agent_patch_intent_refuses_a_patch_that_writes_the_claim_before_testing_it() -> None:
+def test_read_agent_patch_refuses_a_patch_that_writes_the_claim_before_testing_it() -> None:
     """Otherwise worker w2 could finish w1's job: its own `add` would make its `test` pass."""
     hijack = [
         {"op": "test", "path": "/status/phase", "value": "Running"},
@@ -251,40 +259,40 @@ def test_agent_patch_intent_refuses_a_patch_that_writes_the_claim_before_testing
         {"op": "add", "path": "/status/phase", "value": "Succeeded"},
     ]
     assert apply_patch(running("w1"), hijack)["status"]["phase"] == "Succeeded"  # the API server would apply it
-    with pytest.raises(ValueError, match="test operations must come before"):
-        agent_patch_intent(hijack)
+    with pytest.raises(PatchRefused, match="test operations must come before"):
+        _read(hijack)
 
 
-def test_agent_patch_intent_refuses_a_claim_write_outside_a_claim() -> None:
+def test_read_agent_patch_refuses_a_claim_write_outside_a_claim() -> None:
     rewrite = _fenced({"op": "add", "path": "/status/phase", "value": "Succeeded"},
                       {"op": "add", "path": "/status/claim", "value": {"worker": "w2", "attempt": 1}})
-    with pytest.raises(ValueError, match="only a claim may write /status/claim"):
-        agent_patch_intent(rewrite)
+    with pytest.raises(PatchRefused, match="a finish may not write /status/claim"):
+        _read(rewrite)
 
 
-def test_agent_patch_intent_refuses_a_claim_recording_another_attempt() -> None:
+def test_read_agent_patch_refuses_a_claim_recording_another_attempt() -> None:
     claim = patches.claim(1, "w1")
     for op in claim:
         if op["path"] == "/status/claim":
             op["value"] = {**op["value"], "attempt": 2}
-    with pytest.raises(ValueError, match="record the attempt it tests"):
-        agent_patch_intent(claim)
+    with pytest.raises(PatchRefused, match="record the attempt it tests"):
+        _read(claim, queued())
 
 
 @pytest.mark.parametrize("removed", ["/status/attempt", "/status/phase", "/status/claim", "/status/claim/worker"])
-def test_agent_patch_intent_refuses_a_finish_that_removes_what_fences_rely_on(removed) -> None:
+def test_read_agent_patch_refuses_a_claim_or_finish_that_removes_what_fences_rely_on(removed) -> None:
     """Without its attempt (or phase, or claim) a Running job fails every fenced patch, the operator's
     timeout, cancel and worker-loss patches included: the claimer could leave it without an end."""
-    unendable = [*patches.start(1, "w1"), {"op": "remove", "path": removed}]
-    with pytest.raises(ValueError, match="only in a retry"):
-        agent_patch_intent(unendable)
+    unendable = [*patches.claim(1, "w1"), {"op": "remove", "path": removed}]
+    with pytest.raises(PatchRefused, match="may remove only"):
+        _read(unendable, queued())
     finish = [*patches.finish(1, "w1", RESULT), {"op": "remove", "path": removed}]
-    with pytest.raises(ValueError, match="only in a retry"):
-        agent_patch_intent(finish)
+    with pytest.raises(PatchRefused, match="may remove only"):
+        _read(finish)
 
 
-def test_agent_patch_intent_refuses_a_retry_that_removes_more_than_the_claim() -> None:
+def test_read_agent_patch_refuses_a_retry_that_removes_more_than_the_claim() -> None:
     retry = [*patches.retry(1, "w1", "NonZeroExit", "exit 1"), {"op": "remove", "path": "/status/runbookDigest"}]
-    with pytest.raises(ValueError):
-        agent_patch_intent(retry)
-    assert agent_patch_intent(patches.retry(1, "w1", "NonZeroExit", "exit 1")).target is JobPhase.QUEUED
+    with pytest.raises(PatchRefused):
+        _read(retry)
+    assert _read(patches.retry(1, "w1", "NonZeroExit", "exit 1")).transition.target is JobPhase.QUEUED

@@ -114,3 +114,14 @@ async def test_a_deleted_object_is_forgotten_and_never_retried() -> None:
         assert ("ns", "rb") not in controller.store and len(controller.timers) == 0
     finally:
         await controller.close()
+
+
+def test_a_view_can_be_followed_for_every_change_kept_or_removed() -> None:
+    store = Store(Runbook.parse)
+    seen: list[tuple[str, str]] = []
+    store.follow(lambda observed: seen.append((observed.meta.name, observed.meta.resource_version)))
+    store.observe(runbook_body("5"))
+    store.observe(runbook_body("4"))  # older than what is held: dropped, not a change
+    store.remove(("ns", "rb"))
+    store.remove(("ns", "rb"))  # nothing held: not a change
+    assert seen == [("rb", "5"), ("rb", "5")]

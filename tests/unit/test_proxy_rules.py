@@ -48,9 +48,8 @@ class _Refused:
     ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs", RouteKind.JOB_LIST),
     ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j.1", RouteKind.JOB_GET),
     ("PATCH", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/status", RouteKind.JOB_STATUS_PATCH),
-    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/assets", RouteKind.JOB_ASSETS),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/bundle", RouteKind.JOB_BUNDLE),
     ("POST", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/output", RouteKind.JOB_OUTPUT),
-    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbooks/rb", RouteKind.RUNBOOK_GET),
     ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/workergroups/g1", RouteKind.GROUP_GET),
     ("POST", "/apis/coordination.k8s.io/v1/namespaces/ns/leases", RouteKind.LEASE_CREATE),
     ("PUT", "/apis/coordination.k8s.io/v1/namespaces/ns/leases/hrw.g1.w1", RouteKind.LEASE_UPDATE),
@@ -66,6 +65,7 @@ def test_agent_paths_are_routed(method, path, kind):
     ("GET", "/api/v1/namespaces/ns/secrets/x"),
     ("GET", "/apis/hrw.dev/v1alpha1/runbookjobs"),
     ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbooks"),
+    ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbooks/rb"),  # only through a held job's bundle
     ("DELETE", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j"),
     ("PATCH", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j"),
     ("PUT", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/j/status"),
@@ -97,6 +97,10 @@ def test_watch_timeout_is_bounded():
     assert listing.bounded_watch_seconds("0", 300) == 1
 
 
+def _done(worker: str) -> list:
+    return patches.finish(1, worker, JobResult(JobPhase.SUCCEEDED, "Completed", "ok"))
+
+
 def test_a_claim_in_own_name_of_own_groups_job_is_allowed():
     status_patches.check_status_patch(ME, patches.claim(1, "w1"), job())
 
@@ -104,10 +108,10 @@ def test_a_claim_in_own_name_of_own_groups_job_is_allowed():
 @pytest.mark.parametrize(("patch", "target", "code"), [
     (patches.claim(1, "w2"), job(), 403),                        # in another's name
     (patches.claim(1, "w1"), job(group="g2"), 404),              # another group's job
-    (patches.start(1, "w1"), job("Claimed", claimer="w2"), 403),  # held by another
-    (patches.start(1, "w2"), job("Claimed", claimer="w2"), 403),  # tests another claimer
-    (patches.start(1, "w1"), job("Claimed", attempt=2, claimer="w1", claim_attempt=2), 403),  # stale attempt
-    (patches.start(1, "w1"), job("Queued", attempt=2, claimer="w1", claim_attempt=1), 403),  # requeued
+    (_done("w1"), job("Running", claimer="w2"), 403),  # held by another
+    (_done("w2"), job("Running", claimer="w2"), 403),  # tests another claimer
+    (_done("w1"), job("Running", attempt=2, claimer="w1", claim_attempt=2), 403),  # stale attempt
+    (_done("w1"), job("Queued", attempt=2, claimer="w1", claim_attempt=1), 403),  # requeued
     ({"status": {"phase": "Succeeded"}}, job(), 403),             # not a JSON Patch
     ([{"op": "add", "path": "/spec/cancel", "value": True}], job(), 403),
     ([{"op": "test", "path": "/status/phase", "value": "Queued"}, {"op": "test", "path": "/status/attempt", "value": 1},
@@ -129,8 +133,7 @@ def test_a_worker_giving_up_a_job_may_requeue_it_when_the_policy_retries_lost_wo
                              job("Running", claimer="w1"))
 
 
-def test_a_start_finish_or_allowed_retry_by_the_claimer_is_allowed():
-    status_patches.check_status_patch(ME, patches.start(1, "w1"), job("Claimed", claimer="w1"))
+def test_a_finish_or_allowed_retry_by_the_claimer_is_allowed():
     status_patches.check_status_patch(ME, patches.finish(1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "ok")),
                              job("Running", claimer="w1"))
     status_patches.check_status_patch(ME, patches.retry(1, "w1", "NonZeroExit", "x"),
@@ -138,20 +141,20 @@ def test_a_start_finish_or_allowed_retry_by_the_claimer_is_allowed():
 
 
 def test_a_non_claim_patch_may_not_rewrite_the_claim():
-    patch = [*patches.start(1, "w1"), {"op": "add", "path": "/status/claim", "value": {"worker": "w2", "attempt": 1}}]
+    patch = [*_done("w1"), {"op": "add", "path": "/status/claim", "value": {"worker": "w2", "attempt": 1}}]
     with _Refused(403):
-        status_patches.check_status_patch(ME, patch, job("Claimed", claimer="w1"))
+        status_patches.check_status_patch(ME, patch, job("Running", claimer="w1"))
 
 
-def test_holding_decides_assets_and_runbooks():
+def test_holding_the_current_attempt_decides_the_bundle():
     policy.check_holds(ME, job("Running", claimer="w1"), "assets")
+    policy.check_holds_attempt(ME, job("Running", claimer="w1"), 1)
     for other in (job(), job("Running", claimer="w2"), job("Succeeded", claimer="w1"),
                   job("Running", attempt=2, claimer="w1", claim_attempt=1)):
         with _Refused(403):
             policy.check_holds(ME, other, "assets")
-    assert policy.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "rb")
-    assert not policy.holds_job_with_runbook(ME, [job("Claimed", claimer="w1")], "other")
-    assert not policy.holds_job_with_runbook(ME, [job("Queued")], "rb")
+    with _Refused(403):  # w1 holds attempt 2; attempt 1 is stale
+        policy.check_holds_attempt(ME, job("Running", attempt=2, claimer="w1", claim_attempt=2), 1)
 
 
 def test_output_chunks_are_bounded_per_chunk_and_per_job():
@@ -237,11 +240,10 @@ def test_times_in_an_agents_status_patch_are_the_proxys_clock() -> None:
     proxy_now = datetime(2026, 11, 25, 22, 0, 0, tzinfo=UTC)
     skewed = "2026-11-25T21:50:00Z"
     claim = status_patches.stamp_status_times(patches.claim(1, "w1", now=skewed), proxy_now)
-    start = status_patches.stamp_status_times(patches.start(1, "w1", now=skewed), proxy_now)
     retry = status_patches.stamp_status_times(patches.retry(1, "w1", "NonZeroExit", "exit 1", now=skewed), proxy_now)
     finish = status_patches.stamp_status_times(patches.finish(1, "w1", JobResult(JobPhase.SUCCEEDED, "Completed", "ok"),
                                                      now=skewed), proxy_now)
-    values = {op["path"]: op.get("value") for p in (claim, start, retry, finish) for op in p if op["op"] == "add"}
+    values = {op["path"]: op.get("value") for p in (claim, retry, finish) for op in p if op["op"] == "add"}
     assert values["/status/claim"]["claimedAt"] == "2026-11-25T22:00:00Z"
     assert values["/status/claim"]["worker"] == "w1" and values["/status/claim"]["attempt"] == 1
     assert values["/status/startTime"] == values["/status/queuedTime"] == values["/status/completionTime"] \

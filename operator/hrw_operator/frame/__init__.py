@@ -22,7 +22,9 @@ facts (from `self.client` or the views it was given), calls the pure part, and r
 `Pass(wake_at=...)` after `await self.write_status(observed, desired)`. Then list it in
 `main.KINDS` and build it in `main.build_graph` with the views it reads; `main` subscribes it
 to its kind's watch. Parsing, locking, retrying, timers and status comparison come with the
-frame.
+frame. A kind that must react when objects of another kind change follows that kind's view
+(`View.follow(callback)`, e.g. `self.soon(owner_key)`) instead of asking main for a new route:
+`schedules.ScheduleController` follows the jobs it owns and the runbooks it reads.
 """
 
 from .controller import Controller, Outcome, Pass, Tools

@@ -6,7 +6,10 @@ object's metadata, its model, and its status as written for the status writer) p
 model, because a controller still reports that problem in the object's status.
 
 The owning controller holds the `Store`; every other controller that needs the kind is handed
-the same store as a `View`, which can only be read.
+the same store as a `View`, which can only be read, and followed: `View.follow(callback)` calls
+`callback(observed)` after each change of an object of the kind (kept or removed), so a controller
+can react to another kind's changes without that kind knowing it (a schedule to its jobs).
+Followers must be cheap and must not block: they typically call their controller's `soon`.
 """
 
 from __future__ import annotations
@@ -75,10 +78,20 @@ def key_of(body: Mapping[str, Any]) -> Key:
 
 
 class View(Generic[M]):
-    """Read-only access to a kind's store."""
+    """Read-only access to a kind's store, and to its changes (`follow`)."""
 
     def __init__(self) -> None:
         self._objects: dict[Key, Observed[M]] = {}
+        self._followers: list[Callable[[Observed[M]], None]] = []
+
+    def follow(self, callback: Callable[[Observed[M]], None]) -> None:
+        """Call `callback(observed)` after every change the store keeps, and with the last version
+        of an object it removes."""
+        self._followers.append(callback)
+
+    def _changed(self, observed: Observed[M]) -> None:
+        for callback in self._followers:
+            callback(observed)
 
     def get(self, key: Key) -> Observed[M] | None:
         return self._objects.get(key)
@@ -112,6 +125,7 @@ class Store(View[M]):
             if new_rv is not None and held_rv is not None and new_rv < held_rv:
                 return False
         self._objects[observed.key] = observed
+        self._changed(observed)
         return True
 
     def observe(self, body: Mapping[str, Any]) -> Observed[M] | None:
@@ -120,4 +134,7 @@ class Store(View[M]):
         return observed if self.put(observed) else None
 
     def remove(self, key: Key) -> Observed[M] | None:
-        return self._objects.pop(key, None)
+        removed = self._objects.pop(key, None)
+        if removed is not None:
+            self._changed(removed)
+        return removed

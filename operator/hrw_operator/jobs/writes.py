@@ -3,6 +3,11 @@
 Every patch is one of the contract's builders (`hrw_api.patches`), which test phase, attempt
 and claimer, so a write can never overwrite a move another party made first (422 instead).
 Event notes carry names, reasons and numbers only.
+
+Events only where a person needs them: a job on the success path (Queued, Running, Succeeded)
+posts none, since its status and printer columns show each step and an Event per step would
+double the writes per job (issue 10). Failures, timeouts, cancels, requeues, lost
+workers, refusals and a queued job no worker can run each post one.
 """
 
 from __future__ import annotations
@@ -35,21 +40,18 @@ def build_patch(job: RunbookJob, action: Action) -> patches.JsonPatch | None:
 
 
 def events_for(action: Action, job: RunbookJob) -> list[tuple[str, str, str]]:
-    """(type, reason, note) of the Events that report `action`: the transition's, and a queued job's
-    warning that no worker can run it yet."""
-    described = _transition_event(action, job)
+    """(type, reason, note) of the Events that report `action`: the transition's where a person needs
+    it, and a queued job's warning that no worker can run it yet."""
+    described = _transition_event(action)
     found = [described] if described is not None else []
     if isinstance(action, Queue) and action.warning:
         found.append((events.WARNING, "NoCapableWorker", action.warning))
     return found
 
 
-def _transition_event(action: Action, job: RunbookJob) -> tuple[str, str, str] | None:
-    """(type, reason, note) of the Event that reports `action`, or None."""
+def _transition_event(action: Action) -> tuple[str, str, str] | None:
+    """(type, reason, note) of the Event that reports `action`, or None (the success path)."""
     match action:
-        case Queue(digest=digest, run_as=run_as):
-            return events.NORMAL, "Queued", (f"attempt 1 queued for worker group {job.spec.worker_group} "
-                                             f"({digest}), to run as {run_as}")
         case Reject(phase=JobPhase.CANCELLED, message=message):
             return events.NORMAL, "Cancelled", message
         case Reject(reason=reason, message=message):
@@ -62,8 +64,8 @@ def _transition_event(action: Action, job: RunbookJob) -> tuple[str, str, str] |
             return events.WARNING, str(reason), message
         case Requeue(message=message):
             return events.WARNING, "Requeued", message
-        case MarkFinished(phase=JobPhase.SUCCEEDED, reason=reason, message=message):
-            return events.NORMAL, "Succeeded", f"{reason}: {message}"
+        case MarkFinished(phase=JobPhase.SUCCEEDED):
+            return None
         case MarkFinished(phase=phase, reason=reason, message=message):
             return events.WARNING, phase.value, f"{reason}: {message}"
     return None
