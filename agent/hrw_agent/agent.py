@@ -1,7 +1,10 @@
 """The agent's orchestration: heartbeat, watch, claim, run, deliver, drain.
 
-Four loops share one `Agent`:
+On start, before anything else, the agent kills what its previous life's jobs left running
+(`orphans`). Then five loops share one `Agent`:
 - heartbeat: re-read the group's settings and renew the Lease every third of its duration;
+- fence: when no renewal has succeeded for the Lease's duration minus the group's self-fencing
+  margin, stop every job (and claim nothing) so that no requeued attempt overlaps them (`fencing`);
 - watch: keep an up-to-date view of the group's Queued jobs and of the jobs this worker holds
   (stopping a held job the operator cancelled, timed out, requeued or deleted);
 - claim: while there is free capacity and the agent is not draining, claim Queued jobs with the
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import time
 from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -33,11 +37,12 @@ from hrw_api import (
 from hrw_api.errors import Invalid, InvalidObject
 from hrw_api.phases import JobPhase, Reason
 
-from . import lease, runner
+from . import lease, orphans, runner
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
 from .config import AgentConfig
 from .delivery import Delivery
+from .fencing import Renewal
 from .jobs import JobTask
 from .logs import log
 from .spool import AttemptKey, Spool
@@ -71,6 +76,10 @@ class Agent:
         self._wake_claim = asyncio.Event()
         self._stop = asyncio.Event()
         self._lease_now = asyncio.Event()
+        self.renewal: Renewal | None = None  # the last renewal that succeeded
+        self._renewed = asyncio.Event()
+        self.records = orphans.ProcessRecords(config.processes_dir)
+        self.leftovers: dict[AttemptKey, orphans.Leftover] = {}  # what the start found of a previous life
 
     # ------------------------------------------------------------------------------ capacity
 
@@ -109,28 +118,65 @@ class Agent:
 
     async def heartbeat_once(self) -> None:
         await self._refresh_settings()
-        await lease.renew(self.client, duration_seconds=self.settings.lease_duration_seconds,
+        settings = self.settings
+        sent = time.monotonic()  # the proxy stamps renewTime after this: fencing counts from here
+        await lease.renew(self.client, duration_seconds=settings.lease_duration_seconds,
                           interpreters=self._interpreter_names(), capacity=self.capacity, draining=self.draining)
+        if self.renewal is None or sent > self.renewal.sent_at:
+            self.renewal = Renewal.of(sent, settings)
+            self._renewed.set()
+            self._wake_claim.set()
 
     async def _heartbeat_loop(self) -> None:
         backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
+            began = time.monotonic()
             try:
                 await self.heartbeat_once()
                 # After the renewal, from the settings it just read: computed before it, the first
                 # interval came from the defaults (30 s), so a group with a 10 s lease saw its
-                # worker's Lease lapse before the second renewal.
-                interval = max(1.0, self.settings.lease_duration_seconds / 3)
+                # worker's Lease lapse before the second renewal. Counted from the send, so that a
+                # slow answer does not eat into the time before the fence.
+                interval = Renewal.of(began, self.settings).renew_interval - (time.monotonic() - began)
                 if backoff.failures:
                     log.info("lease.renewed.again", after_failures=backoff.failures)
                 backoff.reset()
             except (*CallError, InvalidObject) as exc:
-                interval = min(max(1.0, self.settings.lease_duration_seconds / 3), backoff.next_delay())
+                interval = min(Renewal.of(began, self.settings).renew_interval, backoff.next_delay())
                 log.warning("lease.renew.failed", error=type(exc).__name__, detail=str(exc)[:200],
                             retry_in=f"{interval:.2f}")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lease_now.wait(), timeout=interval)
+                await asyncio.wait_for(self._lease_now.wait(), timeout=max(0.0, interval))
             self._lease_now.clear()
+
+    # ---------------------------------------------------------------------------------- fence
+
+    def fenced(self) -> bool:
+        """No renewal succeeded recently enough to run jobs (or none yet): claim nothing, run nothing."""
+        return self.renewal is None or self.renewal.stopped(time.monotonic())
+
+    def _fence_task(self, task: JobTask, renewal: Renewal) -> None:
+        grace = renewal.kill_grace(float(self.settings.job_grace_period_seconds))
+        task.fence(renewal.why(time.monotonic()), grace_seconds=grace)
+
+    async def _fence_loop(self) -> None:
+        """Stop every job when the last successful renewal is `leaseDuration - margin` old."""
+        while True:
+            self._renewed.clear()
+            renewal = self.renewal
+            timeout: float | None = None
+            if renewal is not None:
+                timeout = renewal.stop_at - time.monotonic()
+                if timeout <= 0:
+                    timeout = None  # fenced until the next renewal
+                    if any(task.fenced is None for task in self.tasks.values()):
+                        log.warning("lease.fenced", since_renewal=f"{time.monotonic() - renewal.sent_at:.1f}",
+                                    lease_duration=renewal.duration_seconds, margin=f"{renewal.margin_seconds:g}",
+                                    stopping=len(self.tasks))
+                    for task in list(self.tasks.values()):
+                        self._fence_task(task, renewal)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renewed.wait(), timeout=timeout)
 
     # ---------------------------------------------------------------------------------- watch
 
@@ -175,12 +221,19 @@ class Agent:
         self._check_held(job)
 
     async def _orphan(self, job: RunbookJob) -> None:
-        """A job this worker holds but does not run (the agent restarted mid-job): end that attempt."""
+        """A job this worker holds but does not run (the agent restarted mid-job): end that attempt,
+        saying what the start found of its processes (and killed) rather than assuming."""
         key = AttemptKey(job.meta.namespace or self.config.namespace, job.meta.name, job.status.attempt)
         if await asyncio.to_thread(self.spool.has_result, key):
             return  # its result waits in the spool
-        message = "the agent restarted while the job ran; its process is gone"
         phase = job.status.phase
+        leftover = self.leftovers.get(key)
+        if leftover is not None:
+            message = f"the agent restarted while the job ran; on its start it {leftover.describe()}"
+        elif phase is JobPhase.RUNNING:
+            message = "the agent restarted while the job ran; no process of this attempt was recorded on this server"
+        else:
+            message = "the agent restarted before the job's process started"
         intent: GiveBackIntent | FinishIntent
         if job.spec.retry_policy.allows(job.status.attempt, RetryOn.WORKER_LOST):
             intent = GiveBackIntent.for_attempt(job.status.attempt, self.config.worker, Reason.WORKER_LOST.value,
@@ -208,7 +261,7 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_claim.wait(), timeout=5.0)
             self._wake_claim.clear()
-            if self.draining:
+            if self.draining or self.fenced():
                 continue
             candidates = sorted(self.queued.values(), key=_queue_order)
             for job in candidates:
@@ -256,8 +309,10 @@ class Agent:
         name = claimed.meta.name
         task = JobTask(claimed, client=self.client, spool=self.spool, settings=lambda: self.settings,
                        interpreters=self.interpreters, work_dir=self.config.work_dir, notify=self.delivery.wake,
-                       run_all_as_agent_user=self.config.run_all_jobs_as_agent_user)
+                       run_all_as_agent_user=self.config.run_all_jobs_as_agent_user, records=self.records)
         self.tasks[name] = task
+        if self.renewal is not None and self.fenced():  # a claim answered after the fence: never run it
+            self._fence_task(task, self.renewal)
         handle = asyncio.create_task(self._run_task(task), name=f"job-{name}")
         self._task_handles.add(handle)
         handle.add_done_callback(self._task_handles.discard)
@@ -316,10 +371,13 @@ class Agent:
     async def run(self) -> int:
         shutil.rmtree(self.config.work_dir, ignore_errors=True)  # a crash may have left asset files behind
         runner.ensure_work_root(self.config.work_dir)
+        # Before the Lease is renewed or a job watched: what a previous life left running is killed
+        # first, and `_orphan` then reports each of those attempts with what was found.
+        self.leftovers = await asyncio.to_thread(orphans.reap_leftovers, self.records, orphans.ProcessTable())
         log.info("agent.starting", group=self.config.group, worker=self.config.worker,
                  namespace=self.config.namespace, proxy=self.config.proxy_url, spooled=self.spool.pending())
         loops = [asyncio.create_task(coro, name=name) for name, coro in (
-            ("heartbeat", self._heartbeat_loop()), ("delivery", self.delivery.run()),
+            ("heartbeat", self._heartbeat_loop()), ("fence", self._fence_loop()), ("delivery", self.delivery.run()),
             ("watch", self._watch_after_settings()), ("claim", self._claim_loop()),
         )]
         try:

@@ -82,6 +82,11 @@ class AgentConfig:
     def work_dir(self) -> Path:
         return self.work_root or self.state_dir.with_name(self.state_dir.name + "-work")
 
+    @property
+    def processes_dir(self) -> Path:
+        """Records of the process groups of running jobs (see `orphans`)."""
+        return self.state_dir / "processes"
+
 
 # YAML key -> (dataclass field, flag)
 _KEYS: dict[str, str] = {

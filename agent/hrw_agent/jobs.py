@@ -10,6 +10,11 @@ delivered by `Delivery`. A job that cannot start ends `Failed` with the reason.
 A job whose attempt was superseded (the operator requeued it, cancelled it, timed it out, or
 deleted it) is stopped and its reports are dropped: they would be stale, and the proxy would
 refuse them anyway.
+
+A job the agent fences (it could not renew its Lease in time, see `fencing`) is stopped and
+given back as `WorkerLost` where its retry policy allows it, failed otherwise, with a message
+saying why; the report waits in the spool until the proxy can be reached. While the process
+runs, its process group is recorded under the state dir (see `orphans`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from hrw_api import (
     GiveBackIntent,
     Interpreter,
     JobResult,
+    OutputSummary,
     ResolvedAsset,
     RetryOn,
     Runbook,
@@ -35,7 +41,7 @@ from hrw_api.errors import ApiError
 from hrw_api.params import check
 from hrw_api.phases import JobPhase, Reason
 
-from . import identity, runner, signing
+from . import identity, orphans, runner, signing
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
 from .identity import JobIdentity
@@ -50,6 +56,10 @@ T = TypeVar("T")
 
 class Abandoned(Exception):
     """The attempt is no longer ours (superseded, cancelled, deleted): report nothing."""
+
+
+class Fenced(Exception):
+    """The agent fenced the attempt before its process started: give it back, call nothing more."""
 
 
 class SetupFailed(Exception):
@@ -71,7 +81,7 @@ def exit_code_of(returncode: int | None) -> int:
 class JobTask:
     def __init__(self, job: RunbookJob, *, client: ProxyClient, spool: Spool, settings: Callable[[], WorkerGroupSpec],
                  interpreters: Mapping[Interpreter, str], work_dir: Any, notify: Callable[[], None],
-                 run_all_as_agent_user: bool = False) -> None:
+                 run_all_as_agent_user: bool = False, records: orphans.ProcessRecords | None = None) -> None:
         self.job = job
         self.name = job.meta.name
         self.attempt = job.status.attempt
@@ -83,6 +93,8 @@ class JobTask:
         self._work_dir = work_dir
         self._run_all_as_agent_user = run_all_as_agent_user
         self._notify = notify
+        self._records = records
+        self.fenced: str | None = None  # why, once the agent fenced the attempt
         self.execution = Execution(grace_seconds=float(settings().job_grace_period_seconds))
         self.superseded = False
         self.reported = False
@@ -100,6 +112,15 @@ class JobTask:
         log.info("job.superseded", job=self.name, attempt=self.attempt, why=why)
         self.execution.stop(StopReason.CANCELLED)
 
+    def fence(self, why: str, *, grace_seconds: float) -> None:
+        """The agent could not renew its Lease in time: stop the process now (SIGTERM, SIGKILL after
+        `grace_seconds`), then give the attempt back saying `why`."""
+        if self.reported or self.superseded or self.fenced is not None:
+            return
+        self.fenced = why
+        log.warning("job.fenced", job=self.name, attempt=self.attempt, grace=f"{grace_seconds:g}")
+        self.execution.stop(StopReason.FENCED, grace_seconds=grace_seconds)
+
     def shutdown(self) -> None:
         """The agent is stopping and the grace period is over."""
         self.execution.stop(StopReason.SHUTDOWN)
@@ -110,6 +131,8 @@ class JobTask:
         while True:
             if self.superseded:
                 raise Abandoned()
+            if self.fenced is not None:
+                raise Fenced()
             try:
                 return await call()
             except CallError as exc:
@@ -126,6 +149,9 @@ class JobTask:
         except Abandoned:
             await asyncio.to_thread(self._spool.drop, self.key)
             log.info("job.abandoned", job=self.name, attempt=self.attempt)
+        except Fenced:
+            with contextlib.suppress(Abandoned):
+                await self._give_up(self.fenced or "the agent fenced the job")
         except Exception as exc:  # a bug must not take the agent down, and the job must still end
             log.error("job.crashed", job=self.name, attempt=self.attempt, error=repr(exc)[:300])
             if not self.reported and not self.superseded:
@@ -178,7 +204,7 @@ class JobTask:
     def _gives_back(self, stopped: StopReason | None, code: int) -> bool:
         """Does this attempt end by going back to the queue (no finish patch to carry its output)?"""
         policy = self.job.spec.retry_policy
-        if stopped is StopReason.SHUTDOWN:
+        if stopped in (StopReason.SHUTDOWN, StopReason.FENCED):  # both end in `_give_up`
             return policy.allows(self.attempt, RetryOn.WORKER_LOST)
         return stopped is not StopReason.TIMEOUT and code != 0 and policy.allows(self.attempt, RetryOn.FAILED)
 
@@ -195,6 +221,38 @@ class JobTask:
         await asyncio.to_thread(self._spool.put_result, self.key, body)
         self.reported = True
         self._notify()
+
+    async def _give_up(self, message: str, *, exit_code: int | None = None, outputs: Mapping[str, str] | None = None,
+                       summary: OutputSummary | None = None) -> None:
+        """The attempt ends for the worker's sake, not the script's: back to the queue as `WorkerLost`
+        where the retry policy allows it, failed `WorkerLost` otherwise."""
+        if self.job.spec.retry_policy.allows(self.attempt, RetryOn.WORKER_LOST):
+            await self._spool_result(GiveBackIntent.for_attempt(
+                self.attempt, self.worker, Reason.WORKER_LOST.value, message, exit_code=exit_code,
+                cause=RetryOn.WORKER_LOST, from_phase=self.phase))
+            log.info("job.finished", job=self.name, attempt=self.attempt, phase="Queued", reason="Requeued")
+            return
+        result = JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message, exit_code=exit_code,
+                           outputs=outputs, output=summary)
+        await self._spool_result(FinishIntent(self.attempt, self.worker, result, from_phase=self.phase))
+        log.info("job.finished", job=self.name, attempt=self.attempt, phase=result.phase.value, reason=result.reason)
+
+    async def _record_process(self, pid: int) -> None:
+        """Write down the job's process group, for the agent's next start should this one die."""
+        if self._records is None:
+            return
+        records = self._records
+
+        def write() -> None:
+            record = orphans.record_for(self.key, pid, self.execution.grace_seconds, orphans.ProcessTable())
+            if record is not None:
+                records.put(record)
+
+        await asyncio.to_thread(write)
+
+    async def _forget_process(self) -> None:
+        if self._records is not None:
+            await asyncio.to_thread(self._records.remove, self.key)
 
     async def _run(self) -> None:
         log.info("job.claimed", job=self.name, attempt=self.attempt, runbook=self.job.spec.runbook)
@@ -218,8 +276,12 @@ class JobTask:
         try:
             log.info("job.started", job=self.name, attempt=self.attempt, interpreter=runbook.spec.interpreter.value,
                      timeout=timeout, run_as=job_identity.user)
-            outcome = await runner.run(files, interpreter_path, output.feed,
-                                       time_limit=float(timeout) if timeout else None, execution=self.execution)
+            try:
+                outcome = await runner.run(files, interpreter_path, output.feed,
+                                           time_limit=float(timeout) if timeout else None, execution=self.execution,
+                                           on_spawn=self._record_process)
+            finally:
+                await self._forget_process()  # the run ends only when the group is killed
             code = exit_code_of(outcome.exit_code)
             summary = await output.close(inline=not self._gives_back(outcome.stopped, code))
             outputs = {masker.mask(k): masker.mask(v) for k, v in runner.read_outputs(
@@ -237,15 +299,14 @@ class JobTask:
                                f"the script ran longer than {timeout}s and was stopped",
                                exit_code=code, outputs=outputs, output=summary)
         elif outcome.stopped is StopReason.SHUTDOWN:
-            message = "the agent shut down before the script finished"
-            if policy.allows(self.attempt, RetryOn.WORKER_LOST):
-                await self._spool_result(GiveBackIntent.for_attempt(
-                    self.attempt, self.worker, Reason.WORKER_LOST.value, message, exit_code=code,
-                    cause=RetryOn.WORKER_LOST))
-                log.info("job.finished", job=self.name, attempt=self.attempt, phase="Queued", reason="Retrying")
-                return
-            result = JobResult(JobPhase.FAILED, Reason.WORKER_LOST.value, message, exit_code=code,
-                               outputs=outputs, output=summary)
+            await self._give_up("the agent shut down before the script finished", exit_code=code, outputs=outputs,
+                                summary=summary)
+            return
+        elif outcome.stopped is StopReason.FENCED:
+            await self._give_up(self.fenced or "the agent fenced the job",
+                                exit_code=code if outcome.exit_code is not None else None,
+                                outputs=outputs, summary=summary)
+            return
         elif code == 0:
             result = JobResult(JobPhase.SUCCEEDED, Reason.COMPLETED.value, "the script exited with code 0",
                                exit_code=0, outputs=outputs, output=summary)

@@ -12,6 +12,9 @@
 - The child leads its own session (process group), so timeout and cancel stop the whole tree:
   SIGTERM to the group, SIGKILL after the grace period. When the script exits, whatever it
   left running in its group is killed too: a job's processes end with the job.
+- The child dies with the agent (`deathsig`), and `on_spawn` lets the caller record its group
+  so that a next start finds what outlived a crash (`orphans`).
+- The exit is an event (asyncio's subprocess protocol `process_exited`), not a poll.
 - The work dir, with the asset files, is removed when the job ends.
 """
 
@@ -35,6 +38,7 @@ from typing import Any
 from hrw_api import AssetType, ResolvedAsset, StreamName, names
 from hrw_api.params import as_environment
 
+from .deathsig import parent_death_preexec
 from .identity import JobIdentity
 from .interpreters import MINIMAL_PATH
 
@@ -171,6 +175,7 @@ class StopReason(StrEnum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"  # the operator ended the job, or the attempt was superseded
     SHUTDOWN = "shutdown"  # the agent is stopping and the grace period ran out
+    FENCED = "fenced"  # the agent could not renew its Lease in time (self-fencing)
 
 
 @dataclass
@@ -190,10 +195,32 @@ class Execution:
     _reason: StopReason | None = None
     pid: int | None = None
 
-    def stop(self, reason: StopReason) -> None:
+    def stop(self, reason: StopReason, *, grace_seconds: float | None = None) -> None:
+        """Ask the child to end; `grace_seconds` shortens the grace period (never lengthens it)."""
         if self._reason is None:
             self._reason = reason
+        if grace_seconds is not None:
+            self.grace_seconds = min(self.grace_seconds, grace_seconds)
         self._stop.set()
+
+    @property
+    def stopped(self) -> StopReason | None:
+        return self._reason
+
+
+class _JobProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's stream protocol for a subprocess, plus an event set when the child itself exits.
+
+    `Process.wait()` also waits for the pipes to close, which a background grandchild holding
+    stdout would delay forever; `process_exited` is called when the child is reaped."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -202,16 +229,27 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes, StreamName], Awaitable[None]], *,
-              time_limit: float | None, execution: Execution) -> RunResult:
+              time_limit: float | None, execution: Execution,
+              on_spawn: Callable[[int], Awaitable[None]] | None = None) -> RunResult:
     """Run the script to its end, a timeout, or `execution.stop()`; feed output as it comes, with
-    the stream (stdout or stderr) it came on."""
+    the stream (stdout or stderr) it came on.
+
+    `on_spawn(pid)` is awaited as soon as the process exists (the pid leads its process group).
+    A stop asked before the start means the process is never started."""
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
+    if execution.stopped is not None:
+        return RunResult(exit_code=None, stopped=execution.stopped, duration=0.0)
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _JobProtocol(READ_SIZE, loop),
         interpreter_path, str(files.script),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         cwd=str(files.root), env=dict(files.env), start_new_session=True,
-        **(files.identity.spawn_options() if files.identity is not None else {}),  # Run As
+        # Run As; the parent-death preexec runs after the switch to the job's ids (which would clear it).
+        preexec_fn=parent_death_preexec(),
+        **(files.identity.spawn_options() if files.identity is not None else {}),
     )
+    proc = asyncio.subprocess.Process(transport, protocol, loop)
     execution.pid = proc.pid
     assert proc.stdout is not None and proc.stderr is not None
     pipes = ((proc.stdout, StreamName.STDOUT), (proc.stderr, StreamName.STDERR))
@@ -227,17 +265,15 @@ async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes
         await asyncio.gather(*(pump_one(pipe, stream) for pipe, stream in pipes))
 
     async def exited() -> None:
-        # Not `proc.wait()`: since Python 3.12 it also waits for the pipes to close, which a
-        # background grandchild holding stdout would delay forever. The return code is set when
-        # the child itself exits.
-        while proc.returncode is None:  # noqa: ASYNC110 (no event exists for this)
-            await asyncio.sleep(0.05)
+        await protocol.exited.wait()
 
     reader = asyncio.create_task(pump())
     waiter = asyncio.create_task(exited())
     stopper = asyncio.create_task(execution._stop.wait())
     stopped: StopReason | None = None
     try:
+        if on_spawn is not None:
+            await on_spawn(proc.pid)
         done, _ = await asyncio.wait({waiter, stopper}, timeout=time_limit, return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             stopped = execution._reason if stopper in done else StopReason.TIMEOUT
@@ -251,15 +287,15 @@ async def run(files: JobFiles, interpreter_path: str, on_output: Callable[[bytes
         try:
             await asyncio.wait_for(reader, timeout=5.0)
         except TimeoutError:
-            reader.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout=5.0)
+            reader.cancel()  # a process that left the group (setsid) holds the pipe: stop reading
     finally:
         stopper.cancel()
         if not waiter.done():  # cancelled from outside: leave nothing running
             _signal_group(proc.pid, signal.SIGKILL)
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(proc.wait(), timeout=5.0)
+                await asyncio.wait_for(asyncio.shield(waiter), timeout=5.0)
         if not reader.done():
             reader.cancel()
+        waiter.cancel()
+        transport.close()  # the pipe too, even while an escaped process still holds its other end
     return RunResult(exit_code=proc.returncode, stopped=stopped, duration=time.monotonic() - started)

@@ -70,7 +70,18 @@ class WorkerGroupSpec:
     interpreters: tuple[Interpreter, ...] = tuple(Interpreter)
     job_grace_period_seconds: int = 10
     output_limit_bytes: int = 1_048_576
+    self_fencing_margin_seconds: int | None = None
+    """How long before its Lease could lapse an agent that cannot renew it stops its jobs (None: a third
+    of the lease duration); less than `lease_duration_seconds` (CEL in the CRD)."""
     run_as: RunAsPolicy = field(default_factory=RunAsPolicy)
+
+    @property
+    def self_fencing_margin(self) -> float:
+        """The margin in effect: the group's, or a third of the lease duration."""
+        if self.self_fencing_margin_seconds is not None \
+                and 0 < self.self_fencing_margin_seconds < self.lease_duration_seconds:
+            return float(self.self_fencing_margin_seconds)
+        return self.lease_duration_seconds / 3
 
     def to_agent_settings(self) -> JSON:
         """What agents apply on connect (declarative worker configuration)."""
@@ -82,6 +93,8 @@ class WorkerGroupSpec:
             "interpreters": [i.value for i in self.interpreters],
             "jobGracePeriodSeconds": self.job_grace_period_seconds,
             "outputLimitBytes": self.output_limit_bytes,
+            **({"selfFencingMarginSeconds": self.self_fencing_margin_seconds}
+               if self.self_fencing_margin_seconds is not None else {}),
             **self.run_as.to_agent_settings(),
         }
 
@@ -104,6 +117,7 @@ class WorkerGroupSpec:
             interpreters=interpreters,
             job_grace_period_seconds=f.opt_int(spec, "jobGracePeriodSeconds", "spec", 10) or 10,
             output_limit_bytes=f.opt_int(spec, "outputLimitBytes", "spec", 1_048_576) or 1_048_576,
+            self_fencing_margin_seconds=f.opt_int(spec, "selfFencingMarginSeconds", "spec", None, minimum=1),
             run_as=RunAsPolicy.parse(spec),
         )
 

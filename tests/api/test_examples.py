@@ -112,6 +112,12 @@ def test_kubectl_explain_documents_the_job_parameters(cluster: Cluster, crds: li
         assert field in recursive
 
 
+def test_kubectl_explain_documents_the_self_fencing_margin(cluster: Cluster, crds: list[CrdInfo]) -> None:
+    text = " ".join(cluster.kubectl("explain", "workergroup.spec.selfFencingMarginSeconds").split())
+    assert "an agent that cannot renew its Lease stops its jobs" in text
+    assert "Less than leaseDurationSeconds; default a third of it" in text
+
+
 def test_kubectl_explain_documents_run_as(cluster: Cluster, crds: list[CrdInfo]) -> None:
     group = " ".join(cluster.kubectl("explain", "workergroup.spec.runAs").split())
     for promise in ("hrw-job", "never the agent's own user", "spec.allowedRunAs", "spec.allowRoot", "RunAsUnknown"):

@@ -166,6 +166,14 @@ CASES: dict[str, Bad] = {
         WORKER_GROUP.format(name="dc", spec="  requireSignedRunbooks: true"),
         ("spec.trustedKeys", "requireSignedRunbooks needs at least one entry in spec.trustedKeys"),
     ),
+    "worker_group_with_a_fencing_margin_not_below_its_lease": Bad(
+        WORKER_GROUP.format(name="dc", spec="  leaseDurationSeconds: 20\n  selfFencingMarginSeconds: 20"),
+        ("spec.selfFencingMarginSeconds", "selfFencingMarginSeconds must be less than leaseDurationSeconds"),
+    ),
+    "worker_group_with_a_fencing_margin_not_below_the_default_lease": Bad(
+        WORKER_GROUP.format(name="dc", spec="  selfFencingMarginSeconds: 30"),
+        ("spec.selfFencingMarginSeconds", "selfFencingMarginSeconds must be less than leaseDurationSeconds"),
+    ),
     "worker_group_with_duplicate_key_ids": Bad(
         WORKER_GROUP.format(name="dc", spec=(
             "  trustedKeys: [{keyId: k1, publicKey: QUJD}, {keyId: k1, publicKey: REVG}]"
@@ -321,6 +329,8 @@ def test_each_bad_manifest_differs_from_a_good_one_only_in_its_fault(
             name="dc", spec="  requireSignedRunbooks: true\n  trustedKeys: [{keyId: k1, publicKey: QUJD}]"
         ),
         WORKER_GROUP.format(name="d" * 63, spec="  maxJobsPerWorker: 256"),
+        WORKER_GROUP.format(name="fenced", spec="  leaseDurationSeconds: 20\n  selfFencingMarginSeconds: 19"),
+        WORKER_GROUP.format(name="fenced-default-lease", spec="  selfFencingMarginSeconds: 29"),
         WORKER_GROUP.format(name="admins", spec=(
             "  allowRoot: true\n  runAs: {user: root}\n  allowedRunAs: [{user: backup, group: disk}, {user: root}]")),
         WORKER_GROUP.format(name="ops", spec="  runAs: {user: hrw-job}\n  allowedRunAs: [{user: backup}]"),

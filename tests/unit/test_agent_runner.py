@@ -4,9 +4,13 @@ anything we built, the agent's environment not inherited, and the whole process 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +18,7 @@ from hrw_agent import runner
 from hrw_agent.runner import Execution, StopReason
 from hrw_api import AssetType, ResolvedAsset, StreamName
 from hrw_dev.controlplane import pid_runs
+from tests.support.waiting import wait_until
 
 BASH = "/bin/bash"
 PY = "/usr/bin/python3"
@@ -167,6 +172,99 @@ async def test_cleanup_removes_the_work_dir_with_the_assets(tmp_path):
     files = _prepare(tmp_path, "true", assets=ASSETS)
     runner.cleanup(files)
     assert not files.root.exists()
+
+
+async def test_a_stop_asked_before_the_start_starts_nothing(tmp_path):
+    canary = tmp_path / "ran"
+    files = _prepare(tmp_path, f"touch {canary}\n")
+    execution = Execution(grace_seconds=1)
+    execution.stop(StopReason.FENCED)
+    result, _ = await _run(files, execution=execution)
+    assert result == runner.RunResult(exit_code=None, stopped=StopReason.FENCED, duration=0.0)
+    assert execution.pid is None and not canary.exists()
+
+
+async def test_on_spawn_gets_the_leader_of_the_jobs_own_process_group(tmp_path):
+    files = _prepare(tmp_path, "while [ ! -e go ]; do sleep 0.05; done\n")  # runs until on_spawn has looked
+    seen: list[tuple[int, int, int]] = []
+
+    async def on_spawn(pid: int) -> None:
+        seen.append((pid, os.getpgid(pid), os.getsid(pid)))
+        (files.root / "go").touch()
+
+    result = await runner.run(files, BASH, _ignore, time_limit=20, execution=Execution(), on_spawn=on_spawn)
+    assert result.exit_code == 0
+    [(pid, pgid, sid)] = seen
+    assert pid == pgid == sid != os.getpgrp()
+
+
+async def test_a_process_that_escaped_the_group_holding_stdout_delays_the_end_a_bounded_time_and_leaks_nothing(
+        tmp_path):
+    # The grandchild escapes the group (setsid), so the runner cannot kill it, and it keeps the
+    # output pipe open: the run ends once the leader exited and the reader gave up (5 s), and the
+    # pipe is closed anyway (no transport left behind for the garbage collector to complain about).
+    pidfile = tmp_path / "escaped.pid"
+    files = _prepare(tmp_path, f"setsid bash -c 'echo $$ > {pidfile}; exec sleep 30' &\n"
+                               f"while [ ! -s {pidfile} ]; do sleep 0.01; done\n")
+    fds = set(os.listdir("/proc/self/fd"))
+    began = time.monotonic()
+    try:
+        result = await runner.run(files, BASH, _ignore, time_limit=20, execution=Execution())
+        took = time.monotonic() - began
+        await asyncio.sleep(0)  # the transport's close completes on the loop's next turn
+        assert set(os.listdir("/proc/self/fd")) <= fds, "the output pipe was left open"
+        escaped = int(pidfile.read_text())
+        assert pid_runs(escaped) and os.getsid(escaped) == escaped, "the grandchild escaped and still runs"
+        assert result.exit_code == 0 and result.stopped is None
+        assert took < 8, f"the run took {took:.1f}s"
+    finally:
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+async def _ignore(data: bytes, stream: StreamName) -> None:
+    return None
+
+
+AGENT_STAND_IN = """
+import asyncio, sys
+from pathlib import Path
+from hrw_agent import runner
+
+async def main():
+    files = runner.prepare(Path(sys.argv[1]), namespace="ns", job="j", attempt=1, worker="w",
+                           script=sys.argv[2], parameters={}, assets=[])
+    async def ignore(data, stream):
+        pass
+    await runner.run(files, "/bin/bash", ignore, time_limit=None, execution=runner.Execution())
+
+asyncio.run(main())
+"""
+
+
+def test_the_jobs_leader_dies_with_the_agent_even_on_kill_9(tmp_path):
+    """PR_SET_PDEATHSIG: a process running the runner (the agent's stand-in) is SIGKILLed; the job's
+    leader, in its own session and so out of reach of the signal, goes at once too."""
+    pidfile = tmp_path / "leader.pid"
+    script = f"echo $$ > {pidfile}\nwhile true; do sleep 0.1; done\n"
+    with open(tmp_path / "agent.log", "wb") as log:
+        agent = subprocess.Popen([sys.executable, "-c", AGENT_STAND_IN, str(tmp_path / "work"), script],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=20,
+                   message=f"the job's leader started ({tmp_path / 'agent.log'})")
+        leader = int(pidfile.read_text())
+        assert os.getsid(leader) == leader != os.getsid(agent.pid)
+        agent.kill()
+        agent.wait(timeout=5)
+        wait_until(lambda: not pid_runs(leader), timeout=5, message=f"the job's leader {leader} died with the agent")
+    finally:
+        agent.kill()
+        agent.wait()
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
 
 
 async def test_stdout_and_stderr_arrive_apart_each_with_its_stream(tmp_path):
