@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import shutil
 import time
 from collections.abc import Coroutine, Mapping
@@ -51,9 +52,13 @@ from .watcher import JobWatcher
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
-def _queue_order(job: RunbookJob) -> tuple[datetime, datetime, str]:
-    """Oldest in the queue first (a job without a time counts as the oldest), then by creation and name."""
-    return (job.status.queued_time or _EARLIEST, job.meta.creation_timestamp or _EARLIEST, job.meta.name)
+def _queue_order(worker: str, job: RunbookJob) -> tuple[datetime, bytes]:
+    """Oldest second in the queue first (a job without a time counts as the oldest); within one
+    second, an order of this worker's own: a rendezvous hash of worker and job. Agents whose
+    slots free up at the same moment then reach for different jobs of a burst instead of all
+    racing for the same oldest one (issue 10: 16 losing claims per job with 20 agents)."""
+    queued = (job.status.queued_time or _EARLIEST).replace(microsecond=0)
+    return queued, hashlib.sha256(f"{worker}/{job.meta.name}".encode()).digest()
 
 
 class Agent:
@@ -263,7 +268,7 @@ class Agent:
             self._wake_claim.clear()
             if self.draining or self.fenced():
                 continue
-            candidates = sorted(self.queued.values(), key=_queue_order)
+            candidates = sorted(self.queued.values(), key=lambda job: _queue_order(self.client.worker, job))
             for job in candidates:
                 if self.free <= 0 or self.draining:
                     break
