@@ -14,8 +14,8 @@ JOBS = 60
 
 
 async def test_a_burst_through_two_proxies_runs_every_job_exactly_once(stack: Stack, proxy_sa_kubeconfig: Path,
-                                                                         tls, tmp_path: Path):
-    ran = tmp_path / "ran.txt"
+                                                                         tls, scratch: Path):
+    ran = scratch / "ran.txt"
     second = start_proxy(stack.processes, proxy_sa_kubeconfig, tls, *PROXY_ARGS, name="hrw-proxy-replica")
     await stack.group(GROUP)
     await stack.runbook("mark", f'echo "$HRW_PARAM_NAME" >> {ran}\n',
