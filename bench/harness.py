@@ -291,6 +291,7 @@ def registration_token(ctx: demo.DemoContext, group: str) -> str:
 def start_agents(ctx: demo.DemoContext, workers: list[str], group: str = GROUP) -> None:
     """Start one real `hrw-agent` process per worker name and wait until each is ready."""
     token = registration_token(ctx, group)
+    run_all_as_agent_user = demo.prepare_job_user(ctx)
     for worker in workers:
         directory = ctx.work_dir / "agents" / worker
         directory.mkdir(parents=True, exist_ok=True)
@@ -301,7 +302,8 @@ def start_agents(ctx: demo.DemoContext, workers: list[str], group: str = GROUP) 
         config.write_text(json.dumps({
             "proxyUrl": ctx.proxy_url, "caFile": str(ctx.proxy_ca), "namespace": ctx.namespace,
             "group": group, "worker": worker, "registrationTokenFile": str(token_file),
-            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20}, indent=2))
+            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20,
+            "runAllJobsAsAgentUser": run_all_as_agent_user}, indent=2))
         start_process(ctx, f"hrw-agent-{worker}", [*stack.process_command("hrw-agent"), "--config", str(config)])
     for worker in workers:
         wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready", timeout=180)

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import os
+import pwd
 import signal
 import subprocess
 import tempfile
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from hrw_api import names
+from hrw_api import DEFAULT_JOB_USER, names
 from hrw_api.kubeclient import ssl_context
 from hrw_dev import stack
 from hrw_dev.build import ensure_built
@@ -172,6 +173,25 @@ def start_proxy(ctx: DemoContext) -> None:
     print(f"proxy ready at {ctx.proxy_url}", flush=True)
 
 
+def prepare_job_user(ctx: DemoContext) -> bool:
+    """Run As (issue 12) for local agents; True when they must run jobs as their own user.
+
+    A root agent runs jobs as the default job user, which must exist (the agent's install.sh
+    creates it on a server; here the demo does, once) and pass through the work dir (0711). An
+    unprivileged agent can only run jobs as itself.
+    """
+    if os.geteuid() != 0:
+        return True
+    try:
+        pwd.getpwnam(DEFAULT_JOB_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", DEFAULT_JOB_USER], check=True, capture_output=True)
+        print(f"created the system user {DEFAULT_JOB_USER} (the default job user, as install.sh does)", flush=True)
+    os.chmod(ctx.work_dir, 0o711)  # noqa: S103 (jobs run as the job user pass through to their work dirs)
+    return False
+
+
 def start_agents(ctx: DemoContext) -> None:
     ctx.say(f"start two agents of worker group {DEMO_GROUP} (outbound HTTPS to the proxy only)")
     secret = names.registration_secret_name(DEMO_GROUP)
@@ -180,7 +200,7 @@ def start_agents(ctx: DemoContext) -> None:
                                         "-o", "jsonpath={.data.token}").stdout.strip(),
         timeout=30, message=f"the operator to create Secret {secret} (the group's registration token)")
     print(f"$ hrw get-token {DEMO_GROUP} -n {ctx.namespace} > registration-token", flush=True)
-    os.chmod(ctx.work_dir, 0o711)  # noqa: S103 (jobs run as hrw-job pass through to their work dirs)
+    run_all_as_agent_user = prepare_job_user(ctx)
     for worker in DEMO_WORKERS:
         directory = ctx.work_dir / "agents" / worker
         directory.mkdir(parents=True, exist_ok=True)
@@ -192,9 +212,7 @@ def start_agents(ctx: DemoContext) -> None:
             "proxyUrl": ctx.proxy_url, "caFile": str(ctx.proxy_ca), "namespace": ctx.namespace,
             "group": DEMO_GROUP, "worker": worker, "registrationTokenFile": str(token_file),
             "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20,
-            # Run As (issue 12): a root agent runs the demo's jobs as hrw-job, which must exist and
-            # reach its work dir under this 0711 folder; an unprivileged one runs them as itself.
-            "runAllJobsAsAgentUser": os.geteuid() != 0}, indent=2))
+            "runAllJobsAsAgentUser": run_all_as_agent_user}, indent=2))
         _start(ctx, f"hrw-agent-{worker}", [*_bin("hrw-agent"), "--config", str(config)])
     for worker in DEMO_WORKERS:
         _wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready")
