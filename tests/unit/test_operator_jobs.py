@@ -203,3 +203,13 @@ def test_agent_result_gets_its_condition_once_then_the_ttl_deletes_it() -> None:
     decision = decide(job(marked, ttlSecondsAfterFinished=60), JobFacts(), NOW)
     assert decision.action is None and decision.wake_at == NOW + timedelta(seconds=60)
     assert decide(job(marked, ttlSecondsAfterFinished=60), JobFacts(), NOW + timedelta(seconds=60)).action == Delete()
+
+
+def test_a_new_job_waits_a_moment_for_a_group_or_runbook_applied_with_it() -> None:
+    # One `kubectl apply -f examples/` sends runbookjob.yaml before workergroup.yaml: a job 1 s old
+    # waits for its group (and runbook) instead of failing; 5 s old, it is refused as before.
+    long_after = NOW + timedelta(seconds=4)
+    for facts in (pending_facts(group=None), pending_facts(runbook=None)):
+        decision = decide(job(), facts, NOW - timedelta(seconds=4))
+        assert decision.action is None and decision.wake_at is not None
+        assert isinstance(decide(job(), facts, long_after).action, Reject)

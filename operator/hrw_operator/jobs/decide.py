@@ -108,6 +108,9 @@ class JobFacts:
 class Tunables:
     pending_retry_seconds: float = 2.0
     pending_give_up_seconds: float = 60.0
+    arrival_grace_seconds: float = 3.0
+    """How long a new job waits for a runbook or worker group that is not in the store yet: one
+    `kubectl apply` (or a GitOps sync) of a folder may send the job a moment before its group."""
 
 
 # ------------------------------------------------------------------------------------ decisions
@@ -122,15 +125,23 @@ def _decide_pending(job: RunbookJob, facts: JobFacts, now: datetime, tunables: T
     spec, ns = job.spec, job.meta.namespace
     if spec.cancel:
         return Decision(Reject(Reason.CANCELLED, "cancelled before it was queued", JobPhase.CANCELLED))
+    created = job.meta.creation_timestamp or now
+
+    def arriving(what: str) -> Decision | None:
+        if now - created < timedelta(seconds=tunables.arrival_grace_seconds):
+            return Decision(None, now + timedelta(seconds=tunables.pending_retry_seconds), f"waiting for {what}")
+        return None
+
     runbook = facts.runbook
     if runbook is None:
+        if not facts.runbook_problem and (waiting := arriving(f"runbook {spec.runbook!r}")):
+            return waiting
         if facts.runbook_problem:
             return Decision(Reject(Reason.RUNBOOK_NOT_READY,
                                    f"runbook {spec.runbook!r} is invalid: {facts.runbook_problem}"))
         return Decision(Reject(Reason.RUNBOOK_NOT_FOUND, f"runbook {spec.runbook!r} not found in namespace {ns!r}"))
 
     def wait(what: str) -> Decision:
-        created = job.meta.creation_timestamp or now
         if now - created >= timedelta(seconds=tunables.pending_give_up_seconds):
             return Decision(Reject(Reason.RUNBOOK_NOT_READY if what.startswith("runbook") else Reason.ASSET_NOT_READY,
                                    f"{what} was not evaluated within {tunables.pending_give_up_seconds:g}s"))
@@ -144,6 +155,8 @@ def _decide_pending(job: RunbookJob, facts: JobFacts, now: datetime, tunables: T
         return Decision(Reject(Reason.RUNBOOK_NOT_READY, f"runbook {spec.runbook!r} is not ready ({detail})"))
     group = facts.group
     if group is None:
+        if not facts.group_problem and (waiting := arriving(f"worker group {spec.worker_group!r}")):
+            return waiting
         detail = f" ({facts.group_problem})" if facts.group_problem else ""
         return Decision(Reject(Reason.WORKER_GROUP_NOT_FOUND,
                                f"worker group {spec.worker_group!r} not found in namespace {ns!r}{detail}"))
