@@ -234,25 +234,12 @@ async def write_rate(kube: KubeClient, writers: int = 8, seconds: float = 10.0) 
 
 
 def start_process(ctx: demo.DemoContext, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-    """Start one hrw process with its log in the context's work dir; `demo.stop_processes` stops it."""
-    log_path = ctx.work_dir / "logs" / f"{name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    ctx.processes[name] = process
-    return process
+    """Start one hrw process with its log in the context's work dir, quietly (the demo's way)."""
+    return demo.start_process(ctx, name, argv, echo=False)
 
 
 def wait_log(ctx: demo.DemoContext, name: str, needle: str, timeout: float = 120.0) -> None:
-    log_path = ctx.work_dir / "logs" / f"{name}.log"
-
-    def logged() -> bool:
-        if ctx.processes[name].poll() is not None:
-            raise ControlPlaneError(f"{name} exited with {ctx.processes[name].returncode}; see {log_path}")
-        return needle in log_path.read_text(errors="replace")
-
-    wait_until(logged, timeout=timeout, message=f"{name} to log {needle!r} (see {log_path})")
+    demo.wait_log(ctx, name, needle, timeout)
 
 
 def start_proxy(ctx: demo.DemoContext, extra: list[str]) -> str:

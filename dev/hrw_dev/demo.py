@@ -119,10 +119,12 @@ def _bin(name: str) -> list[str]:
     return stack.process_command(name)
 
 
-def _start(ctx: DemoContext, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+def start_process(ctx: DemoContext, name: str, argv: list[str], *, echo: bool = True) -> subprocess.Popen[bytes]:
+    """Start one hrw process with its log in the context's work dir; `stop_processes` stops it."""
     log_path = ctx.work_dir / "logs" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"$ {' '.join(argv)}  > {log_path}", flush=True)
+    if echo:
+        print(f"$ {' '.join(argv)}  > {log_path}", flush=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -130,7 +132,7 @@ def _start(ctx: DemoContext, name: str, argv: list[str]) -> subprocess.Popen[byt
     return process
 
 
-def _wait_log(ctx: DemoContext, name: str, needle: str, timeout: float = 60.0) -> None:
+def wait_log(ctx: DemoContext, name: str, needle: str, timeout: float = 60.0) -> None:
     log_path = ctx.work_dir / "logs" / f"{name}.log"
 
     def logged() -> bool:
@@ -143,9 +145,9 @@ def _wait_log(ctx: DemoContext, name: str, needle: str, timeout: float = 60.0) -
 
 def start_operator(ctx: DemoContext) -> None:
     ctx.say(f"start the operator (hrw-operator) for namespace {ctx.namespace}")
-    _start(ctx, "hrw-operator", [*_bin("hrw-operator"), "--namespace", ctx.namespace,
+    start_process(ctx, "hrw-operator", [*_bin("hrw-operator"), "--namespace", ctx.namespace,
                                  "--kubeconfig", str(ctx.cluster.kubeconfig_path)])
-    _wait_log(ctx, "hrw-operator", "operator.started")
+    wait_log(ctx, "hrw-operator", "operator.started")
 
 
 def start_proxy(ctx: DemoContext) -> None:
@@ -159,9 +161,9 @@ def start_proxy(ctx: DemoContext) -> None:
     tls = stack.proxy_tls(ctx.work_dir / "tls", common_name="hrw-demo-proxy-ca")
     port = free_port()
     ctx.proxy_url, ctx.proxy_ca = f"https://127.0.0.1:{port}", tls.ca_path
-    _start(ctx, "hrw-proxy", [*_bin("hrw-proxy"), "--listen", f"127.0.0.1:{port}", "--tls-cert", str(tls.cert_path),
-                              "--tls-key", str(tls.key_path), "--kubeconfig", str(kubeconfig),
-                              "--metrics-listen", f"127.0.0.1:{free_port()}"])
+    start_process(ctx, "hrw-proxy", [*_bin("hrw-proxy"), "--listen", f"127.0.0.1:{port}",
+                                     "--tls-cert", str(tls.cert_path), "--tls-key", str(tls.key_path),
+                                     "--kubeconfig", str(kubeconfig), "--metrics-listen", f"127.0.0.1:{free_port()}"])
     verify = ssl_context(ca_file=str(tls.ca_path))
 
     def ready() -> bool:
@@ -213,9 +215,9 @@ def start_agents(ctx: DemoContext) -> None:
             "group": DEMO_GROUP, "worker": worker, "registrationTokenFile": str(token_file),
             "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20,
             "runAllJobsAsAgentUser": run_all_as_agent_user}, indent=2))
-        _start(ctx, f"hrw-agent-{worker}", [*_bin("hrw-agent"), "--config", str(config)])
+        start_process(ctx, f"hrw-agent-{worker}", [*_bin("hrw-agent"), "--config", str(config)])
     for worker in DEMO_WORKERS:
-        _wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready")
+        wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready")
     print("both agents registered and ready", flush=True)
     ctx.kubectl("get", "leases", "-n", ctx.namespace, "-l", f"hrw.dev/worker-group={DEMO_GROUP}")
 
