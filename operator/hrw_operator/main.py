@@ -12,15 +12,25 @@ event handlers and persist nothing), explicit watch timeouts, no Kubernetes Even
 own handler chatter (our controllers post the Events that matter), standalone (no peering
 objects). kopf logs in with the same kubeconfig context or ServiceAccount as our KubeClient.
 
+With `--leader-elect` (the chart's replicas), kopf and the controllers start only once this
+replica holds the leader-election Lease (`leadership`); a standby only waits and serves its
+endpoints. Liveness and metrics (`endpoints`) are served from the start by every replica.
+
     python -m hrw_operator [--namespace NS ...] [--all-namespaces] [--kubeconfig PATH] [--context NAME]
-                           [--log-format json|text] [--verbose] [--liveness URL]
+                           [--log-format json|text] [--verbose] [--liveness URL] [--metrics-listen HOST:PORT]
+                           [--leader-elect [--leader-elect-lease-duration S] [--leader-elect-renew-deadline S]
+                            [--leader-elect-retry-period S] [--leader-elect-resource-name NAME]
+                            [--leader-elect-resource-namespace NS]]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,13 +43,16 @@ from hrw_api.kubeclient import KubeClient
 
 from . import login, logs
 from .assets import AssetController
+from .endpoints import Endpoints, parse_listen, parse_liveness_url
 from .events import EventRecorder
 from .frame import Controller, Store, Tools
 from .jobs.controller import JobController
+from .leadership import LeaderElector
 from .leases import LeaseView, worker_lease
+from .metrics import OperatorMetrics
 from .runbooks import RunbookController
 from .schedules import ScheduleController
-from .settings import OperatorSettings
+from .settings import LeaderElection, OperatorSettings
 from .workergroups import WorkerGroupController
 
 logger = logging.getLogger("hrw.operator")
@@ -58,7 +71,22 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--verbose", "-v", action="store_true", help="log our decisions at debug level")
     parser.add_argument("--liveness", default=None, metavar="URL",
-                        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz (kopf's probe)")
+                        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz (also while standing by)")
+    parser.add_argument("--metrics-listen", default=None, metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 0.0.0.0:9090")
+    election = parser.add_argument_group("leader election (several replicas, one acting; client-go's timings)")
+    election.add_argument("--leader-elect", action="store_true",
+                          help="act only while holding the leader-election Lease; stand by otherwise")
+    election.add_argument("--leader-elect-lease-duration", type=float, default=15.0, metavar="SECONDS",
+                          help="a standby takes over a Lease unchanged for this long (default 15)")
+    election.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, metavar="SECONDS",
+                          help="a leader that could not renew for this long exits (default 10)")
+    election.add_argument("--leader-elect-retry-period", type=float, default=2.0, metavar="SECONDS",
+                          help="how often the leader renews and a standby tries (default 2)")
+    election.add_argument("--leader-elect-resource-name", default="hrw-operator", metavar="NAME",
+                          help="the Lease's name (default hrw-operator)")
+    election.add_argument("--leader-elect-resource-namespace", default=None, metavar="NS",
+                          help="the Lease's namespace; default: the operator's own (in a Pod, the Pod's)")
     args = parser.parse_args(argv)
     try:
         current_namespace = kubeconfig.context_namespace(args.kubeconfig, args.context)
@@ -67,6 +95,23 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
     namespaces = tuple(args.namespace)
     if not namespaces and not args.all_namespaces:
         namespaces = (current_namespace,)
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    leader_election = None
+    if args.leader_elect:
+        leader_election = LeaderElection(
+            namespace=args.leader_elect_resource_namespace or current_namespace,
+            name=args.leader_elect_resource_name, identity=identity,
+            lease_duration=args.leader_elect_lease_duration, renew_deadline=args.leader_elect_renew_deadline,
+            retry_period=args.leader_elect_retry_period)
+        for problem in leader_election.problems():
+            parser.error(problem)
+    try:
+        if args.metrics_listen:
+            parse_listen(args.metrics_listen)
+        if args.liveness:
+            parse_liveness_url(args.liveness)
+    except ValueError as exc:
+        parser.error(str(exc))
     return OperatorSettings(
         namespaces=namespaces,
         all_namespaces=args.all_namespaces,
@@ -75,7 +120,9 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         log_format=args.log_format,
         verbose=args.verbose,
         liveness=args.liveness,
-        reporting_instance=f"{socket.gethostname()}-{os.getpid()}",
+        reporting_instance=identity,
+        leader_election=leader_election,
+        metrics_listen=args.metrics_listen,
     )
 
 
@@ -152,25 +199,25 @@ class Operator:
     so every handler shares one graph.
     """
 
-    def __init__(self, settings: OperatorSettings) -> None:
+    def __init__(self, settings: OperatorSettings, client: KubeClient, metrics: OperatorMetrics) -> None:
         self.settings = settings
+        self.client = client
+        """The process's one KubeClient (`serve` opens and closes it)."""
+        self.metrics = metrics
         self._graph: Graph | None = None
 
     def __copy__(self) -> Operator:
         return self
 
     def open(self) -> None:
-        """Create the process's KubeClient and the controllers (kopf's startup handler, inside the loop)."""
-        client = KubeClient.from_environment(self.settings.kubeconfig, context=self.settings.context,
-                                             user_agent="hrw-operator")
-        self._graph = build_graph(self.settings, client)
+        """Build the controllers (kopf's startup handler, inside the loop, in the leader only)."""
+        self._graph = build_graph(self.settings, self.client)
 
     async def close(self) -> None:
         graph, self._graph = self._graph, None
         if graph is not None:
             for controller in graph.by_kind.values():
                 await controller.close()
-            await graph.client.aclose()
 
     @property
     def graph(self) -> Graph:
@@ -230,17 +277,76 @@ async def lease_event(event: Mapping[str, Any], name: str, namespace: str | None
         await graph.groups.on_lease(graph.leases.put(lease), lease)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    settings = parse_args(argv)
-    logs.configure(settings.log_format, settings.verbose)
-    operator = Operator(settings)
-    kopf.run(
+# ------------------------------------------------------------------------------------ running
+
+
+async def run_controllers(operator: Operator, stop: asyncio.Event | None = None) -> None:
+    """kopf and the controllers, until SIGTERM/SIGINT (kopf's own handlers) or `stop`."""
+    settings = operator.settings
+    await kopf.operator(
         standalone=True,
         clusterwide=settings.all_namespaces,
         namespaces=() if settings.all_namespaces else settings.namespaces,
         memo=operator,
-        liveness_endpoint=settings.liveness,
+        stop_flag=stop,
     )
+
+
+async def lead(operator: Operator, election: LeaderElection) -> None:
+    """Stand by until this replica holds the Lease, then run the controllers while renewing it;
+    release it after they stopped (a clean shutdown hands over at once)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    elector = LeaderElector(operator.client, election, on_change=operator.metrics.set_leader)
+    try:
+        if not await elector.acquire(stop):
+            logs.kv(logger, logging.INFO, "operator.stopped", leading=False)
+            return
+        renewing = asyncio.create_task(elector.keep_leading(), name="hrw-leader-renewal")
+        try:
+            if not stop.is_set():
+                await run_controllers(operator, stop)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):  # kopf's handlers are done with
+                loop.add_signal_handler(sig, stop.set)
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            await elector.release()
+    finally:
+        elector.fence.close()
+
+
+async def serve(settings: OperatorSettings) -> None:
+    """The process: its client and endpoints, then the controllers (at once, or once elected)."""
+    metrics = OperatorMetrics()
+    client = KubeClient.from_environment(settings.kubeconfig, context=settings.context, user_agent="hrw-operator")
+    operator = Operator(settings, client, metrics)
+    try:
+        endpoints = await Endpoints.start(
+            liveness=parse_liveness_url(settings.liveness) if settings.liveness else None,
+            metrics=parse_listen(settings.metrics_listen) if settings.metrics_listen else None,
+            render_metrics=metrics.render)
+        try:
+            if settings.leader_election is None:
+                metrics.set_leader(True)
+                await run_controllers(operator)
+            else:
+                metrics.set_leader(False)
+                await lead(operator, settings.leader_election)
+        finally:
+            await endpoints.close()
+    finally:
+        await client.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = parse_args(argv)
+    logs.configure(settings.log_format, settings.verbose)
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

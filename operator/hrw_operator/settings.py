@@ -33,8 +33,8 @@ class OperatorSettings:
     """Debug logging of our own decisions (never of object bodies)."""
 
     liveness: str | None = None
-    """kopf's liveness endpoint, e.g. `http://0.0.0.0:8080/healthz`: answers 200 while the
-    operator's reactor runs (a Deployment's livenessProbe reads it); None serves nothing."""
+    """A liveness endpoint, e.g. `http://0.0.0.0:8080/healthz`: answers 200 while the process runs,
+    a standby's too (a Deployment's livenessProbe reads it); None serves nothing."""
 
     watch_server_timeout: int = 300
     """Seconds the API server keeps one watch request open (`timeoutSeconds`)."""
@@ -60,4 +60,48 @@ class OperatorSettings:
     """The longest delay between retries of an object whose reconcile keeps failing."""
 
     reporting_instance: str = field(default="hrw-operator")
-    """`reportingInstance` of the Events we post (host name and pid by default, set by main)."""
+    """`reportingInstance` of the Events we post (host name and pid by default, set by main); also
+    the replica's `holderIdentity` in the leader-election Lease."""
+
+    leader_election: LeaderElection | None = None
+    """Leader election among replicas (`--leader-elect`); None: this process acts alone, at once."""
+
+    metrics_listen: str | None = None
+    """`HOST:PORT` of the Prometheus endpoint (`/metrics`, and `/healthz`); None serves none."""
+
+
+@dataclass(frozen=True)
+class LeaderElection:
+    """Where the Lease lives, who we are, and the three timings of client-go's leader election."""
+
+    namespace: str
+    """The operator's own namespace (in a Pod, the Pod's)."""
+
+    name: str = "hrw-operator"
+    """The Lease's name."""
+
+    identity: str = ""
+    """Our `holderIdentity`: the host name (in a Pod, the Pod's name) and the process id."""
+
+    lease_duration: float = 15.0
+    """How long a standby waits, after it last saw the Lease change, before taking it over."""
+
+    renew_deadline: float = 10.0
+    """How long after its last successful renewal was sent the leader stops acting."""
+
+    retry_period: float = 2.0
+    """How often the leader renews and a standby tries to acquire."""
+
+    def problems(self) -> list[str]:
+        """What is wrong with the timings (client-go refuses the same), as lines for a person."""
+        found = []
+        if not 0 < self.retry_period < self.renew_deadline:
+            found.append("the retry period must be above 0 and below the renew deadline")
+        if not self.renew_deadline < self.lease_duration:
+            found.append("the renew deadline must be below the lease duration (the difference is the margin "
+                         "in which a leader that cannot renew stops before a standby takes over)")
+        if self.lease_duration < 1:
+            found.append("the lease duration must be at least 1 second")
+        if not self.identity:
+            found.append("the holder identity must not be empty")
+        return found
