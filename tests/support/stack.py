@@ -10,6 +10,11 @@ on the session's cluster, one namespace per test.
     job = await stack.wait_phase("j1", "Succeeded")
     assert await stack.output("j1") == "hi\\n"
 
+Several operator replicas with leader election (issue 11): `Stack.create(..., operator_replicas=2)`
+starts two `hrw-operator --leader-elect` processes on a Lease in the test's namespace (short
+timings, `LEADER_ELECTION_ARGS`); `await stack.leader()` is the replica holding it, `stack.operators`
+all of them, `stack.start_operator()` one more.
+
 Agents get a config file and a state dir under the test's tmp dir, a work root under the system
 temp dir (jobs run as other users must reach it; the `job_user` fixture); their registration token
 is the group's Secret, written before the group exists (what the operator would create).
@@ -19,7 +24,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,18 @@ from typing import Any
 import yaml
 
 from hrw_api import names
-from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, EVENTS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
+from hrw_api.errors import NotFound
+from hrw_api.kubeclient import (
+    ASSETS,
+    CONFIG_MAPS,
+    EVENTS,
+    LEASES,
+    RUNBOOK_JOBS,
+    RUNBOOKS,
+    SECRETS,
+    WORKER_GROUPS,
+    KubeClient,
+)
 from hrw_api.phases import JobPhase
 from tests.support.accounts import reachable_work_root, remove_work_root
 from tests.support.processes import ManagedProcess, ProcessFactory
@@ -36,6 +53,10 @@ from tests.support.waiting import async_wait_until, wait_until
 
 JSON = dict[str, Any]
 PROXY_ARGS = ("--rate-limit-rps", "500", "--rate-limit-burst", "1000", "--credential-cache-ttl", "1")
+LEADER_LEASE = "hrw-operator"
+LEADER_ELECTION_ARGS = ("--leader-elect", "--leader-elect-lease-duration", "8", "--leader-elect-renew-deadline", "6",
+                        "--leader-elect-retry-period", "1")
+"""Shorter than the defaults (15/10/2) so a failover test is quick, with room for a loaded apiserver."""
 
 
 @dataclass
@@ -47,21 +68,66 @@ class Stack:
     admin: KubeClient
     proxy: RunningProxy
     operator: ManagedProcess
+    """The first operator replica (the only one unless `operator_replicas` > 1)."""
+    operators: list[ManagedProcess] = field(default_factory=list)
+    operator_argv: tuple[str, ...] = ()
     tokens: dict[str, str] = field(default_factory=dict)
     agents: dict[str, ManagedProcess] = field(default_factory=dict)
     work_roots: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     async def create(cls, cluster: Any, namespace: str, processes: ProcessFactory, directory: Path,
-                     proxy_kubeconfig: Path, tls: ProxyTLS, *, operator_kubeconfig: Path | None = None) -> Stack:
-        """Start the operator (as admin, or with `operator_kubeconfig`) and the proxy for `namespace`."""
+                     proxy_kubeconfig: Path, tls: ProxyTLS, *, operator_kubeconfig: Path | None = None,
+                     operator_replicas: int = 1, operator_args: Sequence[str] = ()) -> Stack:
+        """Start the operator (as admin, or with `operator_kubeconfig`) and the proxy for `namespace`.
+
+        With `operator_replicas` > 1, that many replicas with leader election on a Lease in
+        `namespace` (`LEADER_ELECTION_ARGS`); returns once one of them leads. `operator_args` are
+        added to every replica's command line."""
         grant_proxy(cluster, namespace)
-        operator = processes.start("hrw-operator", "--namespace", namespace, "--kubeconfig",
-                                   str(operator_kubeconfig or cluster.kubeconfig_path), name="hrw-operator")
+        argv = ("--namespace", namespace, "--kubeconfig", str(operator_kubeconfig or cluster.kubeconfig_path),
+                *operator_args)
+        if operator_replicas > 1:
+            argv = (*argv, *LEADER_ELECTION_ARGS, "--leader-elect-resource-namespace", namespace)
+        operators = [processes.start("hrw-operator", *argv, name="hrw-operator") for _ in range(operator_replicas)]
         proxy = start_proxy(processes, proxy_kubeconfig, tls, *PROXY_ARGS)
-        operator.wait_for_log(r"operator\.started", timeout=30)
+        wait_until(lambda: any(p.alive and re.search(r"operator\.started", p.logs(since_start=True))
+                               for p in operators),
+                   timeout=60, message="an operator replica started its controllers")
         admin = KubeClient.from_kubeconfig(cluster.kubeconfig_path, user_agent="hrw-e2e")
-        return cls(cluster, namespace, processes, directory, admin, proxy, operator)
+        return cls(cluster, namespace, processes, directory, admin, proxy, operators[0], operators, argv)
+
+    # ------------------------------------------------------------------------ operator replicas
+
+    def start_operator(self) -> ManagedProcess:
+        """One more operator replica with the same command line (a standby when the others elect)."""
+        process = self.processes.start("hrw-operator", *self.operator_argv, name="hrw-operator")
+        self.operators.append(process)
+        return process
+
+    async def lease_holder(self) -> str | None:
+        """The leader-election Lease's `holderIdentity` (None when free or absent)."""
+        try:
+            lease = await self.admin.get(LEASES.path(self.namespace, LEADER_LEASE))
+        except NotFound:
+            return None
+        return (lease.get("spec") or {}).get("holderIdentity") or None
+
+    async def leader(self, *, other_than: ManagedProcess | None = None, timeout: float = 60) -> ManagedProcess:  # noqa: ASYNC109
+        """The live replica that holds the Lease and has started its controllers (waits for one;
+        `other_than`: a replica that is not that one)."""
+        host = socket.gethostname()
+
+        async def find() -> ManagedProcess | None:
+            holder = await self.lease_holder()
+            for process in self.operators:
+                if (process is not other_than and process.alive and holder == f"{host}-{process.pid}"
+                        and re.search(r"operator\.started", process.logs(since_start=True))):
+                    return process
+            return None
+
+        found: ManagedProcess = await async_wait_until(find, timeout=timeout, message="an operator replica leads")
+        return found
 
     async def close(self) -> None:
         await self.admin.aclose()
