@@ -49,7 +49,7 @@ from .frame import Controller, Store, Tools
 from .jobs.controller import JobController
 from .leadership import LeaderElector
 from .leases import LeaseView, worker_lease
-from .metrics import OperatorMetrics
+from .metrics import Fleet, OperatorMetrics
 from .runbooks import RunbookController
 from .schedules import ScheduleController
 from .settings import LeaderElection, OperatorSettings
@@ -212,8 +212,10 @@ class Operator:
     def open(self) -> None:
         """Build the controllers (kopf's startup handler, inside the loop, in the leader only)."""
         self._graph = build_graph(self.settings, self.client)
+        self.metrics.watch(Fleet(jobs=self._graph.jobs.store, groups=self._graph.groups.store))
 
     async def close(self) -> None:
+        self.metrics.watch(None)
         graph, self._graph = self._graph, None
         if graph is not None:
             for controller in graph.by_kind.values():

@@ -14,6 +14,7 @@ from hrw_api import names, wire
 from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, SECRETS, KubeClient
 from tests.operator.conftest import Kit
 from tests.support.proxy import create_registration_secret, proxy_tls, register_worker, start_proxy
+from tests.support.waiting import wait_until
 
 from .conftest import Helm, Release, find, rbac_source, role_source, service_account_kubeconfig
 
@@ -46,6 +47,9 @@ def test_rendered_chart_passes_server_side_validation(helm: Helm, cluster, crds,
         "role.rbac.authorization.k8s.io/hrw-dry-run-proxy", "rolebinding.rbac.authorization.k8s.io/hrw-dry-run-proxy",
         "role.rbac.authorization.k8s.io/hrw-dry-run-operator",
         "clusterrole.rbac.authorization.k8s.io/hrw-dry-run-operator-discovery",
+        "role.rbac.authorization.k8s.io/hrw-dry-run-operator-leader-election",
+        "rolebinding.rbac.authorization.k8s.io/hrw-dry-run-operator-leader-election",
+        "poddisruptionbudget.policy/hrw-dry-run-operator", "service/hrw-dry-run-operator-metrics",
         "customresourcedefinition.apiextensions.k8s.io/runbookjobs.hrw.dev"}, created
 
 
@@ -76,7 +80,7 @@ def test_helm_install_creates_crds_deployments_service_accounts_and_rbac(cluster
     assert established >= CRD_NAMES
     operator = get(cluster, "deployment", release.operator, "-n", ns)
     proxy = get(cluster, "deployment", release.proxy, "-n", ns)
-    assert operator["spec"]["replicas"] == 1 and proxy["spec"]["replicas"] == 2
+    assert operator["spec"]["replicas"] == 2 and proxy["spec"]["replicas"] == 2
     assert operator["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["--namespace", ns]
     service = get(cluster, "service", release.proxy, "-n", ns)
     assert service["spec"]["type"] == "ClusterIP"
@@ -156,10 +160,19 @@ def test_the_charts_proxy_account_reaches_no_secret_or_lease_outside_its_namespa
 
 async def test_the_real_operator_queues_a_job_as_the_charts_service_account(
         cluster, release: Release, admin: KubeClient, processes, tmp_path: Path) -> None:
+    """Two replicas, elected on the chart's Lease with the chart's leader-election Role, as the pods run."""
     kubeconfig = service_account_kubeconfig(cluster, release.namespace, release.operator, tmp_path)
-    proc = processes.start("hrw-operator", "--namespace", release.namespace, "--kubeconfig", str(kubeconfig),
-                           "--log-format", "json", name="hrw-operator-chart-sa")
-    proc.wait_for_log(r"operator\.started", timeout=30)
+    replicas = [processes.start("hrw-operator", "--namespace", release.namespace, "--kubeconfig", str(kubeconfig),
+                                "--log-format", "json", "--leader-elect", "--leader-elect-resource-name",
+                                release.operator, "--leader-elect-resource-namespace", release.namespace,
+                                name="hrw-operator-chart-sa") for _ in range(2)]
+    wait_until(lambda: [p for p in replicas if "operator.started" in p.logs()], timeout=60,
+               message="one replica leads")
+    proc = next(p for p in replicas if "operator.started" in p.logs())
+    standby = next(p for p in replicas if p is not proc)
+    standby.wait_for_log(r"leader\.waiting", timeout=30)
+    lease = await admin.get(LEASES.path(release.namespace, release.operator))
+    assert lease["spec"]["holderIdentity"].endswith(f"-{proc.pid}")
     kit = Kit(release.namespace, admin)
     await kit.runbook("rb")
     await kit.group("pool")
@@ -168,7 +181,7 @@ async def test_the_real_operator_queues_a_job_as_the_charts_service_account(
     assert job["status"]["attempt"] == 1
     # It may post Events: the group has no worker yet, so the queued job gets its warning.
     await kit.wait_event("j", "NoCapableWorker")
-    logs = proc.logs()
+    logs = proc.logs() + standby.logs()
     assert "Forbidden" not in logs and not re.search(r"\b403\b", logs), logs[-2000:]  # not a timestamp's digits
 
 

@@ -57,20 +57,25 @@ def test_nothing_is_granted_cluster_wide_but_the_operators_read_only_discovery(h
     binding = find(objects, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == "hrw-operator-discovery"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hrw-operator", "namespace": "hrw-system"}]
-    assert not [o for o in of_kind(objects, "Role", "RoleBinding") if o["metadata"]["namespace"] != "ops"]
+    # Outside the watched namespaces: only the operator's leader-election Role, in its own namespace.
+    assert {(o["kind"], o["metadata"]["name"], o["metadata"]["namespace"])
+            for o in of_kind(objects, "Role", "RoleBinding") if o["metadata"]["namespace"] != "ops"} == {
+        ("Role", "hrw-operator-leader-election", "hrw-system"),
+        ("RoleBinding", "hrw-operator-leader-election", "hrw-system")}
 
 
 def test_without_a_list_the_roles_are_in_the_release_namespace(helm: Helm) -> None:
     objects = helm.render(namespace="hrw-here")
     assert {(o["kind"], o["metadata"]["name"], o["metadata"]["namespace"])
             for o in of_kind(objects, "Role", "RoleBinding")} == {
-        (kind, f"hrw-{component}", "hrw-here") for kind in ("Role", "RoleBinding")
-        for component in ("operator", "proxy")}
+        (kind, name, "hrw-here") for kind in ("Role", "RoleBinding")
+        for name in ("hrw-operator", "hrw-proxy", "hrw-operator-leader-election")}
 
 
 def test_all_namespaces_mode_binds_the_same_rules_cluster_wide(helm: Helm) -> None:
     objects = helm.render("allNamespaces=true", "watchNamespaces={ignored}")
-    assert not of_kind(objects, "Role", "RoleBinding")
+    assert {o["metadata"]["name"] for o in of_kind(objects, "Role", "RoleBinding")} == {
+        "hrw-operator-leader-election"}  # the Lease's Role stays in the operator's own namespace
     for component in ("operator", "proxy"):
         role = find(objects, "ClusterRole", f"hrw-{component}")
         assert role["rules"] == find(role_source(component), "Role")["rules"]
@@ -117,9 +122,29 @@ def test_release_named_hrw_gets_the_names_of_deploy_rbac(helm: Helm) -> None:
             assert rendered["metadata"]["namespace"] == "hrw-system"
         assert find(objects, "RoleBinding", f"hrw-{component}")["subjects"] == \
             find(role_source(component), "RoleBinding")["subjects"]
-    for kind in ("ClusterRole", "ClusterRoleBinding"):
+    for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
         source = find(rbac_source("operator"), kind)
-        assert find(objects, kind, source["metadata"]["name"]).get("subjects") == source.get("subjects")
+        rendered = find(objects, kind, source["metadata"]["name"])
+        assert rendered.get("subjects") == source.get("subjects")
+        assert rendered.get("rules") == source.get("rules")
+
+
+@pytest.mark.parametrize("all_namespaces", ["false", "true"])
+def test_the_leader_election_role_grants_the_one_lease_the_operator_is_told_to_use(
+        helm: Helm, all_namespaces: str) -> None:
+    objects = helm.render(f"allNamespaces={all_namespaces}", namespace="elsewhere", release="prod")
+    role = find(objects, "Role", "prod-hrw-operator-leader-election")
+    assert role["metadata"]["namespace"] == "elsewhere"
+    source = find(rbac_source("operator"), "Role")["rules"]
+    named = [rule for rule in role["rules"] if rule.get("resourceNames")]
+    assert named == [{**rule, "resourceNames": ["prod-hrw-operator"]} for rule in source if rule.get("resourceNames")]
+    assert [r for r in role["rules"] if not r.get("resourceNames")] == [r for r in source if not r.get("resourceNames")]
+    args = container(objects, "prod-hrw-operator")["args"]
+    flags = {flag: value for flag, value in zip(args, [*args[1:], None], strict=True) if flag.startswith("--leader")}
+    assert flags["--leader-elect-resource-name"] == "prod-hrw-operator"
+    assert flags["--leader-elect-resource-namespace"] == "elsewhere"
+    binding = find(objects, "RoleBinding", "prod-hrw-operator-leader-election")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "prod-hrw-operator", "namespace": "elsewhere"}]
 
 
 def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
@@ -140,23 +165,41 @@ def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
 def test_operator_serves_the_release_namespace_by_default_and_the_listed_ones_when_given(helm: Helm) -> None:
     default = container(helm.render(namespace="hrw-here"), "hrw-operator")
     assert default["command"] == ["python", "-m", "hrw_operator"]
-    liveness = ["--liveness", "http://0.0.0.0:8080/healthz"]
+    liveness = ["--liveness", "http://0.0.0.0:8080/healthz", "--metrics-listen", "0.0.0.0:9090",
+                "--leader-elect", "--leader-elect-resource-name", "hrw-operator",
+                "--leader-elect-resource-namespace", "hrw-here", "--leader-elect-lease-duration", "15",
+                "--leader-elect-renew-deadline", "10", "--leader-elect-retry-period", "2"]
     assert default["args"] == ["--namespace", "hrw-here", "--log-format", "json", *liveness]
     listed = container(helm.render("watchNamespaces={a,b}", "operator.logFormat=text",
                                    "operator.verbose=true"), "hrw-operator")
     assert listed["args"] == ["--namespace", "a", "--namespace", "b", "--log-format", "text", "--verbose",
-                              *liveness]
+                              *[arg.replace("hrw-here", "hrw-system") for arg in liveness]]
     assert listed["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8080} in listed["ports"]
+    assert {"name": "metrics", "containerPort": 9090} in listed["ports"]
 
 
-def test_operator_refuses_more_than_one_replica(helm: Helm) -> None:
-    result = helm.run("template", "hrw", str(CHART), "--set", "operator.replicas=2", check=False)
-    assert result.returncode != 0
-    assert "without leader election" in result.stderr
-    deployment = find(helm.render(), "Deployment", "hrw-operator")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+def test_operator_runs_two_replicas_that_elect_a_leader_with_a_disruption_budget(helm: Helm) -> None:
+    objects = helm.render("operator.leaderElection.leaseDurationSeconds=30",
+                          "operator.leaderElection.renewDeadlineSeconds=20")
+    deployment = find(objects, "Deployment", "hrw-operator")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    args = container(objects, "hrw-operator")["args"]
+    assert "--leader-elect" in args
+    assert args[args.index("--leader-elect-lease-duration") + 1] == "30"
+    assert args[args.index("--leader-elect-renew-deadline") + 1] == "20"
+    pdb = find(objects, "PodDisruptionBudget", "hrw-operator")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    affinity = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["labelSelector"] == deployment["spec"]["selector"]
+    # One replica: no budget (1 of 1 would block every drain); still elected, so rollouts stay safe.
+    single = helm.render("operator.replicas=1")
+    assert not [o for o in single if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "hrw-operator"]
+    assert "--leader-elect" in container(single, "hrw-operator")["args"]
 
 
 def test_proxy_listens_with_tls_from_the_secret_and_is_probed_on_the_metrics_port(helm: Helm) -> None:
@@ -206,7 +249,7 @@ def test_a_public_service_exposes_only_443_and_metrics_stay_on_a_cluster_ip_serv
         helm: Helm, service_type: str) -> None:
     objects = helm.render(f"proxy.service.type={service_type}")
     services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
-    assert set(services) == {"hrw-proxy", "hrw-proxy-metrics"}
+    assert set(services) == {"hrw-proxy", "hrw-proxy-metrics", "hrw-operator-metrics"}
     public = services["hrw-proxy"]
     assert public["spec"]["type"] == service_type
     assert [(p["port"], p["targetPort"]) for p in public["spec"]["ports"]] == [(443, "https")]
@@ -240,7 +283,8 @@ def test_network_policies_admit_agents_on_https_and_metrics_from_inside_only(hel
     assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": [{"podSelector": {}}]}
     operator = find(objects, "NetworkPolicy", "hrw-operator")["spec"]
     assert operator["podSelector"] == find(objects, "Deployment", "hrw-operator")["spec"]["selector"]
-    assert operator["policyTypes"] == ["Ingress"] and operator["ingress"] == []
+    assert operator["policyTypes"] == ["Ingress"]
+    assert operator["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}], "from": [{"podSelector": {}}]}]
 
 
 def test_network_policy_values_restrict_sources_and_egress_or_turn_it_off(helm: Helm) -> None:

@@ -96,6 +96,10 @@ class View(Generic[M]):
     def get(self, key: Key) -> Observed[M] | None:
         return self._objects.get(key)
 
+    def every(self) -> Iterator[Observed[M]]:
+        """Every object held, in every namespace (a snapshot: safe while the store changes)."""
+        return iter(list(self._objects.values()))
+
     def in_namespace(self, namespace: str) -> Iterator[Observed[M]]:
         return iter([o for (ns, _), o in self._objects.items() if ns == namespace])
 
