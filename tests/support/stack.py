@@ -11,9 +11,12 @@ on the session's cluster, one namespace per test.
     assert await stack.output("j1") == "hi\\n"
 
 Several operator replicas with leader election (issue 11): `Stack.create(..., operator_replicas=2)`
-starts two `hrw-operator --leader-elect` processes on a Lease in the test's namespace (short
-timings, `LEADER_ELECTION_ARGS`); `await stack.leader()` is the replica holding it, `stack.operators`
-all of them, `stack.start_operator()` one more.
+starts two `hrw-operator --leader-elect` processes on a Lease in the test's namespace
+(`LEADER_ELECTION_ARGS`); `await stack.leader()` is the replica holding it, `stack.operators` all of
+them, `stack.start_operator()` one more. With `restart_operators=True` the stack starts again any
+replica that exits or is killed, as a Deployment does (a leader that cannot renew in time exits
+on purpose, so a test that kills replicas under load wants this); `stack.stop_operator(p)` stops
+one for good.
 
 Agents get a config file and a state dir under the test's tmp dir, a work root under the system
 temp dir (jobs run as other users must reach it; the `job_user` fixture); their registration token
@@ -24,7 +27,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,9 +59,11 @@ from tests.support.waiting import async_wait_until, wait_until
 JSON = dict[str, Any]
 PROXY_ARGS = ("--rate-limit-rps", "500", "--rate-limit-burst", "1000", "--credential-cache-ttl", "1")
 LEADER_LEASE = "hrw-operator"
-LEADER_ELECTION_ARGS = ("--leader-elect", "--leader-elect-lease-duration", "8", "--leader-elect-renew-deadline", "6",
+LEADER_ELECTION_ARGS = ("--leader-elect", "--leader-elect-lease-duration", "12", "--leader-elect-renew-deadline", "9",
                         "--leader-elect-retry-period", "1")
-"""Shorter than the defaults (15/10/2) so a failover test is quick, with room for a loaded apiserver."""
+"""A little shorter than the defaults (15/10/2) so a failover test is quicker, with room for an
+apiserver slowed by the whole suite (a renewal that takes longer than the renew deadline makes the
+leader exit, by design)."""
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Stack:
     """The first operator replica (the only one unless `operator_replicas` > 1)."""
     operators: list[ManagedProcess] = field(default_factory=list)
     operator_argv: tuple[str, ...] = ()
+    supervisor: OperatorSupervisor | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     agents: dict[str, ManagedProcess] = field(default_factory=dict)
     work_roots: dict[str, Path] = field(default_factory=dict)
@@ -78,7 +86,8 @@ class Stack:
     @classmethod
     async def create(cls, cluster: Any, namespace: str, processes: ProcessFactory, directory: Path,
                      proxy_kubeconfig: Path, tls: ProxyTLS, *, operator_kubeconfig: Path | None = None,
-                     operator_replicas: int = 1, operator_args: Sequence[str] = ()) -> Stack:
+                     operator_replicas: int = 1, operator_args: Sequence[str] = (),
+                     restart_operators: bool = False) -> Stack:
         """Start the operator (as admin, or with `operator_kubeconfig`) and the proxy for `namespace`.
 
         With `operator_replicas` > 1, that many replicas with leader election on a Lease in
@@ -95,7 +104,10 @@ class Stack:
                                for p in operators),
                    timeout=60, message="an operator replica started its controllers")
         admin = KubeClient.from_kubeconfig(cluster.kubeconfig_path, user_agent="hrw-e2e")
-        return cls(cluster, namespace, processes, directory, admin, proxy, operators[0], operators, argv)
+        stack = cls(cluster, namespace, processes, directory, admin, proxy, operators[0], operators, argv)
+        if restart_operators:
+            stack.supervisor = OperatorSupervisor(operators)
+        return stack
 
     # ------------------------------------------------------------------------ operator replicas
 
@@ -104,6 +116,12 @@ class Stack:
         process = self.processes.start("hrw-operator", *self.operator_argv, name="hrw-operator")
         self.operators.append(process)
         return process
+
+    def stop_operator(self, process: ManagedProcess, sig: int = signal.SIGTERM) -> int | None:
+        """Stop a replica for good (the supervisor, if any, leaves it stopped); its exit code."""
+        if self.supervisor is not None:
+            self.supervisor.leave_stopped(process)
+        return process.stop(sig, timeout=30)
 
     async def lease_holder(self) -> str | None:
         """The leader-election Lease's `holderIdentity` (None when free or absent)."""
@@ -130,6 +148,8 @@ class Stack:
         return found
 
     async def close(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.close()
         await self.admin.aclose()
         for folder in self.work_roots.values():
             remove_work_root(folder)
@@ -283,3 +303,30 @@ def socket_inodes(pid: int) -> set[str]:
         if match:
             inodes.add(match.group(1))
     return inodes
+
+
+class OperatorSupervisor:
+    """Starts again every operator replica that exited, like a Deployment's ReplicaSet and kubelet
+    (a new pid, so a new holder identity), except those left stopped on purpose."""
+
+    def __init__(self, operators: list[ManagedProcess]) -> None:
+        self._operators = operators
+        self._stopped: set[int] = set()
+        self._closing = threading.Event()
+        self.restarts = 0
+        self._thread = threading.Thread(target=self._watch, name="hrw-operator-supervisor", daemon=True)
+        self._thread.start()
+
+    def leave_stopped(self, process: ManagedProcess) -> None:
+        self._stopped.add(id(process))
+
+    def _watch(self) -> None:
+        while not self._closing.wait(0.2):
+            for process in list(self._operators):
+                if not process.alive and id(process) not in self._stopped and process.starts:
+                    process.start()
+                    self.restarts += 1
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=5)
