@@ -253,6 +253,7 @@ def test_a_public_service_exposes_only_443_and_metrics_stay_on_a_cluster_ip_serv
     public = services["hrw-proxy"]
     assert public["spec"]["type"] == service_type
     assert [(p["port"], p["targetPort"]) for p in public["spec"]["ports"]] == [(443, "https")]
+    assert services["hrw-operator-metrics"]["spec"]["type"] == "ClusterIP"
     # Every port any non-ClusterIP Service of the chart publishes: 443 alone.
     published = {p["port"] for s in services.values() if s["spec"]["type"] != "ClusterIP" for p in s["spec"]["ports"]}
     assert published == {443}
@@ -311,7 +312,7 @@ def test_proxy_disruption_budget_and_service_monitor_follow_their_values(helm: H
     monitor = find(monitored, "ServiceMonitor", "hrw-proxy")
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "scheme": "http",
                                              "interval": "30s"}]
-    assert not [o for o in monitored if o["kind"] == "PodDisruptionBudget"]
+    assert not [o for o in monitored if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "hrw-proxy"]
 
 
 @pytest.mark.parametrize("deployment", ["hrw-operator", "hrw-proxy"])
@@ -335,3 +336,15 @@ def test_dockerfile_runs_as_the_uid_the_chart_expects() -> None:
     assert 'pip install ".[cloud]"' in dockerfile
     assert f"USER {values['podSecurityContext']['runAsUser']}:" in dockerfile
     assert "ENTRYPOINT" not in dockerfile.replace("No ENTRYPOINT", "")
+
+
+def test_operator_metrics_service_and_its_service_monitor(helm: Helm) -> None:
+    objects = helm.render("operator.metrics.serviceMonitor.enabled=true")
+    service = find(objects, "Service", "hrw-operator-metrics")
+    assert service["spec"]["type"] == "ClusterIP" and ports(service) == {"metrics": (9090, "metrics")}
+    assert service["spec"]["selector"] == find(objects, "Deployment", "hrw-operator")["spec"]["selector"]["matchLabels"]
+    monitor = find(objects, "ServiceMonitor", "hrw-operator")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    # The jobs' namespace label must survive the scrape (the target's would replace it otherwise).
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "scheme": "http",
+                                             "interval": "30s", "honorLabels": True}]
