@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from hrw_api import names
-from hrw_api.kubeclient import ASSETS, RUNBOOK_JOBS, RUNBOOK_SCHEDULES, WORKER_GROUPS
+from hrw_api.kubeclient import ASSETS, LEASES, RUNBOOK_JOBS, RUNBOOK_SCHEDULES, WORKER_GROUPS
 from hrw_api.times import format_time
 from hrw_dev.stack import grant_namespace
 from tests.support import async_wait_until, wait_until
@@ -105,3 +105,30 @@ async def test_operator_runs_a_schedule_as_its_own_service_account(kit: Kit, pro
     await kit.wait_event("replacing", "Created")
     logs = proc.logs()
     assert "Forbidden" not in logs and not re.search(r"\b403\b", logs), logs[-2000:]  # not a timestamp's digits
+
+
+async def test_operator_elects_itself_on_its_lease_in_hrw_system_as_its_service_account(
+        kit: Kit, processes, cluster, tmp_path: Path) -> None:
+    """deploy/rbac/operator.yaml's leader-election Role: create, renew and release hrw-system/hrw-operator."""
+    kubeconfig = operator_kubeconfig(cluster, tmp_path, kit.namespace)
+    proc = processes.start("hrw-operator", "--namespace", kit.namespace, "--kubeconfig", str(kubeconfig),
+                           "--leader-elect", "--leader-elect-resource-namespace", "hrw-system",
+                           "--leader-elect-retry-period", "1", name="hrw-operator-sa-elected")
+    proc.wait_for_log(r"operator\.started", timeout=60)
+    lease = await kit.admin.get(LEASES.path("hrw-system", "hrw-operator"))
+    assert lease["spec"]["holderIdentity"].endswith(f"-{proc.pid}")
+    renewed = lease["spec"]["renewTime"]
+
+    async def renewed_again() -> bool:
+        return (await kit.admin.get(LEASES.path("hrw-system", "hrw-operator")))["spec"]["renewTime"] != renewed
+
+    await async_wait_until(renewed_again, timeout=30, message="the leader renews its Lease")
+    await kit.runbook("rb")
+    await kit.group("pool")
+    await kit.job("j", "rb", "pool")
+    await kit.wait_phase("j", "Queued")
+    assert proc.stop(timeout=30) == 0
+    released = await kit.admin.get(LEASES.path("hrw-system", "hrw-operator"))
+    assert not released["spec"].get("holderIdentity")
+    logs = proc.logs()
+    assert "Forbidden" not in logs and not re.search(r"\b403\b", logs), logs[-2000:]
