@@ -132,3 +132,23 @@ async def test_operator_elects_itself_on_its_lease_in_hrw_system_as_its_service_
     assert not released["spec"].get("holderIdentity")
     logs = proc.logs()
     assert "Forbidden" not in logs and not re.search(r"\b403\b", logs), logs[-2000:]
+
+
+async def test_a_leader_that_cannot_renew_exits_at_its_renew_deadline(kit: Kit, processes, cluster,
+                                                                     tmp_path: Path) -> None:
+    """Renewals refused (its leader-election RoleBinding deleted): the leader stops acting by exiting,
+    code 1, once the renew deadline passed, before its Lease could be taken over."""
+    kubeconfig = operator_kubeconfig(cluster, tmp_path, kit.namespace)
+    proc = processes.start("hrw-operator", "--namespace", kit.namespace, "--kubeconfig", str(kubeconfig),
+                           "--leader-elect", "--leader-elect-resource-namespace", "hrw-system",
+                           "--leader-elect-lease-duration", "8", "--leader-elect-renew-deadline", "5",
+                           "--leader-elect-retry-period", "1", name="hrw-operator-sa-cut-off")
+    try:
+        proc.wait_for_log(r"operator\.started", timeout=60)
+        cluster.kubectl("delete", "rolebinding", "hrw-operator-leader-election", "-n", "hrw-system")
+        assert proc.wait(timeout=60) == 1
+        logs = proc.logs()
+        assert re.search(r"leader\.renew_failed\b.*Forbidden", logs), logs[-2000:]
+        assert re.search(r"leader\.lost\b.*renew deadline passed", logs), logs[-2000:]
+    finally:
+        cluster.kubectl("apply", "-f", str(RBAC))  # the binding back, for the tests after this one
