@@ -327,10 +327,13 @@ async def serve(settings: OperatorSettings) -> None:
     client = KubeClient.from_environment(settings.kubeconfig, context=settings.context, user_agent="hrw-operator")
     operator = Operator(settings, client, metrics)
     try:
-        endpoints = await Endpoints.start(
-            liveness=parse_liveness_url(settings.liveness) if settings.liveness else None,
-            metrics=parse_listen(settings.metrics_listen) if settings.metrics_listen else None,
-            render_metrics=metrics.render)
+        try:
+            endpoints = await Endpoints.start(
+                liveness=parse_liveness_url(settings.liveness) if settings.liveness else None,
+                metrics=parse_listen(settings.metrics_listen) if settings.metrics_listen else None,
+                render_metrics=metrics.render)
+        except OSError as exc:  # a port in use: one line, no traceback
+            raise SystemExit(f"hrw-operator: error: cannot serve the liveness or metrics endpoint: {exc}") from None
         try:
             if settings.leader_election is None:
                 metrics.set_leader(True)
