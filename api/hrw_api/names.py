@@ -47,6 +47,7 @@ ANNOTATION_INTERPRETERS: Final = "hrw.dev/interpreters"  # comma-separated
 ANNOTATION_CAPACITY: Final = "hrw.dev/capacity"  # integer: jobs this worker runs at once
 ANNOTATION_DRAINING: Final = "hrw.dev/draining"  # "true" while the agent shuts down
 ANNOTATION_SCHEDULED_TIME: Final = "hrw.dev/scheduled-time"  # on a schedule's job: the run it is for
+ANNOTATION_RERUN_OF: Final = "hrw.dev/rerun-of"  # on a job `hrw rerun` made: the job it repeats
 
 # The operator's own prefix for what kopf persists (never the default kopf.zalando.org).
 OPERATOR_PREFIX: Final = "operator.hrw.dev"
