@@ -2,8 +2,10 @@
 
 A webhook names the job it creates the way a RunbookSchedule does (`spec.jobTemplate`, a
 RunbookJob spec without `cancel`, parsed with the RunbookJob model), plus the parameters a caller
-may set (`spec.allowedParameters`; the template's own parameters are fixed) and an optional
-expiry (`spec.expiresAt`).
+may set (`spec.allowedParameters`; the template's own parameters are fixed, and a caller can never
+set one of those, even when it is also listed: CEL cannot read the template's free-form parameters,
+so the operator reports such a name on the webhook's status) and an optional expiry
+(`spec.expiresAt`).
 
 Its token is shown once, by whoever makes it (`hrw webhook token NAME`), and the cluster keeps
 only its sha256, in a Secret owned by the webhook (`token_secret`). The proxy reads that Secret
@@ -66,10 +68,6 @@ class RunbookWebhook:
         status = f.obj(obj.get("status"), "status")
         template, job_spec = parse_job_template(spec, f.obj(obj.get("metadata"), "metadata"))
         allowed = f.strings(spec, "allowedParameters", "spec")
-        fixed = sorted(set(allowed) & set(job_spec.parameters))
-        if fixed:
-            raise InvalidObject("spec.allowedParameters", f"{', '.join(fixed)} fixed by spec.jobTemplate.parameters; "
-                                                          "a parameter is either fixed or set by the caller")
         return cls(
             meta=Meta.parse(obj),
             spec=RunbookWebhookSpec(job_template=job_spec, template=template, allowed_parameters=allowed,

@@ -55,6 +55,8 @@ def parameter_problems(webhook: RunbookWebhook, runbook: Runbook) -> list[str]:
         problem = "is not declared by the runbook" if spec is None else params.value_problem(spec, fixed[name])
         if problem is not None:
             problems.append(f"spec.jobTemplate.parameters.{name} {problem}")
+    problems += [f"spec.allowedParameters: {name!r} is fixed by spec.jobTemplate.parameters, so a caller "
+                 "cannot set it" for name in allowed if name in fixed]
     problems += [f"spec.allowedParameters: {name!r} is not declared by the runbook"
                  for name in allowed if name not in declared]
     problems += [f"the runbook requires parameter {spec.name!r}, which is neither fixed nor allowed"
