@@ -5,7 +5,9 @@ the worker API: no worker credential, its own limits. In order, each step refusi
 Kubernetes `Status` and creating nothing:
 
 1. a token bucket per webhook (`--webhook-rate-limit-rps/-burst`): a flood gets 429 with
-   `Retry-After` before it costs the apiserver anything;
+   `Retry-After` before it costs the apiserver anything; and for a webhook this process has not
+   seen exist, one bucket shared by all such names (`--new-credential-rps/-burst`), so a flood of
+   made-up names cannot turn into apiserver load either;
 2. `Authorization: Bearer <token>`, else 401; a body announced larger than
    `--webhook-max-body-bytes` is 413 before any lookup;
 3. the webhook and its token Secret (`hrw_api.runbookwebhook`): a missing webhook, a missing or
@@ -25,6 +27,7 @@ audit line (server.py) records the webhook, the caller's address, the parameter 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +46,8 @@ from .routes import Route
 from .settings import Settings
 from .upstream import Upstream
 
+_KNOWN_WEBHOOKS = 10_000
+UNSEEN_WEBHOOKS = "webhooks this proxy has not seen"
 Problem = tuple[str, str]
 """(field, message): one thing wrong with a call, as a `Status` cause."""
 
@@ -102,6 +107,8 @@ class Webhooks:
         self.upstream = upstream
         self.max_body_bytes = settings.webhook_max_body_bytes
         self.limiter = RateLimiter(settings.webhook_rate_limit_rps, settings.webhook_rate_limit_burst)
+        self.unseen = RateLimiter(settings.new_credential_rps, settings.new_credential_burst)
+        self._known: OrderedDict[str, None] = OrderedDict()  # webhooks found to exist, most recent last
 
     async def call(self, request: web.Request, route: Route, audit: MutableMapping[str, Any]) -> web.Response:
         """Serve `route` (a WEBHOOK_CALL); `audit` collects what the audit line adds (never a secret)."""
@@ -109,6 +116,8 @@ class Webhooks:
         audit["webhook"] = hook
         audit["remote"] = request.remote or "-"
         self.limiter.check(hook, subject="webhook")
+        if hook not in self._known:
+            self.unseen.check(UNSEEN_WEBHOOKS, subject="lookups of")
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             raise ProxyError(401, f"no webhook token: call webhook {hook} with the header 'Authorization: Bearer "
@@ -142,11 +151,18 @@ class Webhooks:
         if obj is None:
             raise refused
         webhook = parse_object(RunbookWebhook, obj, f"RunbookWebhook {route.name}")
+        self._remember(f"{route.namespace}/{route.name}")
         secret = await self.upstream.get_secret(route.namespace, names.webhook_token_secret_name(route.name))
         stored = stored_token_hash(secret, webhook) if secret is not None else None
         if stored is None or not token_matches(token, stored):
             raise refused
         return webhook
+
+    def _remember(self, hook: str) -> None:
+        self._known[hook] = None
+        self._known.move_to_end(hook)
+        while len(self._known) > _KNOWN_WEBHOOKS:
+            self._known.popitem(last=False)
 
     async def _runbook(self, webhook: RunbookWebhook) -> Runbook:
         name = webhook.spec.job_template.runbook

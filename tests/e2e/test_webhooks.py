@@ -182,7 +182,7 @@ async def test_bad_tokens_expired_hooks_bad_parameters_and_bodies_are_refused_wi
     assert token not in logs and old_token not in logs
 
 
-async def test_a_flood_on_one_webhook_gets_429_with_retry_after_and_other_webhooks_are_served(
+async def test_floods_on_one_webhook_or_on_made_up_names_get_429_with_retry_after_and_others_are_served(
         stack: Stack, processes, proxy_sa_kubeconfig: Path, tls: ProxyTLS):
     await stack.group(GROUP)
     await stack.runbook("greet", GREET, parameters=GREET_PARAMS)
@@ -190,7 +190,8 @@ async def test_a_flood_on_one_webhook_gets_429_with_retry_after_and_other_webhoo
     await webhook(stack, "calm", allowed=["name"])
     calm = await token_for(stack, "calm")
     proxy = start_proxy(processes, proxy_sa_kubeconfig, tls, *PROXY_ARGS, "--webhook-rate-limit-rps", "0.01",
-                        "--webhook-rate-limit-burst", "3", name="hrw-proxy-webhook-limits")
+                        "--webhook-rate-limit-burst", "3", "--new-credential-rps", "0.01",
+                        "--new-credential-burst", "4", name="hrw-proxy-webhook-limits")
     async with proxy.http() as http:
         codes = [(await post(http, stack, "busy", "hrwh_wrong", json={})).status_code for _ in range(3)]
         assert codes == [401, 401, 401]  # the burst: each looked up, each refused
@@ -200,7 +201,14 @@ async def test_a_flood_on_one_webhook_gets_429_with_retry_after_and_other_webhoo
         assert flooded.json()["reason"] == "TooManyRequests" and "webhook" in flooded.json()["message"]
         served = await post(http, stack, "calm", calm, json={"parameters": {"name": "World"}})
         assert served.status_code == 201, served.text
-    assert [job["metadata"]["labels"][names.LABEL_WEBHOOK] for job in await jobs(stack)] == ["calm"]
+        # Names this proxy has not seen share one bucket (busy and calm took one each): made-up
+        # names cannot turn into apiserver lookups, and known webhooks are not slowed by them.
+        made_up = [(await post(http, stack, f"ghost-{i}", "hrwh_wrong", json={})) for i in range(3)]
+        assert [answer.status_code for answer in made_up] == [401, 401, 429]
+        assert "lookups of webhooks this proxy has not seen" in made_up[2].json()["message"]
+        again = await post(http, stack, "calm", calm, json={"parameters": {"name": "again"}})
+        assert again.status_code == 201, again.text
+    assert [job["metadata"]["labels"][names.LABEL_WEBHOOK] for job in await jobs(stack)] == ["calm", "calm"]
 
 
 async def test_the_webhook_shows_a_missing_runbook_and_its_expiry_on_its_ready_condition(stack: Stack):
