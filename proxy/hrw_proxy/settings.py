@@ -52,7 +52,8 @@ class Settings:
     new_credential_rps: float = 100.0
     """Credentials this process has not seen before that it looks up per second, all workers
     together: each costs a Secret GET, so a flood of made-up credentials gets 429s instead of
-    turning into apiserver load. Known workers are never slowed by it."""
+    turning into apiserver load. Known workers are never slowed by it. RunbookWebhook names this
+    process has not seen exist share the same rate, in a bucket of their own."""
     new_credential_burst: int = 200
     """Burst of such lookups (a restarted replica meeting its whole fleet at once)."""
     upstream_timeout: float = 10.0
