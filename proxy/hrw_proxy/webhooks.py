@@ -116,14 +116,14 @@ class Webhooks:
         audit["webhook"] = hook
         audit["remote"] = request.remote or "-"
         self.limiter.check(hook, subject="webhook")
-        if hook not in self._known:
-            self.unseen.check(UNSEEN_WEBHOOKS, subject="lookups of")
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             raise ProxyError(401, f"no webhook token: call webhook {hook} with the header 'Authorization: Bearer "
                                   "<token>' (`hrw webhook token NAME` makes one)")
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             raise _too_large(self.max_body_bytes)
+        if hook not in self._known:  # its lookup may find nothing: made-up names share one bucket
+            self.unseen.check(UNSEEN_WEBHOOKS, subject="lookups of")
         webhook = await self._verify(route, token)
         now = datetime.now(UTC)
         if webhook.expired(now):
