@@ -10,6 +10,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     runas        RunAs, RunAsPolicy                       Run As: a job's identity, a group's policy
     runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind, InlineOutput
     runbookschedule  RunbookSchedule, ConcurrencyPolicy   the RunbookSchedule kind, job_name
+    runbookwebhook   RunbookWebhook, WebhookCall          the RunbookWebhook kind, its token and call body
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
                  JobBundle
@@ -64,6 +65,7 @@ from .runbookjob import (
     RunbookJobStatus,
 )
 from .runbookschedule import ConcurrencyPolicy, RunbookSchedule, RunbookScheduleSpec, RunbookScheduleStatus
+from .runbookwebhook import RunbookWebhook, RunbookWebhookSpec, RunbookWebhookStatus, WebhookCall
 from .wire import JobBundle, OutputChunk, RegisterRequest, RegisterResponse, StreamName
 from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
@@ -117,6 +119,9 @@ __all__ = [
     "RunbookScheduleStatus",
     "RunbookSpec",
     "RunbookStatus",
+    "RunbookWebhook",
+    "RunbookWebhookSpec",
+    "RunbookWebhookStatus",
     "SecretKeyRef",
     "Signature",
     "Step",
@@ -126,6 +131,7 @@ __all__ = [
     "TooManyRequests",
     "Transition",
     "TrustedKey",
+    "WebhookCall",
     "WorkerGroup",
     "WorkerGroupSpec",
     "WorkerInfo",

@@ -18,12 +18,14 @@ ASSET: Final = "Asset"
 WORKER_GROUP: Final = "WorkerGroup"
 RUNBOOK_JOB: Final = "RunbookJob"
 RUNBOOK_SCHEDULE: Final = "RunbookSchedule"
+RUNBOOK_WEBHOOK: Final = "RunbookWebhook"
 PLURALS: Final[dict[str, str]] = {
     RUNBOOK: "runbooks",
     ASSET: "assets",
     WORKER_GROUP: "workergroups",
     RUNBOOK_JOB: "runbookjobs",
     RUNBOOK_SCHEDULE: "runbookschedules",
+    RUNBOOK_WEBHOOK: "runbookwebhooks",
 }
 CATEGORY: Final = "hrw"
 
@@ -33,6 +35,7 @@ LABEL_WORKER: Final = "hrw.dev/worker"
 LABEL_JOB: Final = "hrw.dev/job"
 LABEL_ATTEMPT: Final = "hrw.dev/attempt"
 LABEL_SCHEDULE: Final = "hrw.dev/schedule"  # on a schedule's jobs: the schedule's name
+LABEL_WEBHOOK: Final = "hrw.dev/webhook"  # on a webhook's jobs (and its token Secret): the webhook's name
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "hrw"
@@ -44,6 +47,7 @@ ANNOTATION_INTERPRETERS: Final = "hrw.dev/interpreters"  # comma-separated
 ANNOTATION_CAPACITY: Final = "hrw.dev/capacity"  # integer: jobs this worker runs at once
 ANNOTATION_DRAINING: Final = "hrw.dev/draining"  # "true" while the agent shuts down
 ANNOTATION_SCHEDULED_TIME: Final = "hrw.dev/scheduled-time"  # on a schedule's job: the run it is for
+ANNOTATION_RERUN_OF: Final = "hrw.dev/rerun-of"  # on a job `hrw rerun` made: the job it repeats
 
 # The operator's own prefix for what kopf persists (never the default kopf.zalando.org).
 OPERATOR_PREFIX: Final = "operator.hrw.dev"
@@ -53,6 +57,10 @@ REGISTRATION_TOKEN_KEY: Final = "token"
 SECRET_TYPE_REGISTRATION: Final = "hrw.dev/registration-token"
 SECRET_TYPE_WORKER_CREDENTIAL: Final = "hrw.dev/worker-credential"
 WORKER_CREDENTIAL_HASH_KEY: Final = "sha256"
+
+# A RunbookWebhook's token: only its sha256 is kept, in a Secret owned by the webhook.
+SECRET_TYPE_WEBHOOK_TOKEN: Final = "hrw.dev/webhook-token"
+WEBHOOK_TOKEN_HASH_KEY: Final = "sha256"
 
 # Output chunks an agent appends for a job: ConfigMaps owned by the job (garbage-collected with it).
 OUTPUT_CHUNK_KEY: Final = "chunk"
@@ -72,6 +80,16 @@ def lease_name(group: str, worker: str) -> str:
 def worker_secret_name(group: str, worker: str) -> str:
     """The Secret that records a registered worker (its credential's hash only)."""
     return f"hrw-worker.{group}.{worker}"
+
+
+def webhook_token_secret_name(webhook: str) -> str:
+    """The Secret that holds the sha256 of a RunbookWebhook's token (never the token)."""
+    return f"hrw-webhook.{webhook}"
+
+
+def webhook_path(namespace: str, webhook: str) -> str:
+    """The proxy's path a caller POSTs to; the token travels in a header, never in the URL."""
+    return f"/hooks/v1/{namespace}/{webhook}"
 
 
 def output_chunk_name(job: str, attempt: int, seq: int) -> str:

@@ -48,19 +48,25 @@ def check(declared: Sequence[ParameterSpec], given: Mapping[str, Any]) -> tuple[
             continue
         else:
             continue
-        if not _fits(spec.type, value):
-            problems.append(
-                f"parameter {spec.name!r} must be of type {spec.type.value}, got {type(value).__name__} {value!r}"
-            )
-            continue
-        if spec.enum is not None and value not in spec.enum:
-            problems.append(f"parameter {spec.name!r} must be one of {list(spec.enum)}, got {value!r}")
-            continue
-        if spec.pattern is not None and isinstance(value, str) and re.fullmatch(spec.pattern, value) is None:
-            problems.append(f"parameter {spec.name!r} must match /{spec.pattern}/, got {value!r}")
+        problem = value_problem(spec, value)
+        if problem is not None:
+            shown = f"{type(value).__name__} {value!r}" if not _fits(spec.type, value) else repr(value)
+            problems.append(f"parameter {spec.name!r} {problem}, got {shown}")
             continue
         effective[spec.name] = value
     return effective, problems
+
+
+def value_problem(spec: ParameterSpec, value: Any) -> str | None:
+    """What is wrong with `value` for the declared parameter `spec`, or None. The message does not
+    repeat the value, so it may be logged (a webhook's caller may send a secret)."""
+    if not _fits(spec.type, value):
+        return f"must be of type {spec.type.value}"
+    if spec.enum is not None and value not in spec.enum:
+        return f"must be one of {list(spec.enum)}"
+    if spec.pattern is not None and isinstance(value, str) and re.fullmatch(spec.pattern, value) is None:
+        return f"must match /{spec.pattern}/"
+    return None
 
 
 def env_value(value: Any) -> str:

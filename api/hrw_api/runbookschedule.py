@@ -79,7 +79,8 @@ class RunbookScheduleStatus:
         }
 
 
-def _template(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[Mapping[str, Any], RunbookJobSpec]:
+def parse_job_template(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[Mapping[str, Any], RunbookJobSpec]:
+    """`spec.jobTemplate` as written and as a RunbookJob spec (also a RunbookWebhook's template)."""
     template = f.obj(spec.get("jobTemplate"), "spec.jobTemplate")
     if "cancel" in template:
         raise InvalidObject("spec.jobTemplate.cancel", "is not part of a template (cancel a job itself)")
@@ -109,7 +110,7 @@ class RunbookSchedule:
         meta = Meta.parse(obj)
         spec = f.obj(obj.get("spec"), "spec")
         status = f.obj(obj.get("status"), "status")
-        template, job_spec = _template(spec, f.obj(obj.get("metadata"), "metadata"))
+        template, job_spec = parse_job_template(spec, f.obj(obj.get("metadata"), "metadata"))
         return cls(
             meta=meta,
             spec=RunbookScheduleSpec(

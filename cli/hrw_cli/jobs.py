@@ -22,34 +22,17 @@ import sys
 import time
 from typing import Any
 
-import httpx
-
-from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, kubeconfig, names, params
+from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, names, params
 from hrw_api.errors import ApiError, InvalidObject, NotFound
-from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, KubeClient
-from hrw_api.kubeconfig import KubeconfigError
+from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS
 from hrw_api.phases import JobPhase
+from hrw_cli.connection import add_connection_flags as _common
+from hrw_cli.connection import client as _client
+from hrw_cli.connection import namespace as _namespace
+from hrw_cli.connection import synchronous as _sync
 from hrw_cli.errors import CommandError
 
 __all__ = ["parse_parameters", "register"]
-
-
-async def _client(args: argparse.Namespace) -> KubeClient:
-    """The API server of the chosen kubeconfig context (loaded in a thread: an exec plugin may run)."""
-    try:
-        return await asyncio.to_thread(KubeClient.from_environment, args.kubeconfig, context=args.context,
-                                       user_agent="hrw-cli")
-    except KubeconfigError as exc:
-        raise CommandError(str(exc)) from None
-
-
-def _namespace(args: argparse.Namespace) -> str:
-    if args.namespace:
-        return str(args.namespace)
-    try:
-        return kubeconfig.context_namespace(args.kubeconfig, args.context)
-    except KubeconfigError as exc:
-        raise CommandError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------- logs
@@ -194,26 +177,6 @@ async def _get_token(args: argparse.Namespace) -> int:
         raise CommandError(f"Secret {namespace}/{secret_name} has no {names.REGISTRATION_TOKEN_KEY!r} key")
     print(base64.b64decode(encoded).decode())
     return 0
-
-
-def _sync(handler: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            code: int = asyncio.run(handler(args))
-        except ApiError as exc:
-            raise CommandError(f"the API server said {exc.code} {exc.reason}: {exc.message}") from None
-        except httpx.TransportError as exc:
-            raise CommandError(f"cannot reach the API server: {exc!r}") from None
-        return code
-
-    return run
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig context's)")
-    parser.add_argument("--kubeconfig", default=None,
-                        help="kubeconfig file (default: $KUBECONFIG, a list merged as kubectl does, or ~/.kube/config)")
-    parser.add_argument("--context", default=None, help="kubeconfig context (default: its current context)")
 
 
 def register(subparsers: Any) -> None:

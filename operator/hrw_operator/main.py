@@ -38,7 +38,7 @@ from typing import Any
 
 import kopf
 
-from hrw_api import Asset, Runbook, RunbookJob, RunbookSchedule, WorkerGroup, kubeconfig, names
+from hrw_api import Asset, Runbook, RunbookJob, RunbookSchedule, RunbookWebhook, WorkerGroup, kubeconfig, names
 from hrw_api.kubeclient import KubeClient
 
 from . import login, logs
@@ -53,6 +53,7 @@ from .metrics import Fleet, OperatorMetrics
 from .runbooks import RunbookController
 from .schedules import ScheduleController
 from .settings import LeaderElection, OperatorSettings
+from .webhooks import WebhookController
 from .workergroups import WorkerGroupController
 
 logger = logging.getLogger("hrw.operator")
@@ -156,7 +157,7 @@ def login_handler(memo: Operator, **_: Any) -> kopf.ConnectionInfo:
 
 
 KINDS: tuple[type[Controller[Any]], ...] = (RunbookController, AssetController, WorkerGroupController, JobController,
-                                            ScheduleController)
+                                            ScheduleController, WebhookController)
 """The kinds this operator serves; each is subscribed to its own resource's watch."""
 
 
@@ -186,7 +187,9 @@ def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
     group_controller = WorkerGroupController(tools, groups, leases=leases)
     schedules = ScheduleController(tools, Store(RunbookSchedule.parse), jobs=job_store, runbooks=runbooks,
                                    groups=groups)
-    controllers: tuple[Controller[Any], ...] = (runbook_controller, assets, group_controller, jobs, schedules)
+    webhooks = WebhookController(tools, Store(RunbookWebhook.parse), runbooks=runbooks, groups=groups)
+    controllers: tuple[Controller[Any], ...] = (runbook_controller, assets, group_controller, jobs, schedules,
+                                                webhooks)
     assert {type(c) for c in controllers} == set(KINDS), "build_graph and KINDS list the same kinds"
     return Graph(client=client, leases=leases, runbooks=runbook_controller, assets=assets, groups=group_controller,
                  jobs=jobs, by_kind={c.kind: c for c in controllers})

@@ -1,4 +1,4 @@
-"""Per-worker rate limits and request body bounds: an internet-facing door must not be a hose.
+"""Per-worker (and per-webhook) rate limits and request body bounds: an internet-facing door must not be a hose.
 
 The rate limit is a token bucket per worker identity, kept in this process only: with N proxy
 replicas behind a load balancer a worker gets up to N times the rate, which is the price of
@@ -37,7 +37,7 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def check(self, key: str) -> None:
+    def check(self, key: str, *, subject: str = "worker") -> None:
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -53,7 +53,7 @@ class RateLimiter:
             return
         wait = math.ceil((1.0 - bucket.tokens) / self._rate)
         raise ProxyError(429, f"rate limit of {self._rate:g} requests/s (burst {self._burst}) exceeded for "
-                              f"worker {key}; retry after {wait}s", retry_after=max(1, wait))
+                              f"{subject} {key}; retry after {wait}s", retry_after=max(1, wait))
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:

@@ -28,6 +28,7 @@ class RouteKind(Enum):
     LEASE_CREATE = "create lease"
     LEASE_UPDATE = "update lease"
     LEASE_PATCH = "patch lease"
+    WEBHOOK_CALL = "create runbookjob (webhook)"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ _NAME = r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?"
 _NS = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _HRW = "/apis/hrw.dev/v1alpha1/namespaces/(?P<ns>" + _NS + ")"
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces/(?P<ns>" + _NS + ")/leases"
+WEBHOOK_PREFIX = "/hooks/v1/"  # hrw_api.names.webhook_path: callers of RunbookWebhooks, not agents
 DISCOVERY_PATHS = frozenset({"/api", "/apis", "/api/v1", "/apis/hrw.dev", "/apis/hrw.dev/v1alpha1",
                              "/apis/coordination.k8s.io", "/apis/coordination.k8s.io/v1"})
 
@@ -64,6 +66,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], RouteKind], ...] = tuple(
         ("POST", _LEASES, RouteKind.LEASE_CREATE),
         ("PUT", _LEASES + "/(?P<name>" + _NAME + ")", RouteKind.LEASE_UPDATE),
         ("PATCH", _LEASES + "/(?P<name>" + _NAME + ")", RouteKind.LEASE_PATCH),
+        ("POST", WEBHOOK_PREFIX + "(?P<ns>" + _NS + ")/(?P<name>" + _NS + ")", RouteKind.WEBHOOK_CALL),
     )
 )
 
@@ -81,6 +84,11 @@ def route(method: str, path: str) -> Route | None:
             groups = match.groupdict()
             return Route(kind, groups.get("ns") or "", groups.get("name") or "")
     return None
+
+
+def is_webhook_path(path: str) -> bool:
+    """Is this a webhook's URL (whatever the method)? Those are never a worker's business."""
+    return path.startswith(WEBHOOK_PREFIX)
 
 
 def refuse_unknown(method: str, path: str) -> ProxyError:

@@ -1,5 +1,8 @@
 """The aiohttp applications: authenticate, rate-limit, route, hand the route to handlers.py, audit.
 
+A RunbookWebhook's call (`/hooks/v1/...`) carries no worker credential: it goes to webhooks.py,
+which checks the webhook's own token and limits, and is audited here like every other request.
+
 Every agent request goes through `dispatch`, which answers a `Status` for any refusal or failure,
 counts it in the metrics and writes exactly one audit line. Nothing is kept between requests but
 caches (credential hashes, rate-limit buckets): two processes side by side serve the same agents.
@@ -25,6 +28,7 @@ from .routes import RouteKind
 from .settings import Settings
 from .upstream import Upstream
 from .watch import JobWatches
+from .webhooks import Webhooks, refuse_method
 
 logger = logging.getLogger("hrw_proxy")
 
@@ -48,6 +52,7 @@ class ProxyServer:
         self.watches = JobWatches(upstream, self.verifier, metrics, self.caches, queue_size=settings.watch_queue_size,
                                   bookmark_seconds=settings.watch_bookmark_seconds)
         self.handlers = Handlers(settings, upstream, self.verifier, self.watches)
+        self.webhooks = Webhooks(settings, upstream)
 
     # ------------------------------------------------------------------------------ applications
 
@@ -100,9 +105,14 @@ class ProxyServer:
         allowed = False
         reason = ""
         watching = False
+        extra: dict[str, str] = {}  # what a webhook call adds to its audit line
         response: web.StreamResponse
         try:
-            if route is not None and route.kind is RouteKind.REGISTER:
+            if route is not None and route.kind is RouteKind.WEBHOOK_CALL:
+                response = await self.webhooks.call(request, route, extra)
+            elif routes.is_webhook_path(request.path):
+                raise refuse_method(request.method, request.path)
+            elif route is not None and route.kind is RouteKind.REGISTER:
                 self.limiter.check(f"register:{request.remote}")
                 response, who = await self.handlers.register(request, route)
             else:
@@ -137,7 +147,7 @@ class ProxyServer:
             self.metrics.requests.labels(verb, outcome, str(code)).inc()
             if not watching:
                 self.metrics.latency.labels(verb).observe(time.monotonic() - started)
-            audit(worker=who, verb=verb, obj=obj, allowed=allowed, reason=reason, code=code)
+            audit(worker=who, verb=verb, obj=obj, allowed=allowed, reason=reason, code=code, **extra)
 
     async def _authenticate(self, request: web.Request) -> WorkerIdentity:
         token = bearer_token(request.headers.get("Authorization"))

@@ -52,7 +52,8 @@ class Settings:
     new_credential_rps: float = 100.0
     """Credentials this process has not seen before that it looks up per second, all workers
     together: each costs a Secret GET, so a flood of made-up credentials gets 429s instead of
-    turning into apiserver load. Known workers are never slowed by it."""
+    turning into apiserver load. Known workers are never slowed by it. RunbookWebhook names this
+    process has not seen exist share the same rate, in a bucket of their own."""
     new_credential_burst: int = 200
     """Burst of such lookups (a restarted replica meeting its whole fleet at once)."""
     upstream_timeout: float = 10.0
@@ -70,6 +71,12 @@ class Settings:
     """Seconds a group's shared upstream watch is kept after its last agent watch ended."""
     claim_offer_grace: float = 0.25
     """Seconds a Queued job is offered to one agent of the group before the others hear of it (0: off)."""
+    webhook_max_body_bytes: int = 64 * 1024
+    """Largest body of a RunbookWebhook call (413 above)."""
+    webhook_rate_limit_rps: float = 1.0
+    """Calls per second each RunbookWebhook accepts (token bucket refill rate), whoever calls."""
+    webhook_rate_limit_burst: int = 10
+    """Calls a RunbookWebhook accepts at once (token bucket size); a flood beyond gets 429."""
     credential_cache_ttl: float = 2.0
     """Seconds a worker credential's hash is cached; revocation takes effect within this (max 5)."""
     log_format: str = "text"
@@ -108,6 +115,9 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     add("watch-bookmark-seconds", "seconds between bookmarks on an idle watch")
     add("watch-idle-seconds", "seconds a group's upstream watch outlives its last agent watch")
     add("claim-offer-grace", "seconds a Queued job goes to one agent before the others (0: off)")
+    add("webhook-max-body-bytes", "largest body of a webhook call in bytes")
+    add("webhook-rate-limit-rps", "calls per second per webhook")
+    add("webhook-rate-limit-burst", "burst of calls per webhook")
     add("credential-cache-ttl", f"seconds a credential hash is cached (<= {MAX_CREDENTIAL_CACHE_TTL:g})")
     add("log-format", "log format", choices=("json", "text"))
     add("log-level", "log level")
@@ -135,6 +145,9 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             watch_bookmark_seconds=float(args.watch_bookmark_seconds or defaults.watch_bookmark_seconds),
             watch_idle_seconds=float(args.watch_idle_seconds or defaults.watch_idle_seconds),
             claim_offer_grace=float(args.claim_offer_grace or defaults.claim_offer_grace),
+            webhook_max_body_bytes=int(args.webhook_max_body_bytes or defaults.webhook_max_body_bytes),
+            webhook_rate_limit_rps=float(args.webhook_rate_limit_rps or defaults.webhook_rate_limit_rps),
+            webhook_rate_limit_burst=int(args.webhook_rate_limit_burst or defaults.webhook_rate_limit_burst),
             credential_cache_ttl=ttl,
             log_format=args.log_format or defaults.log_format,
             log_level=(args.log_level or defaults.log_level).upper(),
@@ -143,6 +156,10 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         parser.error(str(exc))
     if settings.rate_limit_rps <= 0 or settings.rate_limit_burst < 1 or settings.max_body_bytes < 1024:
         parser.error("--rate-limit-rps must be > 0, --rate-limit-burst >= 1, --max-body-bytes >= 1024")
+    if settings.webhook_rate_limit_rps <= 0 or settings.webhook_rate_limit_burst < 1 \
+            or settings.webhook_max_body_bytes < 2:
+        parser.error("--webhook-rate-limit-rps must be > 0, --webhook-rate-limit-burst >= 1, "
+                     "--webhook-max-body-bytes >= 2")
     if settings.new_credential_rps <= 0 or settings.new_credential_burst < 1:
         parser.error("--new-credential-rps must be > 0 and --new-credential-burst >= 1")
     if settings.watch_ring_size < 1 or settings.watch_queue_size < 1 or settings.watch_bookmark_seconds <= 0:

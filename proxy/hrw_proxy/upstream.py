@@ -16,7 +16,17 @@ import httpx
 
 from hrw_api import names
 from hrw_api.errors import ApiError
-from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, LEASES, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
+from hrw_api.kubeclient import (
+    ASSETS,
+    CONFIG_MAPS,
+    LEASES,
+    RUNBOOK_JOBS,
+    RUNBOOK_WEBHOOKS,
+    RUNBOOKS,
+    SECRETS,
+    WORKER_GROUPS,
+    KubeClient,
+)
 
 from .auth import WorkerIdentity, decode_secret_value
 from .metrics import Metrics
@@ -145,6 +155,23 @@ class Upstream:
 
     async def get_runbook(self, namespace: str, name: str) -> JSON:
         return await self._call(self.client.get(RUNBOOKS.path(namespace, name)))
+
+    async def find_runbook(self, namespace: str, name: str) -> JSON | None:
+        return await self._get_or_none(RUNBOOKS.path(namespace, name))
+
+    async def find_webhook(self, namespace: str, name: str) -> JSON | None:
+        """A RunbookWebhook, or None when there is none the proxy may read (a 403: a namespace it does
+        not serve), so that a caller cannot tell a foreign namespace from a missing webhook."""
+        try:
+            return await self._get_or_none(RUNBOOK_WEBHOOKS.path(namespace, name))
+        except ProxyError as exc:
+            if exc.code == 403:
+                return None
+            raise
+
+    async def create_job(self, namespace: str, job: JSON) -> JSON:
+        """Create a RunbookJob (a webhook's call); the only spec the proxy ever writes."""
+        return await self._call(self.client.create(RUNBOOK_JOBS.path(namespace), job))
 
     async def get_asset(self, namespace: str, name: str) -> JSON | None:
         return await self._get_or_none(ASSETS.path(namespace, name))

@@ -19,7 +19,7 @@ from tests.support.waiting import wait_until
 from .conftest import Helm, Release, find, rbac_source, role_source, service_account_kubeconfig
 
 CRD_NAMES = {"runbooks.hrw.dev", "assets.hrw.dev", "workergroups.hrw.dev", "runbookjobs.hrw.dev",
-             "runbookschedules.hrw.dev"}
+             "runbookschedules.hrw.dev", "runbookwebhooks.hrw.dev"}
 
 
 def dry_run(cluster, manifest: str) -> set[str]:
@@ -112,6 +112,12 @@ def test_helm_install_creates_crds_deployments_service_accounts_and_rbac(cluster
     assert can(cluster, proxy_sa, "create", "leases.coordination.k8s.io", "-n", ns)
     assert not can(cluster, proxy_sa, "list", "secrets", "-n", ns)
     assert not can(cluster, proxy_sa, "delete", "runbookjobs.hrw.dev", "-n", ns)
+    # A RunbookWebhook's call: the proxy reads the webhook and creates a job; it never changes one.
+    assert can(cluster, proxy_sa, "get", "runbookwebhooks.hrw.dev", "-n", ns)
+    assert can(cluster, proxy_sa, "create", "runbookjobs.hrw.dev", "-n", ns)
+    assert not can(cluster, proxy_sa, "update", "runbookjobs.hrw.dev", "-n", ns)
+    assert not can(cluster, proxy_sa, "patch", "runbookjobs.hrw.dev", "-n", ns)
+    assert can(cluster, operator_sa, "patch", "runbookwebhooks.hrw.dev", "--subresource=status", "-n", ns)
     assert not can(cluster, f"{ns}:default", "get", "runbookjobs.hrw.dev", "-n", ns)  # a control
 
 

@@ -155,7 +155,7 @@ def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 source[doc["metadata"]["name"]] = doc
-    assert len(source) == 5
+    assert len(source) == 6
     assert crds == source
     # One source, no copy: the chart's crds/ and files/rbac are links into the repository.
     assert (CHART / "crds").resolve() == (REPO_ROOT / "crds").resolve()
@@ -215,6 +215,7 @@ def test_proxy_listens_with_tls_from_the_secret_and_is_probed_on_the_metrics_por
         "--metrics-listen": "0.0.0.0:9090", "--max-body-bytes": "1048576", "--rate-limit-rps": "5",
         "--rate-limit-burst": "7", "--upstream-timeout": "10", "--max-watch-seconds": "300",
         "--credential-cache-ttl": "2", "--log-format": "json", "--log-level": "INFO",
+        "--webhook-max-body-bytes": "65536", "--webhook-rate-limit-rps": "1", "--webhook-rate-limit-burst": "10",
     }
     assert {p["name"]: p["containerPort"] for p in proxy["ports"]} == {"https": 8443, "metrics": 9090}
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}

@@ -57,7 +57,8 @@ from tests.support.proxy import ProxyTLS, RunningProxy, create_registration_secr
 from tests.support.waiting import async_wait_until, wait_until
 
 JSON = dict[str, Any]
-PROXY_ARGS = ("--rate-limit-rps", "500", "--rate-limit-burst", "1000", "--credential-cache-ttl", "1")
+PROXY_ARGS = ("--rate-limit-rps", "500", "--rate-limit-burst", "1000", "--credential-cache-ttl", "1",
+              "--webhook-rate-limit-burst", "100")
 LEADER_LEASE = "hrw-operator"
 LEADER_ELECTION_ARGS = ("--leader-elect", "--leader-elect-lease-duration", "12", "--leader-elect-renew-deadline", "9",
                         "--leader-elect-retry-period", "1")
