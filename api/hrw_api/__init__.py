@@ -11,6 +11,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind, InlineOutput
     runbookschedule  RunbookSchedule, ConcurrencyPolicy   the RunbookSchedule kind, job_name
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
+    workerconfiguration  WorkerConfiguration, ComplianceReport, …  a group's servers' desired state, compliance
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
                  JobBundle
     intents      Claim/Finish/GiveBackIntent              the agent's moves, AGENT_TRANSITIONS,
@@ -65,6 +66,15 @@ from .runbookjob import (
 )
 from .runbookschedule import ConcurrencyPolicy, RunbookSchedule, RunbookScheduleSpec, RunbookScheduleStatus
 from .wire import JobBundle, OutputChunk, RegisterRequest, RegisterResponse, StreamName
+from .workerconfiguration import (
+    ComplianceReport,
+    ConfigurationBundle,
+    ConfigurationRef,
+    GroupCompliance,
+    Mode,
+    ResourceState,
+    WorkerConfiguration,
+)
 from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
 __all__ = [
@@ -77,13 +87,17 @@ __all__ = [
     "AssetType",
     "Claim",
     "ClaimIntent",
+    "ComplianceReport",
     "ConcurrencyPolicy",
     "Condition",
+    "ConfigurationBundle",
+    "ConfigurationRef",
     "Conflict",
     "FinishIntent",
     "Forbidden",
     "GiveBackIntent",
     "Gone",
+    "GroupCompliance",
     "HrwError",
     "InlineOutput",
     "Intent",
@@ -94,6 +108,7 @@ __all__ = [
     "JobPhase",
     "JobResult",
     "Meta",
+    "Mode",
     "NotFound",
     "OutputChunk",
     "OutputSummary",
@@ -104,6 +119,7 @@ __all__ = [
     "RegisterRequest",
     "RegisterResponse",
     "ResolvedAsset",
+    "ResourceState",
     "RetryOn",
     "RetryPolicy",
     "RunAs",
@@ -126,6 +142,7 @@ __all__ = [
     "TooManyRequests",
     "Transition",
     "TrustedKey",
+    "WorkerConfiguration",
     "WorkerGroup",
     "WorkerGroupSpec",
     "WorkerInfo",

@@ -18,12 +18,14 @@ ASSET: Final = "Asset"
 WORKER_GROUP: Final = "WorkerGroup"
 RUNBOOK_JOB: Final = "RunbookJob"
 RUNBOOK_SCHEDULE: Final = "RunbookSchedule"
+WORKER_CONFIGURATION: Final = "WorkerConfiguration"
 PLURALS: Final[dict[str, str]] = {
     RUNBOOK: "runbooks",
     ASSET: "assets",
     WORKER_GROUP: "workergroups",
     RUNBOOK_JOB: "runbookjobs",
     RUNBOOK_SCHEDULE: "runbookschedules",
+    WORKER_CONFIGURATION: "workerconfigurations",
 }
 CATEGORY: Final = "hrw"
 
@@ -43,6 +45,7 @@ ANNOTATION_AGENT_VERSION: Final = "hrw.dev/agent-version"
 ANNOTATION_INTERPRETERS: Final = "hrw.dev/interpreters"  # comma-separated
 ANNOTATION_CAPACITY: Final = "hrw.dev/capacity"  # integer: jobs this worker runs at once
 ANNOTATION_DRAINING: Final = "hrw.dev/draining"  # "true" while the agent shuts down
+ANNOTATION_COMPLIANCE: Final = "hrw.dev/compliance"  # the configuration report (workerconfiguration)
 ANNOTATION_SCHEDULED_TIME: Final = "hrw.dev/scheduled-time"  # on a schedule's job: the run it is for
 
 # The operator's own prefix for what kopf persists (never the default kopf.zalando.org).
