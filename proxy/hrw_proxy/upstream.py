@@ -16,7 +16,17 @@ import httpx
 
 from hrw_api import names
 from hrw_api.errors import ApiError
-from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, LEASES, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
+from hrw_api.kubeclient import (
+    ASSETS,
+    CONFIG_MAPS,
+    LEASES,
+    RUNBOOK_JOBS,
+    RUNBOOKS,
+    SECRETS,
+    WORKER_CONFIGURATIONS,
+    WORKER_GROUPS,
+    KubeClient,
+)
 
 from .auth import WorkerIdentity, decode_secret_value
 from .metrics import Metrics
@@ -145,6 +155,9 @@ class Upstream:
 
     async def get_runbook(self, namespace: str, name: str) -> JSON:
         return await self._call(self.client.get(RUNBOOKS.path(namespace, name)))
+
+    async def get_configuration(self, namespace: str, name: str) -> JSON:
+        return await self._call(self.client.get(WORKER_CONFIGURATIONS.path(namespace, name)))
 
     async def get_asset(self, namespace: str, name: str) -> JSON | None:
         return await self._get_or_none(ASSETS.path(namespace, name))
