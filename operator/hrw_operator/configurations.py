@@ -39,7 +39,7 @@ from hrw_api.workerconfiguration import (
 )
 
 from . import events
-from .frame import Controller, Observed, Pass, Store, Tools, View
+from .frame import Controller, Key, Observed, Pass, Store, Tools, View
 from .leases import LeaseView
 from .logs import kv
 from .scripts import SyntaxChecker
@@ -239,7 +239,8 @@ def judge(worker: str, report: ComplianceReport | None, configuration: str,
 
 def summarise(group: WorkerGroup, leases: Iterable[WorkerLease], digest: str | None,
               now: datetime) -> tuple[GroupCompliance | None, list[ComplianceNews]]:
-    """The group's `status.compliance` and the Events its changes are worth. Pure."""
+    """The group's `status.compliance`, and the Events its changes are worth: a resource that drifted
+    or failed where it had not at the last summary. Pure."""
     ref = group.spec.configuration
     if ref is None:
         return None, []
@@ -256,8 +257,6 @@ def summarise(group: WorkerGroup, leases: Iterable[WorkerLease], digest: str | N
     news: list[ComplianceNews] = []
     for entry in entries:
         old = before.get(entry.name)
-        if old is not None and old.state is entry.state and old.resources == entry.resources:
-            continue
         for resource in entry.resources:
             if old is not None and resource in old.resources:
                 continue
@@ -268,10 +267,26 @@ def summarise(group: WorkerGroup, leases: Iterable[WorkerLease], digest: str | N
             elif resource.state is ResourceState.FAILED:
                 news.append(ComplianceNews(events.WARNING, "ConfigurationFailed",
                                            f"worker {entry.name}: resource {resource.name} failed{detail}"))
-            elif resource.state is ResourceState.CORRECTED:
-                news.append(ComplianceNews(events.NORMAL, "ConfigurationCorrected",
-                                           f"worker {entry.name}: resource {resource.name} was corrected{detail}"))
     return summary, news
+
+
+def corrections(leases: Iterable[WorkerLease], announced: Mapping[str, datetime]) -> list[tuple[str, datetime,
+                                                                                                ComplianceNews]]:
+    """Each correction reported by a check not announced yet: (worker, checkedTime, Event). Every
+    run of `set` that fixed a drift is news, also one that looks like the last (the group's status
+    would not change). Pure."""
+    found = []
+    for lease in leases:
+        report = lease.info.compliance
+        if report is None or announced.get(lease.worker) == report.checked_time:
+            continue
+        for resource in report.resources:
+            if resource.state is ResourceState.CORRECTED:
+                detail = f": {resource.message}" if resource.message else ""
+                found.append((lease.worker, report.checked_time, ComplianceNews(
+                    events.NORMAL, "ConfigurationCorrected",
+                    f"worker {lease.worker}: resource {resource.name} was corrected{detail}")))
+    return found
 
 
 class ComplianceController(Controller[WorkerGroup]):
@@ -290,9 +305,14 @@ class ComplianceController(Controller[WorkerGroup]):
         self.configurations = configurations
         self.leases = leases
         self.clock = clock
+        self._announced: dict[tuple[str, str], dict[str, datetime]] = {}  # (ns, group) -> worker -> checkedTime
         groups.follow(self._group_changed)
         configurations.follow(self._configuration_changed)
         leases.follow(self._lease_changed)
+
+    def forget(self, key: Key) -> None:
+        super().forget(key)
+        self._announced.pop(key, None)
 
     def _group_changed(self, group: Observed[WorkerGroup]) -> None:
         if group.key not in self.groups:
@@ -317,7 +337,9 @@ class ComplianceController(Controller[WorkerGroup]):
             return
         before = old.info.compliance if old is not None else None
         after = new.info.compliance if new is not None else None
-        if old is None or new is None or _standing(before) != _standing(after) \
+        corrected = after is not None and (before is None or after.checked_time != before.checked_time) \
+            and any(r.state is ResourceState.CORRECTED for r in after.resources)
+        if old is None or new is None or _standing(before) != _standing(after) or corrected \
                 or old.info.draining != new.info.draining:
             self.soon(key)
 
@@ -338,15 +360,21 @@ class ComplianceController(Controller[WorkerGroup]):
                 await self.write_status(observed, {"compliance": None})
             return Pass()
         namespace, name = observed.key
-        summary, news = summarise(group, self.leases.of_group(namespace, name), self._digest(namespace, ref.name),
-                                  self.clock())
+        leases = self.leases.of_group(namespace, name)
+        summary, news = summarise(group, leases, self._digest(namespace, ref.name), self.clock())
         assert summary is not None
-        if await self.write_status(observed, {"compliance": summary.to_dict()}):
+        if not await self.write_status(observed, {"compliance": summary.to_dict()}):
+            news = []
+        else:
             kv(logger, logging.INFO, "workergroup.compliance", namespace=namespace, group=name,
                configuration=ref.name, compliant=summary.compliant_workers, ready=summary.ready_workers)
-            for item in news:
-                await self.tools.recorder.post(group.meta, names.WORKER_GROUP, type_=item.type, reason=item.reason,
-                                               action="Configure", note=item.note)
+        announced = self._announced.setdefault(observed.key, {})
+        for worker, checked, item in corrections(leases, announced):
+            announced[worker] = checked
+            news.append(item)
+        for item in news:
+            await self.tools.recorder.post(group.meta, names.WORKER_GROUP, type_=item.type, reason=item.reason,
+                                           action="Configure", note=item.note)
         return Pass()
 
 
