@@ -18,7 +18,7 @@ from tests.support.proxy import create_registration_secret, proxy_tls, register_
 from .conftest import Helm, Release, find, rbac_source, role_source, service_account_kubeconfig
 
 CRD_NAMES = {"runbooks.hrw.dev", "assets.hrw.dev", "workergroups.hrw.dev", "runbookjobs.hrw.dev",
-             "runbookschedules.hrw.dev"}
+             "runbookschedules.hrw.dev", "workerconfigurations.hrw.dev"}
 
 
 def dry_run(cluster, manifest: str) -> set[str]:
