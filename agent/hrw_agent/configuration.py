@@ -156,6 +156,7 @@ class ConfigurationApplier:
                 await self.run_once()
                 backoff.reset()
             except (*CallError, ResourceRefused) as exc:
+                self._published_seen = None  # a change it could not fetch is still a change
                 retry = backoff.next_delay()
                 log.warning("configuration.unavailable", error=type(exc).__name__, detail=str(exc)[:300],
                             retry_in=f"{retry:.1f}")
@@ -187,9 +188,9 @@ class ConfigurationApplier:
         changed = self._applied is None or self._applied[0] != ref.name \
             or (published is not None and published != self._published_seen and published != self._applied[1])
         due = self._checked_at is None or time.monotonic() >= self._checked_at + ref.refresh_seconds
+        self._published_seen = published
         if not changed and not due:
             return
-        self._published_seen = published
         bundle = await self._client.get_configuration()
         configuration = bundle.configuration
         digest = configuration.status.digest or ""

@@ -250,3 +250,33 @@ async def test_a_configuration_naming_a_missing_runbook_or_a_refused_interpreter
     # Fixed, it becomes Ready: the operator follows the runbook it names.
     await stack.runbook("absent", 'test "$HRW_CONFIGURATION_STEP" = test\n')
     await async_wait_until(lambda: ready_condition("missing", "Valid"), timeout=30, message="Valid once it exists")
+
+
+async def test_a_runbook_resource_runs_both_steps_and_its_secret_is_masked_in_the_report(stack: Stack, scratch: Path):
+    await stack.secret("db-secret", {"password": "s3cr3t-Pa55"})
+    await stack.asset("db", {"type": "Credential", "username": "admin",
+                             "passwordFrom": {"secretKeyRef": {"name": "db-secret", "key": "password"}}})
+    await stack.runbook("ensure-file", (
+        'target="$HRW_PARAM_DIR/$HRW_WORKER_NAME"\n'
+        'if [ "$HRW_CONFIGURATION_STEP" = test ]; then\n'
+        '  [ "$(cat "$target" 2>/dev/null)" = "$HRW_PARAM_CONTENT" ] && exit 0\n'
+        '  echo "not in place; the password is $HRW_ASSET_DB_PASSWORD" >&2\n'
+        '  exit 1\n'
+        'fi\n'
+        'printf "%s" "$HRW_PARAM_CONTENT" > "$target"\n'),
+        assets=["db"], parameters=[{"name": "dir", "required": True}, {"name": "content", "required": True}])
+    await configuration(stack, "ApplyAndMonitor", [{"name": "file", "runbookRef": {"name": "ensure-file"},
+                                                    "parameters": {"dir": str(scratch), "content": "from a runbook"}}])
+    await group_with_configuration(stack)
+    digest = await ready_digest(stack)
+    stack.start_agent(GROUP, "w1")
+    await wait_worker(stack, "w1", "Compliant", digest=digest)
+    assert (scratch / "w1").read_text() == "from a runbook"
+
+    (scratch / "w1").write_text("changed")
+    entry = await wait_worker(stack, "w1", "Drifted")
+    assert entry["resources"] == [{"name": "file", "state": "Drifted",
+                                   "message": "test exited with code 1: not in place; the password is ***"}]
+    everything = json.dumps(await compliance(stack)) + json.dumps(await lease_report(stack, "w1")) \
+        + json.dumps(await stack.events()) + stack.all_logs()
+    assert "s3cr3t-Pa55" not in everything
