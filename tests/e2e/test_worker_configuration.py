@@ -15,6 +15,7 @@ from typing import Any
 from hrw_api import ClaimIntent, names
 from hrw_api.errors import Forbidden
 from hrw_api.kubeclient import LEASES, WORKER_CONFIGURATIONS, WORKER_GROUPS
+from tests.e2e.test_cli_jobs import hrw
 from tests.support.stack import Stack
 from tests.support.waiting import async_wait_until
 
@@ -185,6 +186,12 @@ async def test_a_configuration_change_is_applied_by_every_worker_of_the_group(st
         assert (scratch / worker).read_text() == "second"
         assert entry["digest"] == second
     assert (await compliance(stack))["summary"] == "2/2"
+    shown = await hrw(stack, "compliance", GROUP)
+    assert shown.code == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith(f"WorkerGroup {GROUP}: WorkerConfiguration {CONFIG} ({second[:19]}), 2/2 ready")
+    assert [line.split()[:2] + line.split()[4:6] for line in lines[2:]] == [
+        ["w1", "Compliant", "motd", "Corrected"], ["w2", "Compliant", "motd", "Corrected"]], shown.stdout
 
 
 async def test_a_group_requiring_compliance_keeps_a_drifted_worker_from_claiming_jobs(stack: Stack, scratch: Path):
@@ -220,6 +227,15 @@ async def test_a_group_requiring_compliance_keeps_a_drifted_worker_from_claiming
     (scratch / "w1").write_text("ok")
     await wait_worker(stack, "w1", "Compliant", digest=digest)
     await stack.wait_phase("claim-by-hand", "Succeeded", timeout=60)
+    # A worker reads its own group's configuration only.
+    await stack.group("other", configuration={"name": CONFIG})
+    async with stack.proxy.client(credential) as kube:
+        try:
+            await kube.get(f"/apis/hrw.dev/v1alpha1/namespaces/{stack.namespace}/workergroups/other/configuration")
+        except Forbidden as refused:
+            assert "may read only its own WorkerGroup" in refused.message
+        else:
+            raise AssertionError("a worker read another group's configuration")
 
 
 async def test_a_configuration_naming_a_missing_runbook_or_a_refused_interpreter_is_reported_with_a_reason(
