@@ -95,5 +95,7 @@ def claim_refusal(group: WorkerGroup, worker: str) -> str | None:
             and entry.state is WorkerCompliance.COMPLIANT and entry.digest == summary.digest:
         return None
     state = entry.state.value if entry is not None else WorkerCompliance.PENDING.value
+    if summary is not None and summary.digest is None:
+        state += " (the configuration is not Ready: see its status)"
     return (f"worker {worker!r} may not claim jobs: WorkerGroup {group.meta.name} requires compliance with "
             f"WorkerConfiguration {ref.name} (spec.configuration.requireCompliance) and the worker is {state}")
