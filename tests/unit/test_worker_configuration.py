@@ -238,3 +238,17 @@ def test_hrw_compliance_prints_a_line_per_worker_and_resource():
                                 "why"]
     assert lines[3].startswith("w2") and "no report on this configuration yet" in lines[3]
     assert not compliant
+
+
+@pytest.mark.parametrize("text", ["not json", '{"configuration":"files"}', "x" * (MAX_REPORT_BYTES + 1)])
+def test_the_proxy_refuses_a_lease_whose_compliance_report_does_not_fit(text):
+    from hrw_proxy import leases
+    from hrw_proxy.auth import WorkerIdentity
+    from hrw_proxy.refusals import ProxyError
+
+    patch = {"metadata": {"annotations": {names.ANNOTATION_COMPLIANCE: text}}}
+    with pytest.raises(ProxyError) as refused:
+        leases.sanitize_lease_patch(WorkerIdentity("ns", "dc", "w1"), patch)
+    assert refused.value.code == 400 and names.ANNOTATION_COMPLIANCE in refused.value.message
+    good = {"metadata": {"annotations": {names.ANNOTATION_COMPLIANCE: report(ResourceState.DRIFTED).to_annotation()}}}
+    assert leases.sanitize_lease_patch(WorkerIdentity("ns", "dc", "w1"), good) == good
