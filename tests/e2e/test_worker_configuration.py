@@ -296,3 +296,27 @@ async def test_a_runbook_resource_runs_both_steps_and_its_secret_is_masked_in_th
     everything = json.dumps(await compliance(stack)) + json.dumps(await lease_report(stack, "w1")) \
         + json.dumps(await stack.events()) + stack.all_logs()
     assert "s3cr3t-Pa55" not in everything
+
+
+async def test_a_configuration_being_applied_takes_no_job_slot(stack: Stack, scratch: Path):
+    hold = ('touch "$HRW_PARAM_DIR/started"\n'
+            'while [ ! -e "$HRW_PARAM_DIR/go" ]; do sleep 0.1; done\n'
+            'touch "$HRW_PARAM_DIR/done"\n')
+    await configuration(stack, "ApplyOnly", [{"name": "slow", "interpreter": "bash",
+                                              "test": '[ -e "$HRW_PARAM_DIR/done" ]', "set": hold,
+                                              "parameters": {"dir": str(scratch)}}])
+    await group_with_configuration(stack, maxJobsPerWorker=1)
+    digest = await ready_digest(stack)
+    await stack.runbook("hello", "echo hello\n")
+    stack.start_agent(GROUP, "w1")
+
+    async def started() -> bool:
+        return (scratch / "started").exists()
+
+    await async_wait_until(started, timeout=60, message="the set script started")
+
+    await stack.job("beside", "hello", GROUP)
+    await stack.wait_phase("beside", "Succeeded", timeout=60)
+    assert not (scratch / "done").exists(), "the job ran while the configuration's set was still running"
+    (scratch / "go").touch()
+    await wait_worker(stack, "w1", "Compliant", digest=digest)
