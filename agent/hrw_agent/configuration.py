@@ -155,11 +155,12 @@ class ConfigurationApplier:
             try:
                 await self.run_once()
                 backoff.reset()
-            except (*CallError, ResourceRefused) as exc:
+            except Exception as exc:  # the proxy, or a bug: never the end of the loop (nor of the agent)
                 self._published_seen = None  # a change it could not fetch is still a change
                 retry = backoff.next_delay()
-                log.warning("configuration.unavailable", error=type(exc).__name__, detail=str(exc)[:300],
-                            retry_in=f"{retry:.1f}")
+                level = log.warning if isinstance(exc, CallError) else log.error
+                level("configuration.unavailable", error=type(exc).__name__, detail=str(exc)[:300],
+                      retry_in=f"{retry:.1f}")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=retry)
                 self._wake.set()
