@@ -9,7 +9,9 @@ On start, before anything else, the agent kills what its previous life's jobs le
   (stopping a held job the operator cancelled, timed out, requeued or deleted);
 - claim: while there is free capacity and the agent is not draining, claim Queued jobs with the
   contract's test-and-set patch (422: another worker won; move on);
-- delivery: send the spool (output chunks, results) to the proxy.
+- delivery: send the spool (output chunks, results) to the proxy;
+- configuration: apply the group's WorkerConfiguration beside the jobs and report compliance in
+  the Lease (`configuration`); where the group requires compliance, claim only while compliant.
 
 Jobs keep running while the proxy is unreachable; their reports wait in the spool.
 """
@@ -42,6 +44,7 @@ from . import lease, orphans, runner
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
 from .config import AgentConfig
+from .configuration import ConfigurationApplier
 from .delivery import Delivery
 from .fencing import Renewal
 from .jobs import JobTask
@@ -85,6 +88,9 @@ class Agent:
         self._renewed = asyncio.Event()
         self.records = orphans.ProcessRecords(config.processes_dir)
         self.leftovers: dict[AttemptKey, orphans.Leftover] = {}  # what the start found of a previous life
+        self.configuration = ConfigurationApplier(client, interpreters=self.interpreters, work_dir=config.work_dir,
+                                                  on_report=self._lease_now.set,
+                                                  run_all_as_agent_user=config.run_all_jobs_as_agent_user)
 
     # ------------------------------------------------------------------------------ capacity
 
@@ -118,7 +124,7 @@ class Agent:
                      require_signed=group.spec.require_signed_runbooks,
                      grace=group.spec.job_grace_period_seconds)
         self.settings_loaded.set()
-        if old.max_jobs_per_worker != group.spec.max_jobs_per_worker:
+        if self.configuration.observe(group) or old.max_jobs_per_worker != group.spec.max_jobs_per_worker:
             self._wake_claim.set()
 
     async def heartbeat_once(self) -> None:
@@ -126,7 +132,8 @@ class Agent:
         settings = self.settings
         sent = time.monotonic()  # the proxy stamps renewTime after this: fencing counts from here
         await lease.renew(self.client, duration_seconds=settings.lease_duration_seconds,
-                          interpreters=self._interpreter_names(), capacity=self.capacity, draining=self.draining)
+                          interpreters=self._interpreter_names(), capacity=self.capacity, draining=self.draining,
+                          compliance=self.configuration.report)
         if self.renewal is None or sent > self.renewal.sent_at:
             self.renewal = Renewal.of(sent, settings)
             self._renewed.set()
@@ -266,7 +273,7 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_claim.wait(), timeout=5.0)
             self._wake_claim.clear()
-            if self.draining or self.fenced():
+            if self.draining or self.fenced() or not self.configuration.may_claim():
                 continue
             candidates = sorted(self.queued.values(), key=lambda job: _queue_order(self.client.worker, job))
             for job in candidates:
@@ -384,6 +391,7 @@ class Agent:
         loops = [asyncio.create_task(coro, name=name) for name, coro in (
             ("heartbeat", self._heartbeat_loop()), ("fence", self._fence_loop()), ("delivery", self.delivery.run()),
             ("watch", self._watch_after_settings()), ("claim", self._claim_loop()),
+            ("configuration", self.configuration.run()),
         )]
         try:
             await self._stop.wait()
@@ -410,7 +418,7 @@ class Agent:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(lease.renew(self.client, duration_seconds=self.settings.lease_duration_seconds,
                                                interpreters=self._interpreter_names(), capacity=self.capacity,
-                                               draining=True), timeout=5.0)
+                                               draining=True, compliance=self.configuration.report), timeout=5.0)
         handles = set(self._task_handles)
         if handles:
             _, pending = await asyncio.wait(handles, timeout=grace)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from hrw_api import (
+    ConfigurationBundle,
     JobBundle,
     OutputChunk,
     RegisterRequest,
@@ -28,6 +29,7 @@ from hrw_api import (
 from hrw_api.errors import ApiError, InvalidObject, TooManyRequests
 from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, KubeClient, ssl_context
 from hrw_api.patches import JsonPatch
+from hrw_api.workerconfiguration import configuration_path
 
 from . import __version__
 from .config import AgentConfig
@@ -103,6 +105,14 @@ class ProxyClient:
 
     async def get_group(self) -> WorkerGroup:
         return WorkerGroup.parse(await self._kube.get(wire.group_path(self.namespace, self.group)))
+
+    async def get_configuration(self) -> ConfigurationBundle:
+        """The group's WorkerConfiguration with what it runs (runbooks, resolved assets), in one call."""
+        body = await self._kube.get(configuration_path(self.namespace, self.group))
+        try:
+            return ConfigurationBundle.parse(body)
+        except InvalidObject as exc:
+            raise ApiError(502, "BadGateway", f"the proxy's configuration bundle does not fit: {exc}") from None
 
     # ----------------------------------------------------------------------------------- jobs
 

@@ -2,7 +2,8 @@
 
 The operator reads the Leases of a group to know which workers live (and requeues the jobs of
 a worker whose Lease lapsed); the Lease's `WorkerInfo` carries what the group's status shows
-about each worker (hostname, agent version, interpreters, capacity, draining). Renewed every
+about each worker (hostname, agent version, interpreters, capacity, draining) and its report on
+the group's configuration (`configuration`). Renewed every
 third of the lease duration, so two renewals can fail before the worker counts as lost.
 """
 
@@ -12,7 +13,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import replace
 
-from hrw_api import WorkerInfo, WorkerLease, names
+from hrw_api import ComplianceReport, WorkerInfo, WorkerLease, names
 from hrw_api.errors import NotFound
 from hrw_api.times import now
 
@@ -21,21 +22,21 @@ from .client import ProxyClient
 
 
 def worker_lease(client: ProxyClient, *, duration_seconds: int, interpreters: Sequence[str], capacity: int,
-                 draining: bool) -> WorkerLease:
+                 draining: bool, compliance: ComplianceReport | None = None) -> WorkerLease:
     """This worker's Lease as of now."""
     return WorkerLease(
         name=names.lease_name(client.group, client.worker), namespace=client.namespace, group=client.group,
         worker=client.worker, duration_seconds=duration_seconds, renew_time=now(),
         info=WorkerInfo(hostname=socket.gethostname(), agent_version=__version__, interpreters=tuple(interpreters),
-                        capacity=capacity, draining=draining),
+                        capacity=capacity, draining=draining, compliance=compliance),
     )
 
 
 async def renew(client: ProxyClient, *, duration_seconds: int, interpreters: Sequence[str], capacity: int,
-                draining: bool) -> None:
+                draining: bool, compliance: ComplianceReport | None = None) -> None:
     """Renew (merge patch) the Lease, creating it the first time."""
     lease = worker_lease(client, duration_seconds=duration_seconds, interpreters=interpreters, capacity=capacity,
-                         draining=draining)
+                         draining=draining, compliance=compliance)
     try:
         await client.renew_lease(lease)
     except NotFound:

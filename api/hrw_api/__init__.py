@@ -12,6 +12,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     runbookschedule  RunbookSchedule, ConcurrencyPolicy   the RunbookSchedule kind, job_name
     runbookwebhook   RunbookWebhook, WebhookCall          the RunbookWebhook kind, its token and call body
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
+    workerconfiguration  WorkerConfiguration, ComplianceReport, …  a group's servers' desired state, compliance
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
                  JobBundle
     intents      Claim/Finish/GiveBackIntent              the agent's moves, AGENT_TRANSITIONS,
@@ -67,6 +68,15 @@ from .runbookjob import (
 from .runbookschedule import ConcurrencyPolicy, RunbookSchedule, RunbookScheduleSpec, RunbookScheduleStatus
 from .runbookwebhook import RunbookWebhook, RunbookWebhookSpec, RunbookWebhookStatus, WebhookCall
 from .wire import JobBundle, OutputChunk, RegisterRequest, RegisterResponse, StreamName
+from .workerconfiguration import (
+    ComplianceReport,
+    ConfigurationBundle,
+    ConfigurationRef,
+    GroupCompliance,
+    Mode,
+    ResourceState,
+    WorkerConfiguration,
+)
 from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
 
 __all__ = [
@@ -79,13 +89,17 @@ __all__ = [
     "AssetType",
     "Claim",
     "ClaimIntent",
+    "ComplianceReport",
     "ConcurrencyPolicy",
     "Condition",
+    "ConfigurationBundle",
+    "ConfigurationRef",
     "Conflict",
     "FinishIntent",
     "Forbidden",
     "GiveBackIntent",
     "Gone",
+    "GroupCompliance",
     "HrwError",
     "InlineOutput",
     "Intent",
@@ -96,6 +110,7 @@ __all__ = [
     "JobPhase",
     "JobResult",
     "Meta",
+    "Mode",
     "NotFound",
     "OutputChunk",
     "OutputSummary",
@@ -106,6 +121,7 @@ __all__ = [
     "RegisterRequest",
     "RegisterResponse",
     "ResolvedAsset",
+    "ResourceState",
     "RetryOn",
     "RetryPolicy",
     "RunAs",
@@ -132,6 +148,7 @@ __all__ = [
     "Transition",
     "TrustedKey",
     "WebhookCall",
+    "WorkerConfiguration",
     "WorkerGroup",
     "WorkerGroupSpec",
     "WorkerInfo",

@@ -24,6 +24,7 @@ from . import names
 from ._fields import JSON
 from .errors import InvalidObject
 from .times import format_micro_time
+from .workerconfiguration import MAX_REPORT_BYTES, ComplianceReport
 from .workergroup import WorkerStatus
 
 LEASE_API_VERSION: Final = "coordination.k8s.io/v1"
@@ -53,9 +54,11 @@ class WorkerInfo:
     interpreters: tuple[str, ...] = ()
     capacity: int = 0  # jobs this worker runs at once
     draining: bool = False  # the agent shuts down: it claims nothing more
+    compliance: ComplianceReport | None = None  # the configuration it applied (workerconfiguration)
 
     def to_annotations(self) -> dict[str, str]:
         return {
+            names.ANNOTATION_COMPLIANCE: self.compliance.to_annotation() if self.compliance else "",
             names.ANNOTATION_HOSTNAME: self.hostname,
             names.ANNOTATION_AGENT_VERSION: self.agent_version,
             names.ANNOTATION_INTERPRETERS: ",".join(self.interpreters),
@@ -89,6 +92,8 @@ class WorkerInfo:
                                        f"{path}[{names.ANNOTATION_INTERPRETERS}]"),
             capacity=int(capacity_text),
             draining=draining == "true",
+            compliance=ComplianceReport.from_annotation(text(names.ANNOTATION_COMPLIANCE, MAX_REPORT_BYTES),
+                                                        f"{path}[{names.ANNOTATION_COMPLIANCE}]"),
         )
 
 

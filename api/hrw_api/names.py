@@ -19,6 +19,7 @@ WORKER_GROUP: Final = "WorkerGroup"
 RUNBOOK_JOB: Final = "RunbookJob"
 RUNBOOK_SCHEDULE: Final = "RunbookSchedule"
 RUNBOOK_WEBHOOK: Final = "RunbookWebhook"
+WORKER_CONFIGURATION: Final = "WorkerConfiguration"
 PLURALS: Final[dict[str, str]] = {
     RUNBOOK: "runbooks",
     ASSET: "assets",
@@ -26,6 +27,7 @@ PLURALS: Final[dict[str, str]] = {
     RUNBOOK_JOB: "runbookjobs",
     RUNBOOK_SCHEDULE: "runbookschedules",
     RUNBOOK_WEBHOOK: "runbookwebhooks",
+    WORKER_CONFIGURATION: "workerconfigurations",
 }
 CATEGORY: Final = "hrw"
 
@@ -46,6 +48,7 @@ ANNOTATION_AGENT_VERSION: Final = "hrw.dev/agent-version"
 ANNOTATION_INTERPRETERS: Final = "hrw.dev/interpreters"  # comma-separated
 ANNOTATION_CAPACITY: Final = "hrw.dev/capacity"  # integer: jobs this worker runs at once
 ANNOTATION_DRAINING: Final = "hrw.dev/draining"  # "true" while the agent shuts down
+ANNOTATION_COMPLIANCE: Final = "hrw.dev/compliance"  # the configuration report (workerconfiguration)
 ANNOTATION_SCHEDULED_TIME: Final = "hrw.dev/scheduled-time"  # on a schedule's job: the run it is for
 ANNOTATION_RERUN_OF: Final = "hrw.dev/rerun-of"  # on a job `hrw rerun` made: the job it repeats
 

@@ -16,6 +16,7 @@ from .errors import InvalidObject
 from .meta import Condition, Meta, conditions_of
 from .runas import RunAsPolicy
 from .runbook import Interpreter
+from .workerconfiguration import ConfigurationRef, GroupCompliance
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class WorkerGroupSpec:
     """How long before its Lease could lapse an agent that cannot renew it stops its jobs (None: a third
     of the lease duration); less than `lease_duration_seconds` (CEL in the CRD)."""
     run_as: RunAsPolicy = field(default_factory=RunAsPolicy)
+    configuration: ConfigurationRef | None = None
+    """The WorkerConfiguration its servers must have (issue 16), its refresh period, and whether
+    a worker must be compliant to claim jobs."""
 
     @property
     def self_fencing_margin(self) -> float:
@@ -119,6 +123,7 @@ class WorkerGroupSpec:
             output_limit_bytes=f.opt_int(spec, "outputLimitBytes", "spec", 1_048_576) or 1_048_576,
             self_fencing_margin_seconds=f.opt_int(spec, "selfFencingMarginSeconds", "spec", None, minimum=1),
             run_as=RunAsPolicy.parse(spec),
+            configuration=ConfigurationRef.parse_optional(spec),
         )
 
 
@@ -128,6 +133,7 @@ class WorkerGroup:
     spec: WorkerGroupSpec
     workers: tuple[WorkerStatus, ...]
     conditions: tuple[Condition, ...]
+    compliance: GroupCompliance | None = None
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> WorkerGroup:
@@ -138,4 +144,5 @@ class WorkerGroup:
             workers=tuple(WorkerStatus.parse(f.obj(w, "status.workers[]"))
                           for w in f.array(status, "workers", "status")),
             conditions=conditions_of(status),
+            compliance=GroupCompliance.parse_optional(status),
         )

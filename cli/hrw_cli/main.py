@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hrw_cli.jobs",
     "hrw_cli.job_control",
     "hrw_cli.webhooks",
+    "hrw_cli.compliance",
 )
 """Modules whose ``register(subparsers)`` adds a command group to ``hrw``."""
 

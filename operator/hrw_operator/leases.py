@@ -10,7 +10,7 @@ written only when a worker joins, leaves or changes readiness (see `workergroups
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from hrw_api import InvalidObject, WorkerLease
@@ -39,6 +39,16 @@ class LeaseView:
     def __init__(self) -> None:
         self._by_key: dict[Key, WorkerLease] = {}
         self._by_group: dict[Key, dict[str, WorkerLease]] = {}
+        self._followers: list[Callable[[WorkerLease | None, WorkerLease | None], None]] = []
+
+    def follow(self, callback: Callable[[WorkerLease | None, WorkerLease | None], None]) -> None:
+        """Call `callback(old, new)` after every put (`new` the Lease) and removal (`new` None); cheap
+        callbacks only (a controller's `soon`), as `frame.View.follow`."""
+        self._followers.append(callback)
+
+    def _changed(self, old: WorkerLease | None, new: WorkerLease | None) -> None:
+        for callback in self._followers:
+            callback(old, new)
 
     def put(self, lease: WorkerLease) -> WorkerLease | None:
         """Store a Lease; return the one it replaces."""
@@ -48,6 +58,7 @@ class LeaseView:
             self._by_group.get((old.namespace, old.group), {}).pop(old.name, None)
         self._by_key[key] = lease
         self._by_group.setdefault((lease.namespace, lease.group), {})[lease.name] = lease
+        self._changed(old, lease)
         return old
 
     def remove(self, namespace: str, name: str) -> WorkerLease | None:
@@ -57,6 +68,7 @@ class LeaseView:
             members.pop(name, None)
             if not members:
                 self._by_group.pop((namespace, old.group), None)
+            self._changed(old, None)
         return old
 
     def get(self, namespace: str, name: str) -> WorkerLease | None:

@@ -40,10 +40,12 @@ import kopf
 
 from hrw_api import Asset, Runbook, RunbookJob, RunbookSchedule, RunbookWebhook, WorkerGroup, kubeconfig, names
 from hrw_api.kubeclient import KubeClient
+from hrw_api.workerconfiguration import WorkerConfiguration
 
 from . import login, logs
 from .assets import AssetController
 from .endpoints import Endpoints, parse_listen, parse_liveness_url
+from .configurations import ComplianceController, ConfigurationController
 from .events import EventRecorder
 from .frame import Controller, Store, Tools
 from .jobs.controller import JobController
@@ -157,7 +159,8 @@ def login_handler(memo: Operator, **_: Any) -> kopf.ConnectionInfo:
 
 
 KINDS: tuple[type[Controller[Any]], ...] = (RunbookController, AssetController, WorkerGroupController, JobController,
-                                            ScheduleController, WebhookController)
+                                            ScheduleController, WebhookController,
+                                            ConfigurationController)
 """The kinds this operator serves; each is subscribed to its own resource's watch."""
 
 
@@ -173,6 +176,8 @@ class Graph:
     jobs: JobController
     by_kind: Mapping[str, Controller[Any]]
     """Every controller by its `kind`, for the watch of its own kind."""
+    compliance: ComplianceController
+    """Writes the groups' `status.compliance`; fed by views, not by a watch of its own."""
 
 
 def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
@@ -183,16 +188,21 @@ def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
     job_store: Store[RunbookJob] = Store(RunbookJob.parse)
     jobs = JobController(tools, job_store, runbooks=runbooks, groups=groups, leases=leases)
     runbook_controller = RunbookController(tools, runbooks, on_status_changed=jobs.kick_pending)
-    assets = AssetController(tools, Store(Asset.parse), on_status_changed=jobs.kick_pending)
+    asset_store: Store[Asset] = Store(Asset.parse)
+    assets = AssetController(tools, asset_store, on_status_changed=jobs.kick_pending)
     group_controller = WorkerGroupController(tools, groups, leases=leases)
     schedules = ScheduleController(tools, Store(RunbookSchedule.parse), jobs=job_store, runbooks=runbooks,
                                    groups=groups)
+    configuration_store: Store[WorkerConfiguration] = Store(WorkerConfiguration.parse)
+    configurations = ConfigurationController(tools, configuration_store, runbooks=runbooks, assets=asset_store,
+                                             groups=groups)
+    compliance = ComplianceController(tools, groups=groups, configurations=configuration_store, leases=leases)
     webhooks = WebhookController(tools, Store(RunbookWebhook.parse), runbooks=runbooks, groups=groups)
     controllers: tuple[Controller[Any], ...] = (runbook_controller, assets, group_controller, jobs, schedules,
-                                                webhooks)
+                                                webhooks, configurations)
     assert {type(c) for c in controllers} == set(KINDS), "build_graph and KINDS list the same kinds"
     return Graph(client=client, leases=leases, runbooks=runbook_controller, assets=assets, groups=group_controller,
-                 jobs=jobs, by_kind={c.kind: c for c in controllers})
+                 jobs=jobs, by_kind={c.kind: c for c in controllers}, compliance=compliance)
 
 
 class Operator:
@@ -221,7 +231,7 @@ class Operator:
         self.metrics.watch(None)
         graph, self._graph = self._graph, None
         if graph is not None:
-            for controller in graph.by_kind.values():
+            for controller in (*graph.by_kind.values(), graph.compliance):
                 await controller.close()
 
     @property

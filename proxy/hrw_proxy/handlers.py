@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from hrw_api import RunbookJob, WorkerGroup, wire
+from hrw_api import ClaimIntent, RunbookJob, WorkerGroup, wire
 from hrw_api.patches import JSON_PATCH, MERGE_PATCH
 
-from . import leases, listing, output, policy, registration, resolution, status_patches
+from . import configuration, leases, listing, output, policy, registration, resolution, status_patches
 from .auth import CredentialVerifier, WorkerIdentity, bearer_token
 from .bodies import json_response, parse_json, parse_object, success_response
 from .discovery import DOCUMENTS
@@ -37,9 +37,11 @@ class Handlers:
         self.upstream = upstream
         self.verifier = verifier
         self.watches = watches
+        self.compliance = configuration.ComplianceGate(upstream)
         self._by_kind: dict[RouteKind, Handler] = {
             RouteKind.DISCOVERY: self._discovery,
             RouteKind.GROUP_GET: self._get_group,
+            RouteKind.CONFIGURATION_GET: self._group_configuration,
             RouteKind.JOB_LIST: self._list_jobs,
             RouteKind.JOB_GET: self._get_job,
             RouteKind.JOB_STATUS_PATCH: self._patch_job_status,
@@ -75,6 +77,10 @@ class Handlers:
         policy.check_own_group(identity, route.name)
         return json_response(await self.upstream.get_group(identity.namespace, route.name))
 
+    async def _group_configuration(self, _: web.Request, identity: WorkerIdentity,
+                                   route: Route) -> web.StreamResponse:
+        return json_response(await configuration.bundle_for(self.upstream, identity, route.name))
+
     async def _get_job(self, _: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         obj = await self.upstream.get_job(identity.namespace, route.name)
         policy.check_job_of_group(identity, parse_object(RunbookJob, obj, f"RunbookJob {route.name}"))
@@ -102,7 +108,9 @@ class Handlers:
         patch = parse_json(await read_body(request, self.settings.max_body_bytes))
         obj = await self.upstream.get_job(identity.namespace, route.name)
         job = parse_object(RunbookJob, obj, f"RunbookJob {route.name}")
-        status_patches.check_status_patch(identity, patch, job)
+        intent = status_patches.check_status_patch(identity, patch, job)
+        if isinstance(intent, ClaimIntent):
+            await self.compliance.check_may_claim(identity)
         patch = status_patches.stamp_status_times(patch)
         return json_response(await self.upstream.patch_job_status(identity.namespace, route.name, patch))
 

@@ -30,8 +30,15 @@ async def bundle_for(upstream: Upstream, identity: WorkerIdentity, job_name: str
     job = parse_object(RunbookJob, await upstream.get_job(identity.namespace, job_name), "RunbookJob")
     check_holds(identity, job, "the runbook and assets")
     check_holds_attempt(identity, job, attempt)
-    obj = await upstream.get_runbook(identity.namespace, job.spec.runbook)
-    runbook = parse_object(Runbook, obj, f"Runbook {job.spec.runbook}")
+    obj, runbook = await inlined_runbook(upstream, identity, job.spec.runbook)
+    return wire.job_bundle_body(obj, await resolved_assets(upstream, identity, runbook.spec.assets,
+                                                           f"Runbook {runbook.meta.name}"))
+
+
+async def inlined_runbook(upstream: Upstream, identity: WorkerIdentity, name: str) -> tuple[JSON, Runbook]:
+    """The Runbook `name` as read, with a `contentFrom` ConfigMap's content inlined as `spec.content`."""
+    obj = await upstream.get_runbook(identity.namespace, name)
+    runbook = parse_object(Runbook, obj, f"Runbook {name}")
     if runbook.spec.content_from is not None:
         ref = runbook.spec.content_from
         configmap = await upstream.get_configmap(identity.namespace, ref.name)
@@ -41,17 +48,18 @@ async def bundle_for(upstream: Upstream, identity: WorkerIdentity, job_name: str
                                   "was not found")
         obj["spec"]["content"] = content
         del obj["spec"]["contentFrom"]
-    return wire.job_bundle_body(obj, await _resolved_assets(upstream, identity, runbook))
+    return obj, runbook
 
 
-async def _resolved_assets(upstream: Upstream, identity: WorkerIdentity, runbook: Runbook) -> list[ResolvedAsset]:
-    """The assets `runbook` lists, values read (secret ones from their Secret, marked secret)."""
+async def resolved_assets(upstream: Upstream, identity: WorkerIdentity, names: tuple[str, ...],
+                          listed_by: str) -> list[ResolvedAsset]:
+    """The assets `names` (listed by `listed_by`), values read (secret ones from their Secret, marked secret)."""
     secrets: dict[str, JSON | None] = {}
     items: list[ResolvedAsset] = []
-    for name in runbook.spec.assets:
+    for name in names:
         obj = await upstream.get_asset(identity.namespace, name)
         if obj is None:
-            raise ProxyError(404, f"Asset {name!r} (listed by Runbook {runbook.meta.name}) was not found")
+            raise ProxyError(404, f"Asset {name!r} (listed by {listed_by}) was not found")
         asset = parse_object(Asset, obj, f"Asset {name}")
         values: dict[str, str] = {}
         secret_fields: set[str] = set()

@@ -19,6 +19,7 @@ class RouteKind(Enum):
     DISCOVERY = "discovery"
     REGISTER = "register"
     GROUP_GET = "get workergroup"
+    CONFIGURATION_GET = "get workergroup/configuration"
     JOB_LIST = "list runbookjobs"
     JOB_GET = "get runbookjob"
     JOB_STATUS_PATCH = "patch runbookjob/status"
@@ -56,6 +57,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], RouteKind], ...] = tuple(
         ("POST", "/hrw/v1/namespaces/(?P<ns>" + _NS + ")/workergroups/(?P<name>" + _NS + ")/register",
          RouteKind.REGISTER),
         ("GET", _HRW + "/workergroups/(?P<name>" + _NS + ")", RouteKind.GROUP_GET),
+        ("GET", _HRW + "/workergroups/(?P<name>" + _NS + ")/configuration", RouteKind.CONFIGURATION_GET),
         ("GET", _HRW + "/runbookjobs", RouteKind.JOB_LIST),
         ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")", RouteKind.JOB_GET),
         ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")/status", RouteKind.JOB_GET),

@@ -24,6 +24,7 @@ from hrw_api.kubeclient import (
     RUNBOOK_WEBHOOKS,
     RUNBOOKS,
     SECRETS,
+    WORKER_CONFIGURATIONS,
     WORKER_GROUPS,
     KubeClient,
 )
@@ -172,6 +173,9 @@ class Upstream:
     async def create_job(self, namespace: str, job: JSON) -> JSON:
         """Create a RunbookJob (a webhook's call); the only spec the proxy ever writes."""
         return await self._call(self.client.create(RUNBOOK_JOBS.path(namespace), job))
+
+    async def get_configuration(self, namespace: str, name: str) -> JSON:
+        return await self._call(self.client.get(WORKER_CONFIGURATIONS.path(namespace, name)))
 
     async def get_asset(self, namespace: str, name: str) -> JSON | None:
         return await self._get_or_none(ASSETS.path(namespace, name))

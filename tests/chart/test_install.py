@@ -19,7 +19,8 @@ from tests.support.waiting import wait_until
 from .conftest import Helm, Release, find, rbac_source, role_source, service_account_kubeconfig
 
 CRD_NAMES = {"runbooks.hrw.dev", "assets.hrw.dev", "workergroups.hrw.dev", "runbookjobs.hrw.dev",
-             "runbookschedules.hrw.dev", "runbookwebhooks.hrw.dev"}
+             "runbookschedules.hrw.dev", "runbookwebhooks.hrw.dev",
+             "workerconfigurations.hrw.dev"}
 
 
 def dry_run(cluster, manifest: str) -> set[str]:
