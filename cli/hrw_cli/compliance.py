@@ -22,8 +22,8 @@ from hrw_api.errors import NotFound
 from hrw_api.kubeclient import LEASES, WORKER_GROUPS
 from hrw_api.times import format_time
 from hrw_api.workerconfiguration import ComplianceReport
+from hrw_cli import connection
 from hrw_cli.errors import CommandError
-from hrw_cli.jobs import _client, _common, _namespace, _sync
 
 __all__ = ["register", "table"]
 
@@ -59,8 +59,8 @@ def table(group: WorkerGroup, reports: dict[str, ComplianceReport | None]) -> tu
 
 
 async def _compliance(args: argparse.Namespace) -> int:
-    namespace = _namespace(args)
-    async with await _client(args) as kube:
+    namespace = connection.namespace(args)
+    async with await connection.client(args) as kube:
         try:
             body = await kube.get(WORKER_GROUPS.path(namespace, args.group))
         except NotFound:
@@ -85,5 +85,5 @@ async def _compliance(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("compliance", help="how a WorkerGroup's servers comply with its WorkerConfiguration")
     parser.add_argument("group", help="WorkerGroup name")
-    _common(parser)
-    parser.set_defaults(handler=_sync(_compliance))
+    connection.add_connection_flags(parser)
+    parser.set_defaults(handler=connection.synchronous(_compliance))

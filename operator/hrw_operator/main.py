@@ -44,8 +44,8 @@ from hrw_api.workerconfiguration import WorkerConfiguration
 
 from . import login, logs
 from .assets import AssetController
-from .endpoints import Endpoints, parse_listen, parse_liveness_url
 from .configurations import ComplianceController, ConfigurationController
+from .endpoints import Endpoints, parse_listen, parse_liveness_url
 from .events import EventRecorder
 from .frame import Controller, Store, Tools
 from .jobs.controller import JobController
