@@ -10,6 +10,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     runas        RunAs, RunAsPolicy                       Run As: a job's identity, a group's policy
     runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind, InlineOutput
     runbookschedule  RunbookSchedule, ConcurrencyPolicy   the RunbookSchedule kind, job_name
+    fanout       FanOut, LabelSelector, FanOutStatus      a job on every worker of its group (spec.fanOut)
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
                  JobBundle

@@ -34,6 +34,7 @@ from hrw_api.kubeclient import KubeClient
 from . import login, logs
 from .assets import AssetController
 from .events import EventRecorder
+from .fanout import FanOutController
 from .frame import Controller, Store, Tools
 from .jobs.controller import JobController
 from .leases import LeaseView, worker_lease
@@ -141,8 +142,10 @@ def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
                                    groups=groups)
     controllers: tuple[Controller[Any], ...] = (runbook_controller, assets, group_controller, jobs, schedules)
     assert {type(c) for c in controllers} == set(KINDS), "build_graph and KINDS list the same kinds"
+    # Fan-out parents are RunbookJobs: their controller follows the job store instead of a watch.
+    fanouts = FanOutController(tools, Store(RunbookJob.parse), jobs=job_store, leases=leases)
     return Graph(client=client, leases=leases, runbooks=runbook_controller, assets=assets, groups=group_controller,
-                 jobs=jobs, by_kind={c.kind: c for c in controllers})
+                 jobs=jobs, by_kind={c.kind: c for c in (*controllers, fanouts)})
 
 
 class Operator:
