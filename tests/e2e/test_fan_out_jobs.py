@@ -14,6 +14,7 @@ from typing import Any
 
 from hrw_api import names
 from hrw_api.kubeclient import RUNBOOK_JOBS, WORKER_GROUPS
+from tests.e2e.test_cli_jobs import hrw
 from tests.support.stack import Stack
 from tests.support.waiting import async_wait_until
 
@@ -113,6 +114,14 @@ async def test_a_group_wide_job_stops_starting_children_after_max_errors_failure
     assert skipped == {"worker": "w-c", "phase": "Skipped", "reason": "MaxErrorsExceeded"}
     assert sorted(c["spec"]["pinnedWorker"] for c in await _children(stack, "patch-risky")) == ["w-a", "w-b"]
     assert any(c["type"] == "Failed" and c["status"] == "True" for c in status["conditions"])
+
+    # `hrw logs PARENT --worker W`: one worker's output; a skipped worker has none; the parent says how.
+    one = await hrw(stack, "logs", "patch-risky", "--worker", "w-b")
+    assert (one.code, one.stdout) == (0, "output of w-b\n"), one
+    none = await hrw(stack, "logs", "patch-risky", "--worker", "w-c")
+    assert none.code != 0 and "has no child job: it is Skipped (MaxErrorsExceeded)" in none.stderr, none
+    parent_only = await hrw(stack, "logs", "patch-risky")
+    assert parent_only.code != 0 and "hrw logs patch-risky --worker W" in parent_only.stderr, parent_only
 
 
 async def test_a_selector_picks_only_the_workers_whose_labels_match_and_an_ordinary_job_is_unchanged(
