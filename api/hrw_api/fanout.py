@@ -257,7 +257,7 @@ class WorkerRun:
     worker: str
     phase: RunPhase = RunPhase.PENDING
     job: str = ""  # the child's name, once created: `hrw logs <job>`
-    reason: str = ""  # the child's status reason, or why it was skipped
+    reason: str = ""  # the ended child's status reason, or why the run was skipped
 
     def to_dict(self) -> JSON:
         body: JSON = {"worker": self.worker, "phase": self.phase.value}

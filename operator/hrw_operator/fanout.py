@@ -112,7 +112,10 @@ def plan(parent: RunbookJob, summary: FanOutStatus | None, facts: FanOutFacts) -
     for run in summary.workers:
         child = facts.children.get(run.worker)
         if child is not None:
-            run = WorkerRun(run.worker, RunPhase.of_child(child.phase), child.name, child.reason)
+            # The child's reason only once it ended: the parent's status changes when a run starts
+            # or ends, not on each step of a child (Queued, Started, ...).
+            phase = RunPhase.of_child(child.phase)
+            run = WorkerRun(run.worker, phase, child.name, child.reason if phase.done else "")
         runs.append(run)
     targets = len(runs)
     errors = sum(1 for r in runs if r.phase is RunPhase.FAILED)
@@ -135,7 +138,7 @@ def plan(parent: RunbookJob, summary: FanOutStatus | None, facts: FanOutFacts) -
             runs[i] = replace(run, phase=RunPhase.SKIPPED, reason=stop_reason)
         elif active < concurrency:
             runs[i] = replace(run, phase=RunPhase.RUNNING, job=child_name(parent.meta.name, run.worker,
-                                                                          parent.meta.uid), reason="Created")
+                                                                          parent.meta.uid))
             create.append(run.worker)
             active += 1
     summary = FanOutStatus(tuple(runs))
