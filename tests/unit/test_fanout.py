@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from hrw_agent.config import ConfigError, _coerce, from_values
-from hrw_api import InvalidObject, RunbookJob, WorkerInfo, names
+from hrw_api import InvalidObject, RunbookJob, WorkerInfo, content_digest, names
 from hrw_api.fanout import Budget, FanOut, FanOutStatus, LabelSelector, RunPhase, WorkerRun, child_name
 from hrw_api.phases import JobPhase
 from hrw_operator.fanout import Child, FanOutFacts, child_body, plan
-from hrw_operator.jobs.decide import JobFacts, decide
+from hrw_operator.jobs.decide import JobFacts, Queue, Reject, StartFanOut, decide
+from hrw_operator.jobs.writes import build_patch
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -193,3 +194,27 @@ def test_a_job_that_sets_pinned_worker_itself_is_rejected() -> None:
 def test_the_job_controller_leaves_a_running_fan_out_parent_to_the_fan_out_controller() -> None:
     decision = decide(_job(fan_out={"all": True}, cancel=True, timeoutSeconds=1), JobFacts(), NOW)
     assert decision.action is None
+
+
+def test_a_valid_fan_out_job_starts_running_instead_of_being_queued_and_its_children_keep_its_digest() -> None:
+    from tests.unit.test_operator_jobs import NOW as JOB_NOW
+    from tests.unit.test_operator_jobs import job as pending_job
+    from tests.unit.test_operator_jobs import meta, pending_facts
+
+    decision = decide(pending_job(fanOut={"all": True, "maxConcurrency": 2}), pending_facts(), JOB_NOW)
+    assert isinstance(decision.action, StartFanOut)
+    assert decision.action.digest == content_digest("x")
+    patch = build_patch(pending_job(fanOut={"all": True}), decision.action)
+    assert patch is not None and patch[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
+    assert patch[1]["value"]["phase"] == "Running" and patch[1]["value"]["reason"] == "FanningOut"
+
+    def child(digest: str) -> RunbookJob:
+        return RunbookJob.parse({
+            "metadata": meta("child", labels={names.LABEL_FAN_OUT_JOB: "parent"},
+                             annotations={names.ANNOTATION_RUNBOOK_DIGEST: digest},
+                             ownerReferences=[{"uid": "uid-parent", "controller": True}]),
+            "spec": {"runbookRef": {"name": "rb"}, "workerGroup": "pool", "pinnedWorker": "w1"}})
+
+    assert isinstance(decide(child(content_digest("x")), pending_facts(), JOB_NOW).action, Queue)
+    changed = decide(child(content_digest("y")), pending_facts(), JOB_NOW).action
+    assert isinstance(changed, Reject) and changed.reason == "RunbookChanged"
