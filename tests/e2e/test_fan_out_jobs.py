@@ -162,3 +162,52 @@ async def test_a_job_that_pins_itself_to_a_worker_is_refused(stack: Stack):
     job = await stack.wait_phase("sneaky", "Failed")
     assert job["status"]["reason"] == "PinnedWorkerNotAllowed"
     assert "spec.pinnedWorker is set by the operator on the children of a fan-out job only" in job["status"]["message"]
+
+
+HOLD = """\
+echo "start $HRW_WORKER_NAME $HRW_JOB_ATTEMPT" >> "$HRW_PARAM_LEDGER"
+while [ ! -e "$HRW_PARAM_GODIR/$HRW_WORKER_NAME.$HRW_JOB_ATTEMPT" ]; do sleep 0.05; done
+echo "end $HRW_WORKER_NAME $HRW_JOB_ATTEMPT" >> "$HRW_PARAM_LEDGER"
+"""
+
+
+async def test_a_lost_workers_child_is_requeued_for_that_worker_and_the_fan_out_goes_on_when_it_returns(
+        stack: Stack, scratch: Path):
+    ledger, godir = scratch / "ledger", scratch / "go"
+    godir.mkdir()
+    for go in ("w-a.2", "w-b.1"):  # w-a's first attempt holds until its agent is gone
+        (godir / go).touch()
+    await stack.group(GROUP, leaseDurationSeconds=10)
+    for worker in ("w-a", "w-b"):
+        stack.start_agent(GROUP, worker)
+    await stack.runbook("hold", HOLD, parameters=[{"name": "ledger", "type": "string"},
+                                                  {"name": "godir", "type": "string"}])
+
+    async def two_ready() -> bool:
+        group = await stack.admin.get(WORKER_GROUPS.path(stack.namespace, GROUP))
+        return (group.get("status") or {}).get("readyWorkers") == 2
+
+    await async_wait_until(two_ready, timeout=30, message="two ready workers")
+    await stack.job("roll", "hold", GROUP, parameters={"ledger": str(ledger), "godir": str(godir)},
+                    fanOut={"all": True, "maxConcurrency": 1})
+    async def first_attempt_running() -> bool:
+        return "start w-a 1" in _ledger(ledger)
+
+    await async_wait_until(first_attempt_running, timeout=60, message="w-a's first attempt running")
+    stack.agents["w-a"].kill()
+
+    parent = await stack.get_job("roll")
+    child = parent["status"]["fanOut"]["workers"][0]["job"]
+    requeued = await stack.wait_job(child, lambda j: (j.get("status") or {}).get("attempt") == 2, timeout=60,
+                                    message="w-a's child requeued after its Lease lapsed")
+    assert requeued["status"]["phase"] == "Queued" and requeued["status"]["reason"] == "Requeued"
+    assert "start w-b 1" not in _ledger(ledger)  # maxConcurrency 1: w-b waits for w-a's child to end
+
+    stack.agents["w-a"].start()
+    parent = await stack.wait_phase("roll", "Succeeded", timeout=90)
+    done = await stack.get_job(child)
+    assert (done["status"]["phase"], done["status"]["claim"]["worker"], done["status"]["attempt"]) == (
+        "Succeeded", "w-a", 2)
+    lines = _ledger(ledger)
+    assert lines.index("end w-a 2") < lines.index("start w-b 1"), lines
+    assert "end w-a 1" not in lines
