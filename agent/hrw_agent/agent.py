@@ -133,7 +133,7 @@ class Agent:
         sent = time.monotonic()  # the proxy stamps renewTime after this: fencing counts from here
         await lease.renew(self.client, duration_seconds=settings.lease_duration_seconds,
                           interpreters=self._interpreter_names(), capacity=self.capacity, draining=self.draining,
-                          compliance=self.configuration.report)
+                          compliance=self.configuration.report, labels=self.config.labels)
         if self.renewal is None or sent > self.renewal.sent_at:
             self.renewal = Renewal.of(sent, settings)
             self._renewed.set()
@@ -263,8 +263,12 @@ class Agent:
 
     def _can_run(self, job: RunbookJob) -> bool:
         """Pass over a job whose interpreter this server lacks: another worker of the group may have it.
+        Pass over a fan-out child pinned to another worker: only that one may claim it (the proxy
+        refuses the others), so trying would be a claim storm of refusals.
 
         (A job queued without the snapshot is claimed, and ends `InterpreterMissing` if need be.)"""
+        if job.spec.pinned_worker is not None and job.spec.pinned_worker != self.config.worker:
+            return False
         return job.status.interpreter is None or job.status.interpreter in self.interpreters
 
     async def _claim_loop(self) -> None:
@@ -418,7 +422,7 @@ class Agent:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(lease.renew(self.client, duration_seconds=self.settings.lease_duration_seconds,
                                                interpreters=self._interpreter_names(), capacity=self.capacity,
-                                               draining=True, compliance=self.configuration.report), timeout=5.0)
+                                               draining=True, compliance=self.configuration.report, labels=self.config.labels), timeout=5.0)
         handles = set(self._task_handles)
         if handles:
             _, pending = await asyncio.wait(handles, timeout=grace)

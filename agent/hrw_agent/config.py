@@ -19,6 +19,9 @@ from typing import Any
 
 import yaml
 
+from hrw_api.errors import InvalidObject
+from hrw_api.fanout import check_worker_labels
+
 from . import __version__
 
 DEFAULT_STATE_DIR = Path("/var/lib/hrw-agent")
@@ -69,6 +72,9 @@ class AgentConfig:
     """debug, info, warning or error."""
     interpreter_paths: Mapping[str, str] = field(default_factory=dict)
     """Explicit interpreter paths (`{python3: /opt/python/bin/python3}`) instead of detection on PATH."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """This worker's labels (`{role: web, zone: a}`, Kubernetes label syntax, at most 32), published on
+    its Lease and shown in its group's status: a fan-out job's `selector` picks workers by them."""
 
     @property
     def credential_path(self) -> Path:
@@ -104,6 +110,7 @@ _KEYS: dict[str, str] = {
     "logFormat": "log_format",
     "logLevel": "log_level",
     "interpreterPaths": "interpreter_paths",
+    "labels": "labels",
 }
 
 
@@ -120,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", "-c", type=Path, help="YAML config file (flags override its keys)")
     parser.add_argument("--version", action="version", version=f"hrw-agent {__version__}")
     for key in _KEYS:
-        if key == "interpreterPaths":
+        if key in ("interpreterPaths", "labels"):
             continue
         parser.add_argument(_flag(key), dest=_KEYS[key], default=None, help=f"config key {key}")
     return parser
@@ -152,6 +159,11 @@ def _coerce(name: str, value: Any) -> Any:
             if not isinstance(value, Mapping):
                 raise ValueError("must be a mapping of interpreter name to path")
             return {str(k): str(v) for k, v in value.items()}
+        if name == "labels":
+            try:
+                return check_worker_labels(value, "labels")
+            except InvalidObject as exc:
+                raise ValueError(exc.message) from None
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: {exc}") from None

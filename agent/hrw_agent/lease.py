@@ -10,7 +10,7 @@ third of the lease duration, so two renewals can fail before the worker counts a
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from hrw_api import ComplianceReport, WorkerInfo, WorkerLease, names
@@ -22,21 +22,24 @@ from .client import ProxyClient
 
 
 def worker_lease(client: ProxyClient, *, duration_seconds: int, interpreters: Sequence[str], capacity: int,
-                 draining: bool, compliance: ComplianceReport | None = None) -> WorkerLease:
+                 draining: bool, compliance: ComplianceReport | None = None,
+                 labels: Mapping[str, str] | None = None) -> WorkerLease:
     """This worker's Lease as of now."""
     return WorkerLease(
         name=names.lease_name(client.group, client.worker), namespace=client.namespace, group=client.group,
         worker=client.worker, duration_seconds=duration_seconds, renew_time=now(),
         info=WorkerInfo(hostname=socket.gethostname(), agent_version=__version__, interpreters=tuple(interpreters),
-                        capacity=capacity, draining=draining, compliance=compliance),
+                        capacity=capacity, draining=draining, compliance=compliance,
+                        labels=dict(labels or {})),
     )
 
 
 async def renew(client: ProxyClient, *, duration_seconds: int, interpreters: Sequence[str], capacity: int,
-                draining: bool, compliance: ComplianceReport | None = None) -> None:
+                draining: bool, compliance: ComplianceReport | None = None,
+                labels: Mapping[str, str] | None = None) -> None:
     """Renew (merge patch) the Lease, creating it the first time."""
     lease = worker_lease(client, duration_seconds=duration_seconds, interpreters=interpreters, capacity=capacity,
-                         draining=draining, compliance=compliance)
+                         draining=draining, compliance=compliance, labels=labels)
     try:
         await client.renew_lease(lease)
     except NotFound:

@@ -11,6 +11,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind, InlineOutput
     runbookschedule  RunbookSchedule, ConcurrencyPolicy   the RunbookSchedule kind, job_name
     runbookwebhook   RunbookWebhook, WebhookCall          the RunbookWebhook kind, its token and call body
+    fanout       FanOut, LabelSelector, FanOutStatus      a job on every worker of its group (spec.fanOut)
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
     workerconfiguration  WorkerConfiguration, ComplianceReport, …  a group's servers' desired state, compliance
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths

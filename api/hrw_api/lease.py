@@ -13,6 +13,7 @@ typed and bounded here, and a Lease that does not fit is refused by `WorkerLease
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from . import _fields as f
 from . import names
 from ._fields import JSON
 from .errors import InvalidObject
+from .fanout import MAX_WORKER_LABELS, check_worker_labels
 from .times import format_micro_time
 from .workerconfiguration import MAX_REPORT_BYTES, ComplianceReport
 from .workergroup import WorkerStatus
@@ -34,6 +36,7 @@ MAX_HOSTNAME: Final = 253
 MAX_AGENT_VERSION: Final = 64
 MAX_INTERPRETERS: Final = 16
 MAX_CAPACITY: Final = 256  # a WorkerGroup's maxJobsPerWorker is at most 256
+MAX_LABELS_TEXT: Final = MAX_WORKER_LABELS * (317 + 64 + 6)  # keys of up to 317, values of up to 63, JSON punctuation
 _INTERPRETER_NAME = re.compile(r"^[A-Za-z0-9._+-]{1,32}$")
 
 
@@ -43,6 +46,16 @@ def _interpreters(text: str, path: str) -> tuple[str, ...]:
         raise InvalidObject(path, f"must be at most {MAX_INTERPRETERS} comma-separated interpreter names "
                                   "(letters, digits, '.', '_', '+', '-', up to 32 characters each)")
     return items
+
+
+def _labels(text: str, path: str) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        labels = json.loads(text)
+    except ValueError:
+        raise InvalidObject(path, "must be a JSON object of label keys to values") from None
+    return check_worker_labels(labels, path)
 
 
 @dataclass(frozen=True)
@@ -55,10 +68,12 @@ class WorkerInfo:
     capacity: int = 0  # jobs this worker runs at once
     draining: bool = False  # the agent shuts down: it claims nothing more
     compliance: ComplianceReport | None = None  # the configuration it applied (workerconfiguration)
+    labels: Mapping[str, str] = field(default_factory=dict)  # its agent config's `labels`: fan-out selectors read them
 
     def to_annotations(self) -> dict[str, str]:
         return {
             names.ANNOTATION_COMPLIANCE: self.compliance.to_annotation() if self.compliance else "",
+            names.ANNOTATION_WORKER_LABELS: json.dumps(dict(sorted(self.labels.items())), separators=(",", ":")),
             names.ANNOTATION_HOSTNAME: self.hostname,
             names.ANNOTATION_AGENT_VERSION: self.agent_version,
             names.ANNOTATION_INTERPRETERS: ",".join(self.interpreters),
@@ -86,6 +101,8 @@ class WorkerInfo:
         if draining not in ("", "true", "false"):
             raise InvalidObject(f"{path}[{names.ANNOTATION_DRAINING}]", f"must be true or false, not {draining!r}")
         return cls(
+            labels=_labels(text(names.ANNOTATION_WORKER_LABELS, MAX_LABELS_TEXT),
+                           f"{path}[{names.ANNOTATION_WORKER_LABELS}]"),
             hostname=text(names.ANNOTATION_HOSTNAME, MAX_HOSTNAME),
             agent_version=text(names.ANNOTATION_AGENT_VERSION, MAX_AGENT_VERSION),
             interpreters=_interpreters(text(names.ANNOTATION_INTERPRETERS, 32 * MAX_INTERPRETERS),
@@ -139,6 +156,7 @@ class WorkerLease:
             capacity=self.info.capacity,
             ready=self.ready(now),
             draining=self.info.draining,
+            labels=dict(self.info.labels),
         )
 
     def _spec(self) -> JSON:

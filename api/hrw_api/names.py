@@ -38,6 +38,7 @@ LABEL_JOB: Final = "hrw.dev/job"
 LABEL_ATTEMPT: Final = "hrw.dev/attempt"
 LABEL_SCHEDULE: Final = "hrw.dev/schedule"  # on a schedule's jobs: the schedule's name
 LABEL_WEBHOOK: Final = "hrw.dev/webhook"  # on a webhook's jobs (and its token Secret): the webhook's name
+LABEL_FAN_OUT_JOB: Final = "hrw.dev/fan-out-job"  # on a fan-out job's children: the parent's name
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "hrw"
@@ -51,6 +52,8 @@ ANNOTATION_DRAINING: Final = "hrw.dev/draining"  # "true" while the agent shuts 
 ANNOTATION_COMPLIANCE: Final = "hrw.dev/compliance"  # the configuration report (workerconfiguration)
 ANNOTATION_SCHEDULED_TIME: Final = "hrw.dev/scheduled-time"  # on a schedule's job: the run it is for
 ANNOTATION_RERUN_OF: Final = "hrw.dev/rerun-of"  # on a job `hrw rerun` made: the job it repeats
+ANNOTATION_WORKER_LABELS: Final = "hrw.dev/worker-labels"  # JSON object: the labels of the agent's config
+ANNOTATION_RUNBOOK_DIGEST: Final = "hrw.dev/runbook-digest"  # on a fan-out child: the digest its parent snapshotted
 
 # The operator's own prefix for what kopf persists (never the default kopf.zalando.org).
 OPERATOR_PREFIX: Final = "operator.hrw.dev"

@@ -15,6 +15,7 @@ from typing import Any
 from . import _fields as f
 from ._fields import JSON
 from .errors import InvalidObject
+from .fanout import FanOut
 from .meta import Condition, Meta, conditions_of
 from .phases import JobPhase
 from .runas import RunAs
@@ -48,6 +49,10 @@ class RunbookJobSpec:
     retry_policy: RetryPolicy
     ttl_seconds_after_finished: int | None
     cancel: bool
+    fan_out: FanOut | None = None
+    """A fan-out parent: run on every worker (or a selector's) through one child per worker (`fanout`)."""
+    pinned_worker: str | None = None
+    """A fan-out child: only this worker of the group may claim it. Set by the operator only."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,8 @@ class RunbookJob:
                 ),
                 ttl_seconds_after_finished=f.opt_int(spec, "ttlSecondsAfterFinished", "spec"),
                 cancel=f.boolean(spec, "cancel", "spec"),
+                fan_out=FanOut.parse(spec["fanOut"]) if spec.get("fanOut") is not None else None,
+                pinned_worker=f.opt_str(spec, "pinnedWorker", "spec"),
             ),
             status=RunbookJobStatus(
                 phase=phase,

@@ -36,9 +36,10 @@ class WorkerStatus:
     capacity: int
     ready: bool
     draining: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)  # from its agent config, for fan-out selectors
 
     def to_dict(self) -> JSON:
-        return {
+        body: JSON = {
             "name": self.name,
             "hostname": self.hostname,
             "agentVersion": self.agent_version,
@@ -47,6 +48,9 @@ class WorkerStatus:
             "ready": self.ready,
             "draining": self.draining,
         }
+        if self.labels:
+            body["labels"] = dict(sorted(self.labels.items()))
+        return body
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> WorkerStatus:
@@ -59,6 +63,8 @@ class WorkerStatus:
             capacity=int(data.get("capacity") or 0),
             ready=bool(data.get("ready")),
             draining=bool(data.get("draining")),
+            labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()}
+            if isinstance(data.get("labels"), Mapping) else {},
         )
 
 

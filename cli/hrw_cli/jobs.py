@@ -6,7 +6,8 @@ agents' proxy:
 - ``hrw logs JOB [-f]`` prints the job's output chunks (ConfigMaps the proxy stored, owned by
   the job) in order, then a finished attempt's small output carried in its status
   (``status.output.inline``, written instead of chunks), what the script wrote on stderr on
-  stderr, and with ``-f`` follows them until the job ends;
+  stderr, and with ``-f`` follows them until the job ends; ``--worker W`` prints one worker's
+  output of a fan-out job (its child job's);
 - ``hrw run RUNBOOK --group G -p key=value ... [--wait]`` creates a RunbookJob; values are
   typed by the runbook's declared parameter types (a string parameter stays verbatim);
 - ``hrw get-token GROUP`` prints the group's registration token (for an agent's first start).
@@ -24,7 +25,9 @@ from typing import Any
 
 from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, names, params
 from hrw_api.errors import ApiError, InvalidObject, NotFound
-from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS
+from hrw_api.fanout import FanOutStatus
+from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, KubeClient
+from hrw_api.kubeconfig import KubeconfigError
 from hrw_api.phases import JobPhase
 from hrw_cli.connection import add_connection_flags as _common
 from hrw_cli.connection import client as _client
@@ -43,6 +46,36 @@ def _chunk_key(item: dict[str, Any]) -> tuple[int, str]:
     return int(labels.get(names.LABEL_ATTEMPT) or 0), item["metadata"]["name"]
 
 
+async def _fan_out_child(kube: KubeClient, namespace: str, job: str, worker: str | None) -> str:
+    """The job whose output to print: `job`, or with `worker` its child on that worker (a fan-out
+    job has no output of its own; without `--worker` its workers and children are listed)."""
+    try:
+        body = await kube.get(RUNBOOK_JOBS.path(namespace, job))
+    except NotFound:
+        raise CommandError(f"RunbookJob {namespace}/{job} not found") from None
+    if (body.get("spec") or {}).get("fanOut") is None:
+        if worker is not None:
+            raise CommandError(f"RunbookJob {namespace}/{job} is not a fan-out job: it has no --worker")
+        return job
+    try:
+        summary = FanOutStatus.parse((body.get("status") or {}).get("fanOut"))
+    except InvalidObject as exc:
+        raise CommandError(f"RunbookJob {namespace}/{job}: {exc}") from None
+    runs = summary.workers if summary is not None else ()
+    if worker is None:
+        listed = "; ".join(f"{r.worker}: {r.phase.value}{' (' + r.job + ')' if r.job else ''}" for r in runs)
+        raise CommandError(f"RunbookJob {namespace}/{job} is a fan-out job: each worker's output is its child's; "
+                           f"use `hrw logs {job} --worker W` or `hrw logs CHILD` ({listed or 'no targets yet'})")
+    run = next((r for r in runs if r.worker == worker), None)
+    if run is None:
+        raise CommandError(f"worker {worker!r} is not a target of fan-out job {namespace}/{job} "
+                           f"(targets: {', '.join(r.worker for r in runs) or 'none yet'})")
+    if not run.job:
+        raise CommandError(f"worker {worker!r} of fan-out job {namespace}/{job} has no child job: it is "
+                           f"{run.phase.value}{' (' + run.reason + ')' if run.reason else ''}")
+    return run.job
+
+
 async def _logs(args: argparse.Namespace) -> int:
     namespace = _namespace(args)
     seen: set[str] = set()
@@ -50,6 +83,7 @@ async def _logs(args: argparse.Namespace) -> int:
     final_pass = False
     inline_shown = False
     async with await _client(args) as kube:
+        args.job = await _fan_out_child(kube, namespace, args.job, args.worker)
         while True:
             try:
                 job = RunbookJob.parse(await kube.get(RUNBOOK_JOBS.path(namespace, args.job)))
@@ -184,6 +218,7 @@ def register(subparsers: Any) -> None:
     logs.add_argument("job", help="RunbookJob name")
     logs.add_argument("-f", "--follow", action="store_true", help="follow the output until the job ends")
     logs.add_argument("--attempt", type=int, default=None, help="only this attempt's output")
+    logs.add_argument("--worker", default=None, metavar="W", help="of a fan-out job: worker W's output (its child's)")
     _common(logs)
     logs.set_defaults(handler=_sync(_logs))
 

@@ -47,6 +47,7 @@ from .assets import AssetController
 from .configurations import ComplianceController, ConfigurationController
 from .endpoints import Endpoints, parse_listen, parse_liveness_url
 from .events import EventRecorder
+from .fanout import FanOutController
 from .frame import Controller, Store, Tools
 from .jobs.controller import JobController
 from .leadership import LeaderElector
@@ -201,8 +202,10 @@ def build_graph(settings: OperatorSettings, client: KubeClient) -> Graph:
     controllers: tuple[Controller[Any], ...] = (runbook_controller, assets, group_controller, jobs, schedules,
                                                 webhooks, configurations)
     assert {type(c) for c in controllers} == set(KINDS), "build_graph and KINDS list the same kinds"
+    # Fan-out parents are RunbookJobs: their controller follows the job store instead of a watch.
+    fanouts = FanOutController(tools, Store(RunbookJob.parse), jobs=job_store, leases=leases)
     return Graph(client=client, leases=leases, runbooks=runbook_controller, assets=assets, groups=group_controller,
-                 jobs=jobs, by_kind={c.kind: c for c in controllers}, compliance=compliance)
+                 jobs=jobs, by_kind={c.kind: c for c in (*controllers, fanouts)}, compliance=compliance)
 
 
 class Operator:

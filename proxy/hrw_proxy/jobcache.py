@@ -16,9 +16,9 @@ has a bounded queue; one that overflows is ended (it resumes from its last resou
 instead of slowing the others or growing memory.
 
 The claim offer: a Queued job is given first to one subscribed worker (the one holding the fewest
-jobs of the group, least recently offered among equals) and to the others `offer_grace` seconds
-later, so a burst does not become a claim storm of 422s. The apiserver's test-and-set stays the
-only arbiter; the offer is only an order of delivery.
+jobs of the group, least recently offered among equals; a fan-out child's pinned worker) and to the
+others `offer_grace` seconds later, so a burst does not become a claim storm of 422s. The
+apiserver's test-and-set stays the only arbiter; the offer is only an order of delivery.
 """
 
 from __future__ import annotations
@@ -56,6 +56,12 @@ def _name(obj: JSON) -> str:
 
 def _phase(obj: JSON) -> str:
     return str((obj.get("status") or {}).get("phase") or "")
+
+
+def _pinned(obj: JSON) -> str | None:
+    """The worker a fan-out child is pinned to (only it may claim the job), or None."""
+    worker = (obj.get("spec") or {}).get("pinnedWorker")
+    return worker if isinstance(worker, str) else None
 
 
 def _holder(obj: JSON) -> str | None:
@@ -302,6 +308,9 @@ class GroupCache:
         workers = {sub.worker for sub in self.subscribers}
         if len(workers) < 2:
             return None
+        pinned = _pinned(event["object"])
+        if pinned is not None:  # a fan-out child: its worker first, the others pass it over anyway
+            return pinned if pinned in workers else None
         held = self.held_by()
         chosen = min(sorted(workers), key=lambda w: (held.get(w, 0), self._offered_at.get(w, 0.0)))
         self._offered_at[chosen] = time.monotonic()

@@ -36,6 +36,18 @@ def check_job_of_group(identity: WorkerIdentity, job: RunbookJob) -> None:
         raise not_found(JOBS_RESOURCE, job.meta.name)
 
 
+def check_may_claim(identity: WorkerIdentity, job: RunbookJob) -> None:
+    """A fan-out parent is run by its children and never claimed; a child only by the worker it is
+    pinned to (the operator's `spec.pinnedWorker`): the pin narrows the group to one of its workers."""
+    if job.spec.fan_out is not None:
+        raise forbidden(f"job {job.meta.name} is a fan-out job: it runs as one child job per worker and is "
+                        "never claimed itself")
+    pinned = job.spec.pinned_worker
+    if pinned is not None and pinned != identity.worker:
+        raise forbidden(f"job {job.meta.name} is pinned to worker {pinned!r} (a fan-out child); worker "
+                        f"{identity.worker!r} may not claim it")
+
+
 def check_holds_attempt(identity: WorkerIdentity, job: RunbookJob, attempt: int) -> None:
     """Fencing: the job's current claim is `identity`'s, for `attempt`, and `attempt` is current
     (the contract's check, the same one that fences status patches)."""

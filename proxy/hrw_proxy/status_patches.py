@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hrw_api import Intent, PatchRefused, RunbookJob, read_agent_patch
+from hrw_api import ClaimIntent, Intent, PatchRefused, RunbookJob, read_agent_patch
 from hrw_api.times import format_time
 
 from .auth import WorkerIdentity
-from .policy import check_job_of_group
+from .policy import check_job_of_group, check_may_claim
 from .refusals import forbidden
 
 
@@ -28,9 +28,12 @@ def check_status_patch(identity: WorkerIdentity, patch: Any, job: RunbookJob) ->
     group's job, else 403) saying why not."""
     check_job_of_group(identity, job)
     try:
-        return read_agent_patch(patch, job, worker=identity.worker)
+        intent = read_agent_patch(patch, job, worker=identity.worker)
     except PatchRefused as exc:
         raise forbidden(str(exc)) from None
+    if isinstance(intent, ClaimIntent):
+        check_may_claim(identity, job)
+    return intent
 
 
 STATUS_TIME_PATHS = frozenset({"/status/startTime", "/status/completionTime", "/status/queuedTime"})

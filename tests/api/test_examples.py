@@ -74,8 +74,8 @@ def test_get_hrw_lists_every_kind_with_its_printer_columns(
                  "runbookschedule.hrw.dev/hello-weekdays"):
         assert name in listing
     jobs = cluster.kubectl("get", "rbj", "-n", namespace, "-o", "wide").splitlines()
-    assert jobs[0].split() == ["NAME", "PHASE", "RUNBOOK", "GROUP", "RUN", "AS", "WORKER", "ATTEMPT", "REASON", "EXIT",
-                               "AGE"]
+    assert jobs[0].split() == ["NAME", "PHASE", "RUNBOOK", "GROUP", "RUN", "AS", "WORKER", "ATTEMPT", "WORKERS",
+                               "REASON", "EXIT", "AGE"]
     assert jobs[1].split()[:3] == ["hello-world", "hello", "datacenter-a"]  # no status yet: phase is blank
     assert cluster.kubectl("get", "rb", "-n", namespace, "-o", "wide").split()[:4] == [
         "NAME", "INTERPRETER", "READY", "DIGEST"]

@@ -109,7 +109,7 @@ def test_only_the_contracts_client_module_talks_http() -> None:
 # (`main` builds the graph and hands each controller what it reads), so no import circle can
 # come back (issue 9: controllers used to reach each other through a `context` module).
 OPERATOR_CONTROLLERS = ("hrw_operator.runbooks", "hrw_operator.assets", "hrw_operator.workergroups",
-                        "hrw_operator.jobs")
+                        "hrw_operator.jobs", "hrw_operator.fanout")
 OPERATOR_SHARED = ("hrw_operator.frame", "hrw_operator.events", "hrw_operator.leases", "hrw_operator.logs",
                    "hrw_operator.settings")
 

@@ -82,3 +82,15 @@ def test_a_queued_job_is_offered_to_the_worker_holding_fewest_jobs_first():
     assert w1.due(now) == []  # w1 hears of it after the grace
     assert w1.next_due is not None
     assert _names(w1.due(w1.next_due)) == [("ADDED", "j1")]
+
+
+def test_a_fan_out_child_is_offered_to_the_worker_it_is_pinned_to_first():
+    cache = _cache(grace=5.0)
+    _event(cache, "ADDED", _job("held", 101, phase="Running", worker="w1"))
+    w1 = cache.subscribe("w1", "101", bookmarks=False, queue_size=10)
+    w2 = cache.subscribe("w2", "101", bookmarks=False, queue_size=10)
+    child = _job("child", 102)
+    child["spec"]["pinnedWorker"] = "w1"  # busier than w2, but only w1 may claim it
+    _event(cache, "ADDED", child)
+    assert _names(w1.due(0.0)) == [("ADDED", "child")]
+    assert w2.due(0.0) == []

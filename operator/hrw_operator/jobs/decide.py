@@ -23,6 +23,8 @@ from hrw_api import (
     WorkerGroup,
     WorkerLease,
     conditions,
+    fanout,
+    names,
     params,
     patches,
 )
@@ -40,6 +42,16 @@ class Queue:
     interpreter: str
     run_as: RunAs
     warning: str = ""  # why no worker of the group can run it now (it waits for one that can)
+
+
+@dataclass(frozen=True)
+class StartFanOut:
+    """A valid fan-out job starts (Running, never Queued: no agent claims it); `fanout` creates its children."""
+
+    digest: str
+    interpreter: str
+    run_as: RunAs
+    message: str
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,7 @@ class Delete:
     """`ttlSecondsAfterFinished` has passed."""
 
 
-Action = Queue | Reject | End | Requeue | MarkFinished | Delete
+Action = Queue | StartFanOut | Reject | End | Requeue | MarkFinished | Delete
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,11 @@ def _decide_pending(job: RunbookJob, facts: JobFacts, now: datetime, tunables: T
     spec, ns = job.spec, job.meta.namespace
     if spec.cancel:
         return Decision(Reject(Reason.CANCELLED, "cancelled before it was queued", JobPhase.CANCELLED))
+    fan_out_child = bool(job.meta.controller_uid and job.meta.labels.get(names.LABEL_FAN_OUT_JOB))
+    if spec.pinned_worker is not None and not fan_out_child:
+        return Decision(Reject(fanout.REASON_PIN_NOT_ALLOWED,
+                               f"spec.pinnedWorker is set by the operator on the children of a fan-out job only; to "
+                               f"run on worker {spec.pinned_worker!r}, create a job with spec.fanOut.selector"))
     created = job.meta.creation_timestamp or now
 
     def arriving(what: str) -> Decision | None:
@@ -203,6 +220,15 @@ def _decide_pending(job: RunbookJob, facts: JobFacts, now: datetime, tunables: T
             return Decision(Reject(Reason.UNSIGNED_RUNBOOK,
                                    f"runbook {spec.runbook!r} is signed with key {signature.key_id!r}, which worker "
                                    f"group {spec.worker_group!r} does not trust"))
+    snapshotted = job.meta.annotations.get(names.ANNOTATION_RUNBOOK_DIGEST)
+    if spec.pinned_worker is not None and snapshotted and snapshotted != runbook.status.digest:
+        return Decision(Reject(fanout.REASON_RUNBOOK_CHANGED,
+                               f"runbook {spec.runbook!r} changed since its fan-out job started (digest "
+                               f"{runbook.status.digest}, not {snapshotted}): every worker runs the same content"))
+    if spec.fan_out is not None:
+        return Decision(StartFanOut(runbook.status.digest, runbook.spec.interpreter.value, run_as,
+                                    f"runs on {spec.fan_out.describe()} of group {spec.worker_group!r}, "
+                                    f"at most {spec.fan_out.max_concurrency} at once"), why="valid fan-out")
     return Decision(Queue(runbook.status.digest, runbook.spec.interpreter.value, run_as,
                           _no_capable_worker(runbook, group)), why="valid")
 
@@ -300,6 +326,8 @@ def decide(job: RunbookJob, facts: JobFacts, now: datetime, tunables: Tunables |
         return _decide_pending(job, facts, now, tunables or Tunables())
     if phase is JobPhase.QUEUED:
         return _decide_queued(job, now)
+    if phase.held and job.spec.fan_out is not None:
+        return Decision(None, None, "a fan-out job: its children run it, and `fanout` ends it")
     if phase.held:
         return _decide_held(job, facts, now)
     return _decide_terminal(job, now)

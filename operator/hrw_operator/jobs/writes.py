@@ -12,11 +12,12 @@ workers, refusals and a queued job no worker can run each post one.
 
 from __future__ import annotations
 
-from hrw_api import RunbookJob, patches
+from hrw_api import RunbookJob, fanout, patches
 from hrw_api.phases import JobPhase
+from hrw_api.times import now_rfc3339
 
 from .. import events
-from .decide import Action, Delete, End, MarkFinished, Queue, Reject, Requeue
+from .decide import Action, Delete, End, MarkFinished, Queue, Reject, Requeue, StartFanOut
 
 
 def build_patch(job: RunbookJob, action: Action) -> patches.JsonPatch | None:
@@ -26,6 +27,9 @@ def build_patch(job: RunbookJob, action: Action) -> patches.JsonPatch | None:
         case Queue(digest=digest, interpreter=interpreter, run_as=run_as):
             return patches.queue(job.meta.resource_version, digest, gen, interpreter=interpreter,
                                  run_as=run_as.to_dict())
+        case StartFanOut(digest=digest, interpreter=interpreter, run_as=run_as, message=message):
+            return fanout.start(job.meta.resource_version, digest, gen, interpreter=interpreter,
+                                run_as=run_as.to_dict(), message=message, now=now_rfc3339())
         case Reject(reason=reason, message=message, phase=phase):
             return patches.reject(job.meta.resource_version, reason, message, gen, phase=phase)
         case End(from_phase=src, attempt=attempt, phase=phase, reason=reason, message=message):
