@@ -422,7 +422,8 @@ class Agent:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(lease.renew(self.client, duration_seconds=self.settings.lease_duration_seconds,
                                                interpreters=self._interpreter_names(), capacity=self.capacity,
-                                               draining=True, compliance=self.configuration.report, labels=self.config.labels), timeout=5.0)
+                                               draining=True, compliance=self.configuration.report,
+                                               labels=self.config.labels), timeout=5.0)
         handles = set(self._task_handles)
         if handles:
             _, pending = await asyncio.wait(handles, timeout=grace)

@@ -27,7 +27,6 @@ from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, names, param
 from hrw_api.errors import ApiError, InvalidObject, NotFound
 from hrw_api.fanout import FanOutStatus
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, KubeClient
-from hrw_api.kubeconfig import KubeconfigError
 from hrw_api.phases import JobPhase
 from hrw_cli.connection import add_connection_flags as _common
 from hrw_cli.connection import client as _client
