@@ -33,6 +33,7 @@ LABEL_WORKER: Final = "hrw.dev/worker"
 LABEL_JOB: Final = "hrw.dev/job"
 LABEL_ATTEMPT: Final = "hrw.dev/attempt"
 LABEL_SCHEDULE: Final = "hrw.dev/schedule"  # on a schedule's jobs: the schedule's name
+LABEL_TOKEN_ID: Final = "hrw.dev/token-id"  # on an issued registration token's Secret
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "hrw"
@@ -52,6 +53,7 @@ OPERATOR_PREFIX: Final = "operator.hrw.dev"
 REGISTRATION_TOKEN_KEY: Final = "token"
 SECRET_TYPE_REGISTRATION: Final = "hrw.dev/registration-token"
 SECRET_TYPE_WORKER_CREDENTIAL: Final = "hrw.dev/worker-credential"
+SECRET_TYPE_ISSUED_TOKEN: Final = "hrw.dev/issued-registration-token"  # `hrw get-token --ttl` (regtokens)
 WORKER_CREDENTIAL_HASH_KEY: Final = "sha256"
 
 # Output chunks an agent appends for a job: ConfigMaps owned by the job (garbage-collected with it).
@@ -62,6 +64,11 @@ OUTPUT_STREAM_KEY: Final = "stream"
 def registration_secret_name(group: str) -> str:
     """The Secret holding a WorkerGroup's registration token."""
     return f"{group}-registration"
+
+
+def issued_token_secret_name(group: str, token_id: str) -> str:
+    """The Secret recording one issued registration token (its hash, expiry and uses left)."""
+    return f"hrw-token.{group}.{token_id}"
 
 
 def lease_name(group: str, worker: str) -> str:

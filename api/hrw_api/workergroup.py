@@ -74,6 +74,9 @@ class WorkerGroupSpec:
     """How long before its Lease could lapse an agent that cannot renew it stops its jobs (None: a third
     of the lease duration); less than `lease_duration_seconds` (CEL in the CRD)."""
     run_as: RunAsPolicy = field(default_factory=RunAsPolicy)
+    group_token: bool = False
+    """`spec.registration.groupToken`: the group accepts its long-lived, reusable registration token
+    (opt-in; otherwise agents register only with tokens from `hrw get-token --ttl`, see regtokens)."""
 
     @property
     def self_fencing_margin(self) -> float:
@@ -119,6 +122,8 @@ class WorkerGroupSpec:
             output_limit_bytes=f.opt_int(spec, "outputLimitBytes", "spec", 1_048_576) or 1_048_576,
             self_fencing_margin_seconds=f.opt_int(spec, "selfFencingMarginSeconds", "spec", None, minimum=1),
             run_as=RunAsPolicy.parse(spec),
+            group_token=f.boolean(f.obj(spec.get("registration"), "spec.registration"), "groupToken",
+                                  "spec.registration"),
         )
 
 

@@ -1,4 +1,7 @@
-"""Registering a worker: the group's registration token in, the worker's own credential out.
+"""Registering a worker: a registration token in, the worker's own credential out.
+
+The token is one issued by `hrw get-token --ttl` (it expires, and may allow only so many
+registrations), or the group's long-lived one where the group opted in (admission.py).
 
 The request names the worker (a DNS-1123 label) and says what it runs (hostname, agent version,
 interpreters). The cluster keeps only the credential's sha256, in a Secret owned by the
@@ -16,8 +19,9 @@ from typing import Any
 from hrw_api import InvalidObject, RegisterRequest, WorkerGroup, names
 from hrw_api.times import parse_time
 
+from . import admission
 from .audit import log
-from .auth import CredentialVerifier, WorkerIdentity, credential_hash, new_credential, tokens_equal
+from .auth import CredentialVerifier, WorkerIdentity, credential_hash, new_credential
 from .bodies import parse_object
 from .ownership import owner_reference
 from .refusals import ProxyError, bad_request
@@ -37,18 +41,20 @@ async def register(upstream: Upstream, verifier: CredentialVerifier, token: str,
     """Check the request and the group's token, store the new credential's hash; the identity and
     the credential (shown to the agent once)."""
     request = parse_registration(body)
-    expected = await upstream.registration_token(namespace, group)
-    if expected is None or not tokens_equal(token, expected):
-        raise ProxyError(401, f"invalid registration token for worker group {namespace}/{group}")
-    group_uid = parse_object(WorkerGroup, await upstream.get_group(namespace, group), "WorkerGroup").meta.uid
+    now = datetime.now(UTC)
+    admitted = await admission.check(upstream, token, namespace, group, now)
+    group_obj = parse_object(WorkerGroup, await upstream.get_group(namespace, group), "WorkerGroup")
+    admission.check_group_accepts(admitted, group_obj)
+    group_uid = group_obj.meta.uid
     lease = await upstream.get_lease(namespace, names.lease_name(group, request.worker))
-    check_worker_name_free(request.worker, lease, datetime.now(UTC))
+    check_worker_name_free(request.worker, lease, now)
+    await admission.spend(upstream, admitted, namespace, group, now)
     identity = WorkerIdentity(namespace, group, request.worker)
     credential = new_credential(identity)
     digest = credential_hash(credential)
     await upstream.store_worker_secret(worker_secret(identity, group_uid, digest, request))
     verifier.remember(identity, digest)
-    log.info("worker registered", worker=str(identity), hostname=request.hostname)
+    log.info("worker registered", worker=str(identity), hostname=request.hostname, token=admitted.description)
     return identity, credential
 
 

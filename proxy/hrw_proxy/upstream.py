@@ -81,6 +81,15 @@ class Upstream:
         secret = await self._credential_secret(namespace, names.registration_secret_name(group))
         return None if secret is None else decode_secret_value(secret, names.REGISTRATION_TOKEN_KEY)
 
+    async def issued_token(self, namespace: str, group: str, token_id: str) -> JSON | None:
+        """The Secret of a token `hrw get-token --ttl` issued, or None."""
+        return await self._credential_secret(namespace, names.issued_token_secret_name(group, token_id))
+
+    async def spend_issued_token(self, namespace: str, group: str, token_id: str, patch: JSON) -> None:
+        """Merge-patch an issued token's Secret (its use count; a 409 when it changed since read)."""
+        await self._call(self.client.patch(SECRETS.path(namespace, names.issued_token_secret_name(group, token_id)),
+                                           patch))
+
     async def worker_hash(self, identity: WorkerIdentity) -> str | None:
         secret = await self._credential_secret(identity.namespace,
                                                names.worker_secret_name(identity.group, identity.worker))

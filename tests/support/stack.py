@@ -71,7 +71,11 @@ class Stack:
     # ------------------------------------------------------------------------------ objects
 
     async def group(self, name: str, **spec: Any) -> JSON:
-        self.tokens[name] = create_registration_secret(self.cluster, self.namespace, name)
+        """A WorkerGroup that accepts its long-lived registration token (what most tests' agents
+        register with), unless `registration` says otherwise; issued tokens: `hrw get-token --ttl`."""
+        spec.setdefault("registration", {"groupToken": True})
+        if spec["registration"].get("groupToken"):
+            self.tokens[name] = create_registration_secret(self.cluster, self.namespace, name)
         return await self.admin.create(WORKER_GROUPS.path(self.namespace), {
             "apiVersion": names.API_VERSION, "kind": names.WORKER_GROUP, "metadata": {"name": name}, "spec": spec})
 
