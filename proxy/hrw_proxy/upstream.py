@@ -1,9 +1,10 @@
 """The proxy's only door to the apiserver: a thin layer over `hrw_api.kubeclient.KubeClient`.
 
 It runs with the proxy's own ServiceAccount (deploy/rbac/proxy.yaml), never with anything the
-agent sent. Failures are mapped once, here: an apiserver `Status` error passes back to the agent
-as is (e.g. the 422 of a lost claim race), a timeout is a 504 and an unreachable apiserver a
-503, both as `Status` objects.
+agent sent, and every Secret or Lease it writes passes writes.py first (what RBAC cannot say).
+Failures are mapped once, here: an apiserver `Status` error passes back to the agent as is
+(e.g. the 422 of a lost claim race), a timeout is a 504 and an unreachable apiserver a 503,
+both as `Status` objects.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hrw_api import names
 from hrw_api.errors import ApiError
 from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, LEASES, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
 
+from . import writes
 from .auth import WorkerIdentity, decode_secret_value
 from .metrics import Metrics
 from .refusals import ProxyError
@@ -87,8 +89,9 @@ class Upstream:
 
     async def spend_issued_token(self, namespace: str, group: str, token_id: str, patch: JSON) -> None:
         """Merge-patch an issued token's Secret (its use count; a 409 when it changed since read)."""
-        await self._call(self.client.patch(SECRETS.path(namespace, names.issued_token_secret_name(group, token_id)),
-                                           patch))
+        name = names.issued_token_secret_name(group, token_id)
+        writes.check_secret_write("patch", namespace, name, patch)
+        await self._call(self.client.patch(SECRETS.path(namespace, name), patch))
 
     async def worker_hash(self, identity: WorkerIdentity) -> str | None:
         secret = await self._credential_secret(identity.namespace,
@@ -102,6 +105,7 @@ class Upstream:
     async def store_worker_secret(self, secret: JSON) -> None:
         """Create the worker's record, or replace its hash (re-registration) if it exists."""
         meta = secret["metadata"]
+        writes.check_secret_write("create", meta["namespace"], meta["name"], secret)
         try:
             await self._call(self.client.create(SECRETS.path(meta["namespace"]), secret))
         except ProxyError as exc:
@@ -110,6 +114,7 @@ class Upstream:
             patch = {"metadata": {"labels": meta["labels"], "annotations": meta.get("annotations", {}),
                                   "ownerReferences": meta["ownerReferences"]},
                      "data": secret["data"]}
+            writes.check_secret_write("patch", meta["namespace"], meta["name"], patch)
             await self._call(self.client.patch(SECRETS.path(meta["namespace"], meta["name"]), patch))
 
     # ------------------------------------------------------------------------------ hrw kinds
@@ -180,8 +185,11 @@ class Upstream:
     # ---------------------------------------------------------------------------------- leases
 
     async def lease(self, method: str, namespace: str, name: str | None, body: JSON | None = None) -> JSON:
+        """A worker's Lease: GET, or a write (POST, PUT, merge PATCH) that writes.py allows."""
         if method == "GET":
             return await self._call(self.client.get(LEASES.path(namespace, name)))
+        writes.check_lease_write({"POST": "create", "PUT": "update"}.get(method, "patch"), namespace, name,
+                                 body or {})
         if method == "POST":
             assert body is not None
             return await self._call(self.client.create(LEASES.path(namespace), body))
