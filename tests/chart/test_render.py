@@ -169,6 +169,7 @@ def test_proxy_listens_with_tls_from_the_secret_and_is_probed_on_the_metrics_por
     flags = dict(zip(args[::2], args[1::2], strict=True))
     assert flags == {
         "--listen": "0.0.0.0:8443", "--tls-cert": "/tls/tls.crt", "--tls-key": "/tls/tls.key",
+        "--tls-reload-seconds": "10",
         "--metrics-listen": "0.0.0.0:9090", "--max-body-bytes": "1048576", "--rate-limit-rps": "5",
         "--rate-limit-burst": "7", "--upstream-timeout": "10", "--max-watch-seconds": "300",
         "--credential-cache-ttl": "2", "--log-format": "json", "--log-level": "INFO",

@@ -53,12 +53,14 @@ class Stack:
 
     @classmethod
     async def create(cls, cluster: Any, namespace: str, processes: ProcessFactory, directory: Path,
-                     proxy_kubeconfig: Path, tls: ProxyTLS, *, operator_kubeconfig: Path | None = None) -> Stack:
-        """Start the operator (as admin, or with `operator_kubeconfig`) and the proxy for `namespace`."""
+                     proxy_kubeconfig: Path, tls: ProxyTLS, *, operator_kubeconfig: Path | None = None,
+                     proxy_args: tuple[str, ...] = ()) -> Stack:
+        """Start the operator (as admin, or with `operator_kubeconfig`) and the proxy for `namespace`
+        (with `proxy_args` added to its flags)."""
         grant_proxy(cluster, namespace)
         operator = processes.start("hrw-operator", "--namespace", namespace, "--kubeconfig",
                                    str(operator_kubeconfig or cluster.kubeconfig_path), name="hrw-operator")
-        proxy = start_proxy(processes, proxy_kubeconfig, tls, *PROXY_ARGS)
+        proxy = start_proxy(processes, proxy_kubeconfig, tls, *PROXY_ARGS, *proxy_args)
         operator.wait_for_log(r"operator\.started", timeout=30)
         admin = KubeClient.from_kubeconfig(cluster.kubeconfig_path, user_agent="hrw-e2e")
         return cls(cluster, namespace, processes, directory, admin, proxy, operator)
