@@ -55,6 +55,9 @@ SECRET_TYPE_REGISTRATION: Final = "hrw.dev/registration-token"
 SECRET_TYPE_WORKER_CREDENTIAL: Final = "hrw.dev/worker-credential"
 SECRET_TYPE_ISSUED_TOKEN: Final = "hrw.dev/issued-registration-token"  # `hrw get-token --ttl` (regtokens)
 WORKER_CREDENTIAL_HASH_KEY: Final = "sha256"
+WORKER_CREDENTIAL_EXPIRES_KEY: Final = "expires"  # when the group rotates credentials: the current one's end
+WORKER_PREVIOUS_HASH_KEY: Final = "previous-sha256"  # after a rotation: the old credential's hash ...
+WORKER_PREVIOUS_UNTIL_KEY: Final = "previous-until"  # ... valid until the overlap ends
 
 # Output chunks an agent appends for a job: ConfigMaps owned by the job (garbage-collected with it).
 OUTPUT_CHUNK_KEY: Final = "chunk"

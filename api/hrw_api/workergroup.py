@@ -74,6 +74,11 @@ class WorkerGroupSpec:
     """How long before its Lease could lapse an agent that cannot renew it stops its jobs (None: a third
     of the lease duration); less than `lease_duration_seconds` (CEL in the CRD)."""
     run_as: RunAsPolicy = field(default_factory=RunAsPolicy)
+    credential_rotation_seconds: int | None = None
+    """`spec.credentialRotation.periodSeconds`: a worker credential works this long after it is
+    issued, and agents rotate theirs when half of it has passed (None: no expiry, no schedule)."""
+    credential_overlap_seconds: int = 60
+    """`spec.credentialRotation.overlapSeconds`: how long a rotated-out credential keeps working."""
     group_token: bool = False
     """`spec.registration.groupToken`: the group accepts its long-lived, reusable registration token
     (opt-in; otherwise agents register only with tokens from `hrw get-token --ttl`, see regtokens)."""
@@ -108,6 +113,7 @@ class WorkerGroupSpec:
                        f.req_str(f.obj(k, "spec.trustedKeys[]"), "publicKey", "spec.trustedKeys[]"))
             for k in f.array(spec, "trustedKeys", "spec")
         )
+        rotation = f.obj(spec.get("credentialRotation"), "spec.credentialRotation")
         try:
             interpreters = tuple(Interpreter(i) for i in f.array(spec, "interpreters", "spec")) or tuple(Interpreter)
         except ValueError:
@@ -122,6 +128,10 @@ class WorkerGroupSpec:
             output_limit_bytes=f.opt_int(spec, "outputLimitBytes", "spec", 1_048_576) or 1_048_576,
             self_fencing_margin_seconds=f.opt_int(spec, "selfFencingMarginSeconds", "spec", None, minimum=1),
             run_as=RunAsPolicy.parse(spec),
+            credential_rotation_seconds=f.opt_int(rotation, "periodSeconds", "spec.credentialRotation", None,
+                                                  minimum=1),
+            credential_overlap_seconds=f.opt_int(rotation, "overlapSeconds", "spec.credentialRotation", 60,
+                                                 minimum=0) or 0,
             group_token=f.boolean(f.obj(spec.get("registration"), "spec.registration"), "groupToken",
                                   "spec.registration"),
         )

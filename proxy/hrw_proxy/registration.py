@@ -11,7 +11,6 @@ the group's token alone, a second agent could otherwise take over a running work
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from . import admission
 from .audit import log
 from .auth import CredentialVerifier, WorkerIdentity, credential_hash, new_credential
 from .bodies import parse_object
+from .credentials import CredentialRecord, expiry
 from .ownership import owner_reference
 from .refusals import ProxyError, bad_request
 from .upstream import Upstream
@@ -37,9 +37,9 @@ def parse_registration(body: Any) -> RegisterRequest:
 
 
 async def register(upstream: Upstream, verifier: CredentialVerifier, token: str, namespace: str, group: str,
-                   body: Any) -> tuple[WorkerIdentity, str]:
-    """Check the request and the group's token, store the new credential's hash; the identity and
-    the credential (shown to the agent once)."""
+                   body: Any) -> tuple[WorkerIdentity, str, CredentialRecord]:
+    """Check the request and the token, store the new credential's hash; the identity, the
+    credential (shown to the agent once) and its record."""
     request = parse_registration(body)
     now = datetime.now(UTC)
     admitted = await admission.check(upstream, token, namespace, group, now)
@@ -51,14 +51,15 @@ async def register(upstream: Upstream, verifier: CredentialVerifier, token: str,
     await admission.spend(upstream, admitted, namespace, group, now)
     identity = WorkerIdentity(namespace, group, request.worker)
     credential = new_credential(identity)
-    digest = credential_hash(credential)
-    await upstream.store_worker_secret(worker_secret(identity, group_uid, digest, request))
-    verifier.remember(identity, digest)
+    record = CredentialRecord(credential_hash(credential), expiry(group_obj.spec, now))
+    await upstream.store_worker_secret(worker_secret(identity, group_uid, record, request))
+    verifier.remember(identity, record)
     log.info("worker registered", worker=str(identity), hostname=request.hostname, token=admitted.description)
-    return identity, credential
+    return identity, credential, record
 
 
-def worker_secret(identity: WorkerIdentity, group_uid: str, digest: str, request: RegisterRequest) -> dict[str, Any]:
+def worker_secret(identity: WorkerIdentity, group_uid: str, record: CredentialRecord,
+                  request: RegisterRequest) -> dict[str, Any]:
     """The worker's record: its credential's hash, what it said it runs, owned by its WorkerGroup."""
     # The request's fields are bounded by `RegisterRequest.parse`, as the annotations need.
     annotations = {names.ANNOTATION_HOSTNAME: request.hostname,
@@ -76,7 +77,7 @@ def worker_secret(identity: WorkerIdentity, group_uid: str, digest: str, request
             "annotations": annotations,
             "ownerReferences": [owner_reference(names.WORKER_GROUP, identity.group, group_uid)],
         },
-        "data": {names.WORKER_CREDENTIAL_HASH_KEY: base64.b64encode(digest.encode()).decode()},
+        "data": record.secret_data(),  # None: no such key (upstream drops them from a create)
     }
 
 

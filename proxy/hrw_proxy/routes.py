@@ -18,6 +18,7 @@ from .refusals import ProxyError, forbidden
 class RouteKind(Enum):
     DISCOVERY = "discovery"
     REGISTER = "register"
+    ROTATE = "rotate credential"
     GROUP_GET = "get workergroup"
     JOB_LIST = "list runbookjobs"
     JOB_GET = "get runbookjob"
@@ -35,6 +36,7 @@ class Route:
     kind: RouteKind
     namespace: str = ""
     name: str = ""
+    worker: str = ""  # ROTATE: the worker whose credential (`name` is its group)
 
     @property
     def verb(self) -> str:
@@ -53,6 +55,8 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], RouteKind], ...] = tuple(
     for method, pattern, kind in (
         ("POST", "/hrw/v1/namespaces/(?P<ns>" + _NS + ")/workergroups/(?P<name>" + _NS + ")/register",
          RouteKind.REGISTER),
+        ("POST", "/hrw/v1/namespaces/(?P<ns>" + _NS + ")/workergroups/(?P<name>" + _NS + ")/workers/(?P<worker>"
+         + _NS + ")/rotate", RouteKind.ROTATE),
         ("GET", _HRW + "/workergroups/(?P<name>" + _NS + ")", RouteKind.GROUP_GET),
         ("GET", _HRW + "/runbookjobs", RouteKind.JOB_LIST),
         ("GET", _HRW + "/runbookjobs/(?P<name>" + _NAME + ")", RouteKind.JOB_GET),
@@ -79,7 +83,7 @@ def route(method: str, path: str) -> Route | None:
         match = pattern.match(path)
         if match:
             groups = match.groupdict()
-            return Route(kind, groups.get("ns") or "", groups.get("name") or "")
+            return Route(kind, groups.get("ns") or "", groups.get("name") or "", groups.get("worker") or "")
     return None
 
 

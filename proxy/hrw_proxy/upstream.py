@@ -21,6 +21,7 @@ from hrw_api.kubeclient import ASSETS, CONFIG_MAPS, LEASES, RUNBOOK_JOBS, RUNBOO
 
 from . import writes
 from .auth import WorkerIdentity, decode_secret_value
+from .credentials import CredentialRecord
 from .metrics import Metrics
 from .refusals import ProxyError
 
@@ -93,21 +94,27 @@ class Upstream:
         writes.check_secret_write("patch", namespace, name, patch)
         await self._call(self.client.patch(SECRETS.path(namespace, name), patch))
 
-    async def worker_hash(self, identity: WorkerIdentity) -> str | None:
+    async def worker_record(self, identity: WorkerIdentity) -> CredentialRecord | None:
         secret = await self._credential_secret(identity.namespace,
                                                names.worker_secret_name(identity.group, identity.worker))
-        if secret is None or secret.get("type") != names.SECRET_TYPE_WORKER_CREDENTIAL:
-            return None
-        if secret.get("metadata", {}).get("deletionTimestamp"):
-            return None
-        return decode_secret_value(secret, names.WORKER_CREDENTIAL_HASH_KEY)
+        return None if secret is None else CredentialRecord.from_secret(secret)
+
+    async def rotate_worker_secret(self, identity: WorkerIdentity, record: CredentialRecord) -> None:
+        """Store a rotated record, only over the one it was computed from (409 when it changed)."""
+        name = names.worker_secret_name(identity.group, identity.worker)
+        patch = {"metadata": {"resourceVersion": record.resource_version}, "data": record.secret_data()}
+        writes.check_secret_write("patch", identity.namespace, name, patch)
+        await self._call(self.client.patch(SECRETS.path(identity.namespace, name), patch))
 
     async def store_worker_secret(self, secret: JSON) -> None:
-        """Create the worker's record, or replace its hash (re-registration) if it exists."""
+        """Create the worker's record, or replace it (re-registration: no previous credential) if it exists.
+
+        `data` values of None are keys the record does not have (dropped on create, deleted by the patch)."""
         meta = secret["metadata"]
-        writes.check_secret_write("create", meta["namespace"], meta["name"], secret)
+        created = {**secret, "data": {key: value for key, value in secret["data"].items() if value is not None}}
+        writes.check_secret_write("create", meta["namespace"], meta["name"], created)
         try:
-            await self._call(self.client.create(SECRETS.path(meta["namespace"]), secret))
+            await self._call(self.client.create(SECRETS.path(meta["namespace"]), created))
         except ProxyError as exc:
             if exc.code != 409:
                 raise

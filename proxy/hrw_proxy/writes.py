@@ -8,7 +8,8 @@ Secret or Lease write), so that no bug in a handler, and no request however craf
 proxy into a writer of other Secrets or Leases:
 
 - Secrets: a worker's credential record, `names.worker_secret_name(group, worker)`, of type
-  `SECRET_TYPE_WORKER_CREDENTIAL` and labelled with that group and worker; and the use count of
+  `SECRET_TYPE_WORKER_CREDENTIAL` and labelled with that group and worker, holding only the
+  record's hashes and times (a rotation patches those alone); and the use count of
   an issued registration token, `names.issued_token_secret_name(group, id)`, whose patch may
   carry only `data.uses` and the resourceVersion precondition. The proxy never creates a token.
 - Leases: a worker's heartbeat, `names.lease_name(group, worker)`, labelled with that group and
@@ -60,18 +61,23 @@ def check_secret_write(verb: str, namespace: str, name: str, body: Mapping[str, 
     raise WriteRefused(what)
 
 
+_WORKER_SECRET_KEYS = frozenset({names.WORKER_CREDENTIAL_HASH_KEY, names.WORKER_CREDENTIAL_EXPIRES_KEY,
+                                 names.WORKER_PREVIOUS_HASH_KEY, names.WORKER_PREVIOUS_UNTIL_KEY})
+
+
 def _check_worker_secret(what: str, verb: str, group: str, worker: str, body: Mapping[str, Any]) -> None:
     meta = _mapping(body.get("metadata"))
     labels = _mapping(meta.get("labels"))
     wanted = {names.LABEL_WORKER_GROUP: group, names.LABEL_WORKER: worker}
-    if any(labels.get(key) != value for key, value in wanted.items()):
+    rotation = verb == "patch" and set(meta) == {"resourceVersion"}  # a rotation leaves the labels alone
+    if not rotation and any(labels.get(key) != value for key, value in wanted.items()):
         raise WriteRefused(f"{what} (its labels must name group {group!r} and worker {worker!r})")
     if verb == "create" and body.get("type") != names.SECRET_TYPE_WORKER_CREDENTIAL:
         raise WriteRefused(f"{what} (of type {body.get('type')!r})")
     if verb == "patch" and "type" in body:
         raise WriteRefused(f"{what} (a patch changing its type)")
-    if set(_mapping(body.get("data"))) - {names.WORKER_CREDENTIAL_HASH_KEY}:
-        raise WriteRefused(f"{what} (data other than the credential's hash)")
+    if set(_mapping(body.get("data"))) - _WORKER_SECRET_KEYS:
+        raise WriteRefused(f"{what} (data other than the credential record's hashes and times)")
 
 
 def check_lease_write(verb: str, namespace: str, name: str | None, body: Mapping[str, Any]) -> None:
