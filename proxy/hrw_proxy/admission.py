@@ -13,6 +13,7 @@ Every refusal is a 401 whose message says what to do, and never echoes the token
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -98,6 +99,7 @@ async def _read_issued(upstream: Upstream, namespace: str, group: str, token_id:
     if secret is None:
         return None
     try:
-        return regtokens.IssuedToken.parse(secret)
+        # The id is the token's own (it named the Secret), whatever the Secret's labels say.
+        return dataclasses.replace(regtokens.IssuedToken.parse(secret), token_id=token_id)
     except InvalidObject:
         return None
