@@ -13,6 +13,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
                  JobBundle
+    regtokens    IssuedToken, new_token, token_secret     registration tokens that expire (hrw get-token --ttl)
     intents      Claim/Finish/GiveBackIntent              the agent's moves, AGENT_TRANSITIONS,
                                                           read_agent_patch
     patches      claim, finish, retry, queue, …           every status patch
