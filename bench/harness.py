@@ -9,7 +9,6 @@ does either, so the two scripts report comparable numbers. Nothing here asserts 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from hrw_api import content_digest, names, patches
+from hrw_api import content_digest, patches
 from hrw_api.kubeclient import NAMESPACES, RUNBOOK_JOBS, RUNBOOKS, KubeClient, ssl_context
 from hrw_dev import demo, stack
 from hrw_dev.controlplane import ControlPlane, ControlPlaneError, free_port
@@ -267,12 +266,8 @@ def start_proxy(ctx: demo.DemoContext, extra: list[str]) -> str:
 
 
 def registration_token(ctx: demo.DemoContext, group: str) -> str:
-    secret = names.registration_secret_name(group)
-    encoded = wait_until(
-        lambda: ctx.cluster.kubectl_run("get", "secret", secret, "-n", ctx.namespace,
-                                        "-o", "jsonpath={.data.token}").stdout.strip(),
-        timeout=60, message=f"the operator to create Secret {secret}")
-    return base64.b64decode(encoded).decode()
+    """A token registering any number of the bench's workers for an hour (`hrw get-token --ttl`)."""
+    return demo.issue_registration_token(ctx, group)
 
 
 def start_agents(ctx: demo.DemoContext, workers: list[str], group: str = GROUP) -> None:

@@ -40,7 +40,7 @@ from hrw_api import (
 from hrw_api.errors import Invalid, InvalidObject
 from hrw_api.phases import JobPhase, Reason
 
-from . import lease, orphans, runner
+from . import lease, orphans, rotation, runner
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
 from .config import AgentConfig
@@ -396,6 +396,8 @@ class Agent:
             ("heartbeat", self._heartbeat_loop()), ("fence", self._fence_loop()), ("delivery", self.delivery.run()),
             ("watch", self._watch_after_settings()), ("claim", self._claim_loop()),
             ("configuration", self.configuration.run()),
+            ("credential", rotation.rotation_loop(self.config, self.client, lambda: self.settings,
+                                                  self.settings_loaded)),
         )]
         try:
             await self._stop.wait()

@@ -45,9 +45,21 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.code >= 500
 
 
-def _kube(config: AgentConfig, token: str, *, timeout: float = 30.0) -> KubeClient:
+class CredentialHolder:
+    """The worker credential every call sends, swapped in place when the agent rotates it
+    (`hrw_api.kubeclient.Credentials`: asked before each request)."""
+
+    def __init__(self, credential: str) -> None:
+        self.value = credential
+
+    async def authorization(self) -> str | None:
+        return f"Bearer {self.value}"
+
+
+def _kube(config: AgentConfig, token: str | None = None, *, credentials: CredentialHolder | None = None,
+          timeout: float = 30.0) -> KubeClient:
     verify = ssl_context(ca_file=str(config.ca_file) if config.ca_file else None)
-    return KubeClient(config.proxy_url, verify=verify, token=token, timeout=timeout,
+    return KubeClient(config.proxy_url, verify=verify, token=token, credentials=credentials, timeout=timeout,
                       user_agent=f"hrw-agent/{__version__}")
 
 
@@ -96,10 +108,23 @@ class ProxyClient:
         self.namespace = config.namespace
         self.group = config.group
         self.worker = config.worker
-        self._kube = kube or _kube(config, credential)
+        self.credential = CredentialHolder(credential)
+        self._kube = kube or _kube(config, credentials=self.credential)
 
     async def aclose(self) -> None:
         await self._kube.aclose()
+
+    # ----------------------------------------------------------------------------- credential
+
+    async def rotate_credential(self) -> RegisterResponse:
+        """A new credential for this worker (the current one keeps working for the group's overlap).
+
+        Does not switch to it: the caller stores it first (rotation.py)."""
+        body = await self._kube.create(wire.rotate_path(self.namespace, self.group, self.worker), {})
+        try:
+            return RegisterResponse.parse(body)
+        except InvalidObject as exc:
+            raise ApiError(502, "BadGateway", f"the proxy's rotation answer does not fit: {exc}") from None
 
     # ---------------------------------------------------------------------------------- group
 

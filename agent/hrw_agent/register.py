@@ -1,4 +1,7 @@
-"""First start: trade the group's registration token for this worker's own credential.
+"""First start: trade a registration token for this worker's own credential.
+
+The token is one `hrw get-token GROUP --ttl 1h` issued (it expires, and may register only so many
+workers), or the group's long-lived one where the group opted in.
 
 The credential is kept in `<stateDir>/credential` (mode 0600, written atomically); later starts
 use it and never read the registration token again, so the token file can be removed after the
@@ -36,7 +39,8 @@ async def ensure_credential(config: AgentConfig, interpreters: Sequence[str]) ->
     if config.registration_token_file is None:
         raise ConfigError(
             f"no credential in {config.credential_path} and no registrationTokenFile to register with: "
-            f"get the token with `hrw get-token {config.group} -n {config.namespace}` and set registrationTokenFile"
+            f"issue a token with `hrw get-token {config.group} -n {config.namespace} --ttl 1h` and set "
+            "registrationTokenFile"
         )
     try:
         token = config.registration_token_file.read_text().strip()

@@ -16,6 +16,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     workerconfiguration  WorkerConfiguration, ComplianceReport, …  a group's servers' desired state, compliance
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
                  JobBundle
+    regtokens    IssuedToken, new_token, token_secret     registration tokens that expire (hrw get-token --ttl)
     intents      Claim/Finish/GiveBackIntent              the agent's moves, AGENT_TRANSITIONS,
                                                           read_agent_patch
     patches      claim, finish, retry, queue, …           every status patch

@@ -39,6 +39,7 @@ LABEL_ATTEMPT: Final = "hrw.dev/attempt"
 LABEL_SCHEDULE: Final = "hrw.dev/schedule"  # on a schedule's jobs: the schedule's name
 LABEL_WEBHOOK: Final = "hrw.dev/webhook"  # on a webhook's jobs (and its token Secret): the webhook's name
 LABEL_FAN_OUT_JOB: Final = "hrw.dev/fan-out-job"  # on a fan-out job's children: the parent's name
+LABEL_TOKEN_ID: Final = "hrw.dev/token-id"  # on an issued registration token's Secret
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "hrw"
@@ -62,7 +63,11 @@ OPERATOR_PREFIX: Final = "operator.hrw.dev"
 REGISTRATION_TOKEN_KEY: Final = "token"
 SECRET_TYPE_REGISTRATION: Final = "hrw.dev/registration-token"
 SECRET_TYPE_WORKER_CREDENTIAL: Final = "hrw.dev/worker-credential"
+SECRET_TYPE_ISSUED_TOKEN: Final = "hrw.dev/issued-registration-token"  # `hrw get-token --ttl` (regtokens)
 WORKER_CREDENTIAL_HASH_KEY: Final = "sha256"
+WORKER_CREDENTIAL_EXPIRES_KEY: Final = "expires"  # when the group rotates credentials: the current one's end
+WORKER_PREVIOUS_HASH_KEY: Final = "previous-sha256"  # after a rotation: the old credential's hash ...
+WORKER_PREVIOUS_UNTIL_KEY: Final = "previous-until"  # ... valid until the overlap ends
 
 # A RunbookWebhook's token: only its sha256 is kept, in a Secret owned by the webhook.
 SECRET_TYPE_WEBHOOK_TOKEN: Final = "hrw.dev/webhook-token"
@@ -76,6 +81,11 @@ OUTPUT_STREAM_KEY: Final = "stream"
 def registration_secret_name(group: str) -> str:
     """The Secret holding a WorkerGroup's registration token."""
     return f"{group}-registration"
+
+
+def issued_token_secret_name(group: str, token_id: str) -> str:
+    """The Secret recording one issued registration token (its hash, expiry and uses left)."""
+    return f"hrw-token.{group}.{token_id}"
 
 
 def lease_name(group: str, worker: str) -> str:

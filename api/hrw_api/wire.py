@@ -6,6 +6,7 @@ for what a worker may do. All calls but registration carry `Authorization: Beare
 credential>`; registration carries the group's registration token instead.
 
     POST  /hrw/v1/namespaces/{ns}/workergroups/{group}/register         RegisterRequest -> RegisterResponse
+    POST  /hrw/v1/namespaces/{ns}/workergroups/{group}/workers/{worker}/rotate   (no body) -> RegisterResponse
     GET   /apis/hrw.dev/v1alpha1/namespaces/{ns}/workergroups/{group}    the worker's own group (its settings)
     GET   /apis/hrw.dev/v1alpha1/namespaces/{ns}/runbookjobs             list/watch, forced to the worker's group
     GET   /apis/hrw.dev/v1alpha1/namespaces/{ns}/runbookjobs/{job}       a job of the worker's group
@@ -41,6 +42,11 @@ MAX_INTERPRETERS_TEXT: Final = 256
 
 def register_path(namespace: str, group: str) -> str:
     return f"/hrw/v1/namespaces/{namespace}/workergroups/{group}/register"
+
+
+def rotate_path(namespace: str, group: str, worker: str) -> str:
+    """POST with the worker's current credential: a new one, the old one valid for the group's overlap."""
+    return f"/hrw/v1/namespaces/{namespace}/workergroups/{group}/workers/{worker}/rotate"
 
 
 def bundle_path(namespace: str, job: str) -> str:
@@ -94,11 +100,18 @@ class RegisterRequest:
 
 @dataclass(frozen=True)
 class RegisterResponse:
+    """The answer to a registration or a rotation: the worker's credential, shown this once."""
+
     worker: str
     credential: str  # shown once; the cluster keeps only its sha256
+    expires_at: str | None = None
+    """When the credential stops working (RFC 3339), where the group rotates credentials."""
 
     def to_dict(self) -> JSON:
-        return {"kind": REGISTER_KIND, "worker": self.worker, "credential": self.credential}
+        body: JSON = {"kind": REGISTER_KIND, "worker": self.worker, "credential": self.credential}
+        if self.expires_at is not None:
+            body["expiresAt"] = self.expires_at
+        return body
 
     @classmethod
     def parse(cls, body: Any) -> RegisterResponse:
@@ -106,7 +119,8 @@ class RegisterResponse:
         credential = f.opt_str(data, "credential", "")
         if not credential:
             raise InvalidObject("credential", "the registration answer carries no credential")
-        return cls(worker=f.req_str(data, "worker", ""), credential=credential)
+        return cls(worker=f.req_str(data, "worker", ""), credential=credential,
+                   expires_at=f.opt_str(data, "expiresAt", "", max_length=64))
 
 
 class StreamName(StrEnum):

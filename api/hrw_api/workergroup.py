@@ -84,6 +84,14 @@ class WorkerGroupSpec:
     configuration: ConfigurationRef | None = None
     """The WorkerConfiguration its servers must have (issue 16), its refresh period, and whether
     a worker must be compliant to claim jobs."""
+    credential_rotation_seconds: int | None = None
+    """`spec.credentialRotation.periodSeconds`: a worker credential works this long after it is
+    issued, and agents rotate theirs when half of it has passed (None: no expiry, no schedule)."""
+    credential_overlap_seconds: int = 60
+    """`spec.credentialRotation.overlapSeconds`: how long a rotated-out credential keeps working."""
+    group_token: bool = False
+    """`spec.registration.groupToken`: the group accepts its long-lived, reusable registration token
+    (opt-in; otherwise agents register only with tokens from `hrw get-token --ttl`, see regtokens)."""
 
     @property
     def self_fencing_margin(self) -> float:
@@ -115,6 +123,7 @@ class WorkerGroupSpec:
                        f.req_str(f.obj(k, "spec.trustedKeys[]"), "publicKey", "spec.trustedKeys[]"))
             for k in f.array(spec, "trustedKeys", "spec")
         )
+        rotation = f.obj(spec.get("credentialRotation"), "spec.credentialRotation")
         try:
             interpreters = tuple(Interpreter(i) for i in f.array(spec, "interpreters", "spec")) or tuple(Interpreter)
         except ValueError:
@@ -130,6 +139,12 @@ class WorkerGroupSpec:
             self_fencing_margin_seconds=f.opt_int(spec, "selfFencingMarginSeconds", "spec", None, minimum=1),
             run_as=RunAsPolicy.parse(spec),
             configuration=ConfigurationRef.parse_optional(spec),
+            credential_rotation_seconds=f.opt_int(rotation, "periodSeconds", "spec.credentialRotation", None,
+                                                  minimum=1),
+            credential_overlap_seconds=f.opt_int(rotation, "overlapSeconds", "spec.credentialRotation", 60,
+                                                 minimum=0) or 0,
+            group_token=f.boolean(f.obj(spec.get("registration"), "spec.registration"), "groupToken",
+                                  "spec.registration"),
         )
 
 

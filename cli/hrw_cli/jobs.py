@@ -10,7 +10,10 @@ agents' proxy:
   output of a fan-out job (its child job's);
 - ``hrw run RUNBOOK --group G -p key=value ... [--wait]`` creates a RunbookJob; values are
   typed by the runbook's declared parameter types (a string parameter stays verbatim);
-- ``hrw get-token GROUP`` prints the group's registration token (for an agent's first start).
+- ``hrw get-token GROUP --ttl 1h [--uses N]`` issues a registration token that expires (and
+  registers at most N workers) and prints it, for agents' first start; without ``--ttl`` it
+  prints the group's long-lived token, which exists only where the group opted in
+  (``spec.registration.groupToken``; see ``hrw_api.regtokens``).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import sys
 import time
 from typing import Any
 
-from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, names, params
+from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, names, params, regtokens
 from hrw_api.errors import ApiError, InvalidObject, NotFound
 from hrw_api.fanout import FanOutStatus
-from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, KubeClient
+from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
 from hrw_api.phases import JobPhase
+from hrw_api.times import format_time
+from hrw_api.times import now as utcnow
 from hrw_cli.connection import add_connection_flags as _common
 from hrw_cli.connection import client as _client
 from hrw_cli.connection import namespace as _namespace
@@ -197,18 +202,57 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _get_token(args: argparse.Namespace) -> int:
+    if args.uses is not None and args.ttl is None:
+        raise CommandError("--uses needs --ttl: only an issued token counts its registrations")
+    if args.ttl is not None:
+        return await _issue_token(args)
     namespace = _namespace(args)
     secret_name = names.registration_secret_name(args.group)
+    issue_instead = f"issue a token that expires instead: hrw get-token {args.group} -n {namespace} --ttl 1h"
     async with await _client(args) as kube:
+        try:
+            group = WorkerGroup.parse(await kube.get(WORKER_GROUPS.path(namespace, args.group)))
+        except NotFound:
+            raise CommandError(f"WorkerGroup {namespace}/{args.group} not found") from None
+        if not group.spec.group_token:
+            raise CommandError(f"WorkerGroup {namespace}/{args.group} does not accept a long-lived registration "
+                               f"token (spec.registration.groupToken is not true): {issue_instead}")
         try:
             secret = await kube.get(SECRETS.path(namespace, secret_name))
         except NotFound:
-            raise CommandError(f"Secret {namespace}/{secret_name} not found: does WorkerGroup {args.group} exist "
-                               "and is the operator running?") from None
+            raise CommandError(f"Secret {namespace}/{secret_name} not found: is the operator running? Or "
+                               f"{issue_instead}") from None
     encoded = (secret.get("data") or {}).get(names.REGISTRATION_TOKEN_KEY)
     if not encoded:
         raise CommandError(f"Secret {namespace}/{secret_name} has no {names.REGISTRATION_TOKEN_KEY!r} key")
     print(base64.b64decode(encoded).decode())
+    return 0
+
+
+async def _issue_token(args: argparse.Namespace) -> int:
+    """Write an issued token's Secret (its hash, expiry and uses) and print the token, once."""
+    try:
+        ttl = regtokens.parse_ttl(args.ttl)
+    except ValueError as exc:
+        raise CommandError(f"--ttl: {exc}") from None
+    if args.uses is not None and not 1 <= args.uses <= regtokens.MAX_USES:
+        raise CommandError(f"--uses must be between 1 and {regtokens.MAX_USES}")
+    namespace = _namespace(args)
+    async with await _client(args) as kube:
+        try:
+            group = await kube.get(WORKER_GROUPS.path(namespace, args.group))
+        except NotFound:
+            raise CommandError(f"WorkerGroup {namespace}/{args.group} not found") from None
+        token, token_id = regtokens.new_token()
+        secret = regtokens.token_secret(namespace, args.group, group["metadata"]["uid"], token, ttl_seconds=ttl,
+                                        uses=args.uses, now=utcnow())
+        created = await kube.create(SECRETS.path(namespace), secret)
+    record = regtokens.IssuedToken.parse(created)
+    uses = "any number of registrations" if args.uses is None else f"at most {args.uses} registration(s)"
+    print(f"registration token {token_id} for worker group {namespace}/{args.group}: {uses} until "
+          f"{format_time(record.expires)}; revoke it with: kubectl delete secret -n {namespace} "
+          f"{secret['metadata']['name']}", file=sys.stderr)
+    print(token)
     return 0
 
 
@@ -233,7 +277,12 @@ def register(subparsers: Any) -> None:
     _common(run)
     run.set_defaults(handler=_sync(_run))
 
-    token = subparsers.add_parser("get-token", help="print a WorkerGroup's agent registration token")
+    token = subparsers.add_parser("get-token", help="issue an agent registration token that expires (--ttl), or "
+                                                    "print a group's long-lived one")
     token.add_argument("group", help="WorkerGroup name")
+    token.add_argument("--ttl", default=None, metavar="DURATION",
+                       help="issue a token valid for this long: 90s, 30m, 1h, 7d (at most 30d)")
+    token.add_argument("--uses", type=int, default=None, metavar="N",
+                       help="with --ttl: the token registers at most N workers (default: any number until it expires)")
     _common(token)
     token.set_defaults(handler=_sync(_get_token))

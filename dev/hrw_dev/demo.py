@@ -12,7 +12,6 @@ Every step prints what it does and the kubectl commands a reader could type them
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from hrw_api import DEFAULT_JOB_USER, names
+from hrw_api import DEFAULT_JOB_USER
 from hrw_api.kubeclient import ssl_context
 from hrw_dev import stack
 from hrw_dev.build import ensure_built
@@ -194,20 +193,27 @@ def prepare_job_user(ctx: DemoContext) -> bool:
     return False
 
 
+def issue_registration_token(ctx: DemoContext, group: str, *, uses: int | None = None) -> str:
+    """An hour-long registration token for `group`, issued by `hrw get-token --ttl` itself."""
+    argv = [*_bin("hrw"), "get-token", group, "-n", ctx.namespace, "--ttl", "1h",
+            "--kubeconfig", str(ctx.cluster.kubeconfig_path), *(["--uses", str(uses)] if uses else [])]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise ControlPlaneError(f"hrw get-token {group} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
 def start_agents(ctx: DemoContext) -> None:
     ctx.say(f"start two agents of worker group {DEMO_GROUP} (outbound HTTPS to the proxy only)")
-    secret = names.registration_secret_name(DEMO_GROUP)
-    encoded = wait_until(
-        lambda: ctx.cluster.kubectl_run("get", "secret", secret, "-n", ctx.namespace,
-                                        "-o", "jsonpath={.data.token}").stdout.strip(),
-        timeout=30, message=f"the operator to create Secret {secret} (the group's registration token)")
-    print(f"$ hrw get-token {DEMO_GROUP} -n {ctx.namespace} > registration-token", flush=True)
+    print(f"$ hrw get-token {DEMO_GROUP} -n {ctx.namespace} --ttl 1h --uses {len(DEMO_WORKERS)} "
+          "> registration-token", flush=True)
+    token = issue_registration_token(ctx, DEMO_GROUP, uses=len(DEMO_WORKERS))
     run_all_as_agent_user = prepare_job_user(ctx)
     for worker in DEMO_WORKERS:
         directory = ctx.work_dir / "agents" / worker
         directory.mkdir(parents=True, exist_ok=True)
         token_file = directory / "registration-token"
-        token_file.write_text(base64.b64decode(encoded).decode())
+        token_file.write_text(token)
         token_file.chmod(0o600)
         config = directory / "agent.yaml"
         config.write_text(json.dumps({

@@ -1,10 +1,13 @@
 """WorkerGroup: the registration-token Secret, and the group's workers aggregated from Leases.
 
-- The registration Secret (`names.registration_secret_name(group)`, type
+- The long-lived registration Secret (`names.registration_secret_name(group)`, type
   `names.SECRET_TYPE_REGISTRATION`, key `names.REGISTRATION_TOKEN_KEY`, owned by the group) is
-  created with a fresh random token when it is absent. **Rotation**: delete the Secret; the
+  created with a fresh random token when it is absent, only for a group that opts in
+  (`spec.registration.groupToken: true`); other groups register agents with the expiring tokens
+  `hrw get-token --ttl` issues (hrw_api.regtokens). **Rotation**: delete the Secret; the
   operator notices and creates a new one with a new token (already registered workers keep
-  their own credentials; new agents need the new token).
+  their own credentials; new agents need the new token). Turning the opt-in off leaves an
+  existing Secret in place (the operator deletes nothing) and the proxy stops accepting it.
 - `status.workers`, `status.readyWorkers` and the `Available` condition come from the workers'
   Leases (`leases.LeaseView`, handed in by main). The status is written only when a worker joins, leaves or
   changes readiness: a Lease renewal updates the in-memory view and nothing else. One timer per
@@ -44,6 +47,10 @@ def aggregate(leases: Iterable[WorkerLease], now: datetime) -> tuple[list[Worker
     return workers, next_change
 
 
+def _has_group_token(observed: Observed[WorkerGroup]) -> bool:
+    return observed.model is not None and observed.model.spec.group_token
+
+
 def desired_status(observed: Observed[WorkerGroup], workers: list[WorkerStatus]) -> dict[str, Any]:
     """The status that lists `workers`. Pure."""
     generation = observed.meta.generation
@@ -57,7 +64,8 @@ def desired_status(observed: Observed[WorkerGroup], workers: list[WorkerStatus])
     return {
         "workers": [w.to_dict() for w in workers],
         "readyWorkers": ready,
-        "registrationTokenSecret": names.registration_secret_name(observed.meta.name),
+        "registrationTokenSecret": names.registration_secret_name(observed.meta.name)
+        if _has_group_token(observed) else None,
         "observedGeneration": generation,
         "conditions": [c.to_dict() for c in conditions.merge(observed.conditions, available)],
     }
@@ -151,7 +159,8 @@ class WorkerGroupController(Controller[WorkerGroup]):
         self._secret_ok.add(key)
 
     async def reconcile_once(self, observed: Observed[WorkerGroup]) -> Pass:
-        await self._ensure_secret(observed.meta)
+        if _has_group_token(observed):
+            await self._ensure_secret(observed.meta)
         workers, next_change = aggregate(self.leases.of_group(*observed.key), utcnow())
         desired = desired_status(observed, workers)
         if await self.write_status(observed, desired):

@@ -37,7 +37,7 @@ Required:
   --ca-file FILE       PEM CA bundle that signed the proxy's certificate (copied to /etc/hrw-agent/ca.crt)
   --group GROUP        the WorkerGroup to join
   --namespace NS       the namespace of the group
-  --token-file FILE    the group's registration token (`hrw get-token GROUP -n NS`); used once, to
+  --token-file FILE    a registration token (`hrw get-token GROUP -n NS --ttl 1h`); used once, to
                        register; not needed when the worker already has its credential (re-run, upgrade)
 Options:
   --worker NAME        this worker's name in the group (default: the short host name); kept in the config

@@ -6,10 +6,13 @@ are DNS-1123 labels (no dots), so the proxy finds the worker's record — the Se
 search. The cluster stores only `sha256(credential)`; the proxy compares digests in constant
 time. Deleting the Secret (or its WorkerGroup, which owns it) revokes the worker.
 
-Verification caches each worker's stored hash for a short TTL (`--credential-cache-ttl`, at most
-5 s): a revoked credential stops working within that TTL. A presented credential that does not
-match a cached hash refetches it (at most once a second per worker), so a re-registered worker is
-accepted at once by a proxy that had cached its old hash.
+A worker's record (credentials.py) may hold two hashes for a while: after a rotation the old
+credential works beside the new one until the group's overlap ends, and where the group rotates
+credentials the current one expires. Verification caches each worker's record for a short TTL
+(`--credential-cache-ttl`, at most 5 s): a revoked credential stops working within that TTL.
+A presented credential that does not match a cached hash refetches it (at most once a second
+per worker), so a re-registered worker is accepted at once by a proxy that had cached its old
+hash.
 
 Registration tokens and credentials are never logged: only `<ns>/<group>/<worker>` is.
 """
@@ -25,6 +28,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from hrw_api import times
+
+if TYPE_CHECKING:
+    from .credentials import CredentialRecord
 
 CREDENTIAL_PREFIX = "hrw1"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -98,13 +108,13 @@ def decode_secret_value(secret: dict[str, object], key: str) -> str | None:
         return None
 
 
-# (ns, group, worker) -> the stored hash, or None when there is no (valid) record.
-HashFetcher = Callable[[WorkerIdentity], Awaitable[str | None]]
+# (ns, group, worker) -> the worker's credential record, or None when there is no (valid) record.
+RecordFetcher = Callable[[WorkerIdentity], Awaitable["CredentialRecord | None"]]
 
 
 @dataclass
 class _Entry:
-    stored: str | None
+    stored: CredentialRecord | None
     fetched_at: float
 
 
@@ -115,10 +125,12 @@ class CredentialVerifier:
     serve the same workers and a restart loses nothing.
     """
 
-    def __init__(self, fetch: HashFetcher, *, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, fetch: RecordFetcher, *, ttl: float, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], datetime] = times.now) -> None:
         self._fetch = fetch
         self._ttl = ttl
         self._clock = clock
+        self._wall_clock = wall_clock
         self._cache: OrderedDict[WorkerIdentity, _Entry] = OrderedDict()
 
     def knows(self, identity: WorkerIdentity) -> bool:
@@ -134,11 +146,22 @@ class CredentialVerifier:
             return None
         return entry.fetched_at
 
-    def remember(self, identity: WorkerIdentity, stored: str) -> None:
-        """Record a hash this process just wrote (registration), so its own next check needs no GET."""
+    def remember(self, identity: WorkerIdentity, stored: CredentialRecord) -> None:
+        """Record what this process just wrote (registration, rotation), so its own next check needs no GET."""
         self._put(identity, stored)
 
-    def _put(self, identity: WorkerIdentity, stored: str | None) -> None:
+    async def record(self, credential: str) -> tuple[WorkerIdentity, CredentialRecord] | None:
+        """The caller's identity and its record, fetched fresh (a rotation decides on it), or None."""
+        identity = parse_credential(credential)
+        if identity is None:
+            return None
+        stored = await self._fetch(identity)
+        self._put(identity, stored)
+        if stored is None or not stored.accepts(credential_hash(credential), self._wall_clock()):
+            return None
+        return identity, stored
+
+    def _put(self, identity: WorkerIdentity, stored: CredentialRecord | None) -> None:
         self._cache[identity] = _Entry(stored, self._clock())
         self._cache.move_to_end(identity)
         while len(self._cache) > _CACHE_SIZE:
@@ -153,12 +176,12 @@ class CredentialVerifier:
         now = self._clock()
         entry = self._cache.get(identity)
         if entry is not None and now - entry.fetched_at < self._ttl:
-            if entry.stored is not None and tokens_equal(presented, entry.stored):
+            if entry.stored is not None and entry.stored.accepts(presented, self._wall_clock()):
                 return identity
             if now - entry.fetched_at < _REFETCH_AFTER_MISMATCH:
                 return None
         stored = await self._fetch(identity)
         self._put(identity, stored)
-        if stored is not None and tokens_equal(presented, stored):
+        if stored is not None and stored.accepts(presented, self._wall_clock()):
             return identity
         return None

@@ -1,7 +1,7 @@
 """One handler per agent route: read the request, fetch the facts, ask the rule, forward, answer.
 
 Each handler stays thin: what a worker may do lives in the module named after what it touches
-(policy, status_patches, output, leases, registration, resolution, watch), every apiserver call
+(policy, status_patches, output, leases, registration, rotation, resolution, watch), every apiserver call
 goes through upstream.py, and a refusal is raised as a `ProxyError` that server.py answers and
 audits.
 """
@@ -15,7 +15,7 @@ from aiohttp import web
 from hrw_api import ClaimIntent, RunbookJob, WorkerGroup, wire
 from hrw_api.patches import JSON_PATCH, MERGE_PATCH
 
-from . import configuration, leases, listing, output, policy, registration, resolution, status_patches
+from . import configuration, leases, listing, output, policy, registration, resolution, rotation, status_patches
 from .auth import CredentialVerifier, WorkerIdentity, bearer_token
 from .bodies import json_response, parse_json, parse_object, success_response
 from .discovery import DOCUMENTS
@@ -40,6 +40,7 @@ class Handlers:
         self.compliance = configuration.ComplianceGate(upstream)
         self._by_kind: dict[RouteKind, Handler] = {
             RouteKind.DISCOVERY: self._discovery,
+            RouteKind.ROTATE: self._rotate,
             RouteKind.GROUP_GET: self._get_group,
             RouteKind.CONFIGURATION_GET: self._group_configuration,
             RouteKind.JOB_LIST: self._list_jobs,
@@ -64,9 +65,15 @@ class Handlers:
         if token is None:
             raise ProxyError(401, "registration needs 'Authorization: Bearer <the group's registration token>'")
         body = parse_json(await read_body(request, self.settings.max_body_bytes))
-        identity, credential = await registration.register(self.upstream, self.verifier, token, route.namespace,
-                                                           route.name, body)
-        return json_response(wire.RegisterResponse(identity.worker, credential).to_dict()), str(identity)
+        identity, credential, record = await registration.register(self.upstream, self.verifier, token,
+                                                                   route.namespace, route.name, body)
+        return json_response(rotation.answer(identity, credential, record)), str(identity)
+
+    async def _rotate(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
+        rotation.check_own_credential(identity, route)
+        credential = bearer_token(request.headers.get("Authorization")) or ""
+        new, record = await rotation.rotate(self.upstream, self.verifier, credential, identity)
+        return json_response(rotation.answer(identity, new, record))
 
     # ---------------------------------------------------------------------------- the hrw kinds
 

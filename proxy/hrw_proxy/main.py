@@ -1,5 +1,7 @@
 """`hrw-proxy`: parse settings, open the upstream client, serve TLS for agents and HTTP for metrics.
 
+The serving certificate is reloaded when its files change (certificates.py).
+
 Exit codes: 0 after SIGTERM/SIGINT, 2 for bad flags (argparse), 1 if it cannot start (unreadable
 certificate, unusable kubeconfig, port in use), with a log line saying which.
 """
@@ -18,17 +20,11 @@ from aiohttp import web
 from hrw_api.kubeclient import KubeClient
 
 from .audit import configure, log
+from .certificates import ServingCertificate
 from .metrics import Metrics
 from .server import ProxyServer
 from .settings import Settings, parse_settings
 from .upstream import Upstream
-
-
-def tls_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    return context
 
 
 async def serve(settings: Settings) -> None:
@@ -36,7 +32,9 @@ async def serve(settings: Settings) -> None:
     client = KubeClient.from_environment(settings.kubeconfig, timeout=settings.upstream_timeout,
                                          user_agent="hrw-proxy")
     server = ProxyServer(settings, Upstream(client, timeout=settings.upstream_timeout, metrics=metrics), metrics)
+    certificate = ServingCertificate(settings.tls_cert, settings.tls_key)
     runners: list[web.AppRunner] = []
+    reloading: asyncio.Task[None] | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -46,19 +44,23 @@ async def serve(settings: Settings) -> None:
         runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None)
         await runner.setup()
         runners.append(runner)
-        await web.TCPSite(runner, settings.listen.host, settings.listen.port, ssl_context=tls_context(settings),
+        await web.TCPSite(runner, settings.listen.host, settings.listen.port, ssl_context=certificate.context,
                           shutdown_timeout=5.0).start()
         if settings.metrics_listen is not None:
             metrics_runner = web.AppRunner(server.metrics_app(), access_log=None)
             await metrics_runner.setup()
             runners.append(metrics_runner)
             await web.TCPSite(metrics_runner, settings.metrics_listen.host, settings.metrics_listen.port).start()
+        if settings.tls_reload_seconds > 0:
+            reloading = asyncio.create_task(certificate.watch(settings.tls_reload_seconds))
         log.info("hrw-proxy listening", listen=f"https://{settings.listen}",
             metrics=f"http://{settings.metrics_listen}/metrics" if settings.metrics_listen else "off",
             upstream=client.server)
         await stop.wait()
         log.info("hrw-proxy stopping")
     finally:
+        if reloading is not None:
+            reloading.cancel()
         for each in reversed(runners):
             with contextlib.suppress(Exception):
                 await each.cleanup()

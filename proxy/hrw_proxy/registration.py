@@ -1,4 +1,7 @@
-"""Registering a worker: the group's registration token in, the worker's own credential out.
+"""Registering a worker: a registration token in, the worker's own credential out.
+
+The token is one issued by `hrw get-token --ttl` (it expires, and may allow only so many
+registrations), or the group's long-lived one where the group opted in (admission.py).
 
 The request names the worker (a DNS-1123 label) and says what it runs (hostname, agent version,
 interpreters). The cluster keeps only the credential's sha256, in a Secret owned by the
@@ -8,7 +11,6 @@ the group's token alone, a second agent could otherwise take over a running work
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +18,11 @@ from typing import Any
 from hrw_api import InvalidObject, RegisterRequest, WorkerGroup, names
 from hrw_api.times import parse_time
 
+from . import admission
 from .audit import log
-from .auth import CredentialVerifier, WorkerIdentity, credential_hash, new_credential, tokens_equal
+from .auth import CredentialVerifier, WorkerIdentity, credential_hash, new_credential
 from .bodies import parse_object
+from .credentials import CredentialRecord, expiry
 from .ownership import owner_reference
 from .refusals import ProxyError, bad_request
 from .upstream import Upstream
@@ -33,26 +37,29 @@ def parse_registration(body: Any) -> RegisterRequest:
 
 
 async def register(upstream: Upstream, verifier: CredentialVerifier, token: str, namespace: str, group: str,
-                   body: Any) -> tuple[WorkerIdentity, str]:
-    """Check the request and the group's token, store the new credential's hash; the identity and
-    the credential (shown to the agent once)."""
+                   body: Any) -> tuple[WorkerIdentity, str, CredentialRecord]:
+    """Check the request and the token, store the new credential's hash; the identity, the
+    credential (shown to the agent once) and its record."""
     request = parse_registration(body)
-    expected = await upstream.registration_token(namespace, group)
-    if expected is None or not tokens_equal(token, expected):
-        raise ProxyError(401, f"invalid registration token for worker group {namespace}/{group}")
-    group_uid = parse_object(WorkerGroup, await upstream.get_group(namespace, group), "WorkerGroup").meta.uid
+    now = datetime.now(UTC)
+    admitted = await admission.check(upstream, token, namespace, group, now)
+    group_obj = parse_object(WorkerGroup, await upstream.get_group(namespace, group), "WorkerGroup")
+    admission.check_group_accepts(admitted, group_obj)
+    group_uid = group_obj.meta.uid
     lease = await upstream.get_lease(namespace, names.lease_name(group, request.worker))
-    check_worker_name_free(request.worker, lease, datetime.now(UTC))
+    check_worker_name_free(request.worker, lease, now)
+    await admission.spend(upstream, admitted, namespace, group, now)
     identity = WorkerIdentity(namespace, group, request.worker)
     credential = new_credential(identity)
-    digest = credential_hash(credential)
-    await upstream.store_worker_secret(worker_secret(identity, group_uid, digest, request))
-    verifier.remember(identity, digest)
-    log.info("worker registered", worker=str(identity), hostname=request.hostname)
-    return identity, credential
+    record = CredentialRecord(credential_hash(credential), expiry(group_obj.spec, now))
+    await upstream.store_worker_secret(worker_secret(identity, group_uid, record, request))
+    verifier.remember(identity, record)
+    log.info("worker registered", worker=str(identity), hostname=request.hostname, token=admitted.description)
+    return identity, credential, record
 
 
-def worker_secret(identity: WorkerIdentity, group_uid: str, digest: str, request: RegisterRequest) -> dict[str, Any]:
+def worker_secret(identity: WorkerIdentity, group_uid: str, record: CredentialRecord,
+                  request: RegisterRequest) -> dict[str, Any]:
     """The worker's record: its credential's hash, what it said it runs, owned by its WorkerGroup."""
     # The request's fields are bounded by `RegisterRequest.parse`, as the annotations need.
     annotations = {names.ANNOTATION_HOSTNAME: request.hostname,
@@ -70,7 +77,7 @@ def worker_secret(identity: WorkerIdentity, group_uid: str, digest: str, request
             "annotations": annotations,
             "ownerReferences": [owner_reference(names.WORKER_GROUP, identity.group, group_uid)],
         },
-        "data": {names.WORKER_CREDENTIAL_HASH_KEY: base64.b64encode(digest.encode()).decode()},
+        "data": record.secret_data(),  # None: no such key (upstream drops them from a create)
     }
 
 

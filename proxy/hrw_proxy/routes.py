@@ -18,6 +18,7 @@ from .refusals import ProxyError, forbidden
 class RouteKind(Enum):
     DISCOVERY = "discovery"
     REGISTER = "register"
+    ROTATE = "rotate credential"
     GROUP_GET = "get workergroup"
     CONFIGURATION_GET = "get workergroup/configuration"
     JOB_LIST = "list runbookjobs"
@@ -37,6 +38,7 @@ class Route:
     kind: RouteKind
     namespace: str = ""
     name: str = ""
+    worker: str = ""  # ROTATE: the worker whose credential (`name` is its group)
 
     @property
     def verb(self) -> str:
@@ -56,6 +58,8 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], RouteKind], ...] = tuple(
     for method, pattern, kind in (
         ("POST", "/hrw/v1/namespaces/(?P<ns>" + _NS + ")/workergroups/(?P<name>" + _NS + ")/register",
          RouteKind.REGISTER),
+        ("POST", "/hrw/v1/namespaces/(?P<ns>" + _NS + ")/workergroups/(?P<name>" + _NS + ")/workers/(?P<worker>"
+         + _NS + ")/rotate", RouteKind.ROTATE),
         ("GET", _HRW + "/workergroups/(?P<name>" + _NS + ")", RouteKind.GROUP_GET),
         ("GET", _HRW + "/workergroups/(?P<name>" + _NS + ")/configuration", RouteKind.CONFIGURATION_GET),
         ("GET", _HRW + "/runbookjobs", RouteKind.JOB_LIST),
@@ -84,7 +88,7 @@ def route(method: str, path: str) -> Route | None:
         match = pattern.match(path)
         if match:
             groups = match.groupdict()
-            return Route(kind, groups.get("ns") or "", groups.get("name") or "")
+            return Route(kind, groups.get("ns") or "", groups.get("name") or "", groups.get("worker") or "")
     return None
 
 

@@ -41,7 +41,7 @@ class ProxyServer:
         self.settings = settings
         self.upstream = upstream
         self.metrics = metrics
-        self.verifier = CredentialVerifier(upstream.worker_hash, ttl=settings.credential_cache_ttl)
+        self.verifier = CredentialVerifier(upstream.worker_record, ttl=settings.credential_cache_ttl)
         self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
         self.new_credentials = RateLimiter(settings.new_credential_rps, settings.new_credential_burst)
         self._ready_at = 0.0

@@ -39,6 +39,9 @@ class Settings:
     """PEM serving certificate (chain) file."""
     tls_key: str
     """PEM private key of the serving certificate."""
+    tls_reload_seconds: float = 10.0
+    """Seconds between looks at the certificate files; a changed pair is loaded for new
+    handshakes (cert-manager renewals) without dropping connected agents. 0: never reload."""
     kubeconfig: str | None = None
     """Kubeconfig for the apiserver; None: in-cluster ServiceAccount, else $KUBECONFIG."""
     metrics_listen: HostPort | None = None
@@ -101,6 +104,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     add("listen", "HOST:PORT for agents (TLS)", required=True)
     add("tls-cert", "serving certificate PEM file", required=True)
     add("tls-key", "serving key PEM file", required=True)
+    add("tls-reload-seconds", "seconds between checks of the certificate files for a renewal (0: never)")
     add("kubeconfig", "kubeconfig for the apiserver (default: in-cluster, then $KUBECONFIG)")
     add("metrics-listen", "HOST:PORT for Prometheus /metrics (plain HTTP)")
     add("max-body-bytes", "largest request body in bytes")
@@ -131,6 +135,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             listen=HostPort.parse(args.listen),
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            tls_reload_seconds=float(args.tls_reload_seconds or defaults.tls_reload_seconds),
             kubeconfig=args.kubeconfig or None,
             metrics_listen=HostPort.parse(args.metrics_listen) if args.metrics_listen else None,
             max_body_bytes=int(args.max_body_bytes or defaults.max_body_bytes),
@@ -164,6 +169,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         parser.error("--new-credential-rps must be > 0 and --new-credential-burst >= 1")
     if settings.watch_ring_size < 1 or settings.watch_queue_size < 1 or settings.watch_bookmark_seconds <= 0:
         parser.error("--watch-ring-size and --watch-queue-size must be >= 1, --watch-bookmark-seconds > 0")
+    if settings.tls_reload_seconds < 0:
+        parser.error("--tls-reload-seconds must be >= 0")
     if settings.watch_idle_seconds < 0 or settings.claim_offer_grace < 0:
         parser.error("--watch-idle-seconds and --claim-offer-grace must be >= 0")
     return settings

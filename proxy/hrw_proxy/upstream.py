@@ -1,9 +1,10 @@
 """The proxy's only door to the apiserver: a thin layer over `hrw_api.kubeclient.KubeClient`.
 
 It runs with the proxy's own ServiceAccount (deploy/rbac/proxy.yaml), never with anything the
-agent sent. Failures are mapped once, here: an apiserver `Status` error passes back to the agent
-as is (e.g. the 422 of a lost claim race), a timeout is a 504 and an unreachable apiserver a
-503, both as `Status` objects.
+agent sent, and every Secret or Lease it writes passes writes.py first (what RBAC cannot say).
+Failures are mapped once, here: an apiserver `Status` error passes back to the agent as is
+(e.g. the 422 of a lost claim race), a timeout is a 504 and an unreachable apiserver a 503,
+both as `Status` objects.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from hrw_api.kubeclient import (
     KubeClient,
 )
 
+from . import writes
 from .auth import WorkerIdentity, decode_secret_value
+from .credentials import CredentialRecord
 from .metrics import Metrics
 from .refusals import ProxyError
 
@@ -92,26 +95,44 @@ class Upstream:
         secret = await self._credential_secret(namespace, names.registration_secret_name(group))
         return None if secret is None else decode_secret_value(secret, names.REGISTRATION_TOKEN_KEY)
 
-    async def worker_hash(self, identity: WorkerIdentity) -> str | None:
+    async def issued_token(self, namespace: str, group: str, token_id: str) -> JSON | None:
+        """The Secret of a token `hrw get-token --ttl` issued, or None."""
+        return await self._credential_secret(namespace, names.issued_token_secret_name(group, token_id))
+
+    async def spend_issued_token(self, namespace: str, group: str, token_id: str, patch: JSON) -> None:
+        """Merge-patch an issued token's Secret (its use count; a 409 when it changed since read)."""
+        name = names.issued_token_secret_name(group, token_id)
+        writes.check_secret_write("patch", namespace, name, patch)
+        await self._call(self.client.patch(SECRETS.path(namespace, name), patch))
+
+    async def worker_record(self, identity: WorkerIdentity) -> CredentialRecord | None:
         secret = await self._credential_secret(identity.namespace,
                                                names.worker_secret_name(identity.group, identity.worker))
-        if secret is None or secret.get("type") != names.SECRET_TYPE_WORKER_CREDENTIAL:
-            return None
-        if secret.get("metadata", {}).get("deletionTimestamp"):
-            return None
-        return decode_secret_value(secret, names.WORKER_CREDENTIAL_HASH_KEY)
+        return None if secret is None else CredentialRecord.from_secret(secret)
+
+    async def rotate_worker_secret(self, identity: WorkerIdentity, record: CredentialRecord) -> None:
+        """Store a rotated record, only over the one it was computed from (409 when it changed)."""
+        name = names.worker_secret_name(identity.group, identity.worker)
+        patch = {"metadata": {"resourceVersion": record.resource_version}, "data": record.secret_data()}
+        writes.check_secret_write("patch", identity.namespace, name, patch)
+        await self._call(self.client.patch(SECRETS.path(identity.namespace, name), patch))
 
     async def store_worker_secret(self, secret: JSON) -> None:
-        """Create the worker's record, or replace its hash (re-registration) if it exists."""
+        """Create the worker's record, or replace it (re-registration: no previous credential) if it exists.
+
+        `data` values of None are keys the record does not have (dropped on create, deleted by the patch)."""
         meta = secret["metadata"]
+        created = {**secret, "data": {key: value for key, value in secret["data"].items() if value is not None}}
+        writes.check_secret_write("create", meta["namespace"], meta["name"], created)
         try:
-            await self._call(self.client.create(SECRETS.path(meta["namespace"]), secret))
+            await self._call(self.client.create(SECRETS.path(meta["namespace"]), created))
         except ProxyError as exc:
             if exc.code != 409:
                 raise
             patch = {"metadata": {"labels": meta["labels"], "annotations": meta.get("annotations", {}),
                                   "ownerReferences": meta["ownerReferences"]},
                      "data": secret["data"]}
+            writes.check_secret_write("patch", meta["namespace"], meta["name"], patch)
             await self._call(self.client.patch(SECRETS.path(meta["namespace"], meta["name"]), patch))
 
     # ------------------------------------------------------------------------------ hrw kinds
@@ -202,8 +223,11 @@ class Upstream:
     # ---------------------------------------------------------------------------------- leases
 
     async def lease(self, method: str, namespace: str, name: str | None, body: JSON | None = None) -> JSON:
+        """A worker's Lease: GET, or a write (POST, PUT, merge PATCH) that writes.py allows."""
         if method == "GET":
             return await self._call(self.client.get(LEASES.path(namespace, name)))
+        writes.check_lease_write({"POST": "create", "PUT": "update"}.get(method, "patch"), namespace, name,
+                                 body or {})
         if method == "POST":
             assert body is not None
             return await self._call(self.client.create(LEASES.path(namespace), body))

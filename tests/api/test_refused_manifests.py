@@ -174,6 +174,18 @@ CASES: dict[str, Bad] = {
         WORKER_GROUP.format(name="dc", spec="  selfFencingMarginSeconds: 30"),
         ("spec.selfFencingMarginSeconds", "selfFencingMarginSeconds must be less than leaseDurationSeconds"),
     ),
+    "worker_group_whose_credential_overlap_outlasts_half_the_rotation_period": Bad(
+        WORKER_GROUP.format(name="dc", spec="  credentialRotation: {periodSeconds: 60}"),  # overlap 60 by default
+        ("spec.credentialRotation.overlapSeconds", "overlapSeconds must be less than half of periodSeconds"),
+    ),
+    "worker_group_rotating_credentials_too_often": Bad(
+        WORKER_GROUP.format(name="dc", spec="  credentialRotation: {periodSeconds: 10, overlapSeconds: 1}"),
+        ("spec.credentialRotation.periodSeconds", "greater than or equal to 30"),
+    ),
+    "worker_group_with_a_registration_opt_in_that_is_not_a_boolean": Bad(
+        WORKER_GROUP.format(name="dc", spec="  registration: {groupToken: sometimes}"),
+        ("spec.registration.groupToken", "boolean"),
+    ),
     "worker_group_with_duplicate_key_ids": Bad(
         WORKER_GROUP.format(name="dc", spec=(
             "  trustedKeys: [{keyId: k1, publicKey: QUJD}, {keyId: k1, publicKey: REVG}]"
@@ -331,6 +343,8 @@ def test_each_bad_manifest_differs_from_a_good_one_only_in_its_fault(
         WORKER_GROUP.format(name="d" * 63, spec="  maxJobsPerWorker: 256"),
         WORKER_GROUP.format(name="fenced", spec="  leaseDurationSeconds: 20\n  selfFencingMarginSeconds: 19"),
         WORKER_GROUP.format(name="fenced-default-lease", spec="  selfFencingMarginSeconds: 29"),
+        WORKER_GROUP.format(name="rotating", spec=(
+            "  registration: {groupToken: true}\n  credentialRotation: {periodSeconds: 86400, overlapSeconds: 300}")),
         WORKER_GROUP.format(name="admins", spec=(
             "  allowRoot: true\n  runAs: {user: root}\n  allowedRunAs: [{user: backup, group: disk}, {user: root}]")),
         WORKER_GROUP.format(name="ops", spec="  runAs: {user: hrw-job}\n  allowedRunAs: [{user: backup}]"),

@@ -197,7 +197,7 @@ async def test_the_real_proxy_registers_a_worker_as_the_charts_service_account(
     kubeconfig = service_account_kubeconfig(cluster, release.namespace, release.proxy, tmp_path)
     proxy = start_proxy(processes, kubeconfig, proxy_tls(tmp_path / "tls"), name="hrw-proxy-chart-sa")
     kit = Kit(release.namespace, admin)
-    await kit.group("pool")
+    await kit.group("pool", registration={"groupToken": True})
     token = create_registration_secret(cluster, release.namespace, "pool")
     credential = register_worker(proxy, release.namespace, "pool", "w1", token)
     async with proxy.client(credential) as kube:
@@ -211,7 +211,7 @@ async def test_the_real_proxy_as_the_charts_account_cannot_register_a_worker_out
         cluster, release: Release, admin: KubeClient, processes, tmp_path: Path, outside_namespace: str) -> None:
     kubeconfig = service_account_kubeconfig(cluster, release.namespace, release.proxy, tmp_path)
     proxy = start_proxy(processes, kubeconfig, proxy_tls(tmp_path / "tls"), name="hrw-proxy-chart-outside")
-    await Kit(outside_namespace, admin).group("pool")
+    await Kit(outside_namespace, admin).group("pool", registration={"groupToken": True})
     token = create_registration_secret(cluster, outside_namespace, "pool")
     async with proxy.http(token) as http:
         response = await http.post(wire.register_path(outside_namespace, "pool"),

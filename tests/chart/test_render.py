@@ -97,6 +97,14 @@ def test_rendered_roles_carry_the_comment_of_each_rule(helm: Helm) -> None:
             assert comment in text, comment
 
 
+@pytest.mark.parametrize("path", sorted(RBAC_DIR.rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_rule_of_deploy_rbac_says_why_it_exists(path) -> None:
+    """Each rule (`- apiGroups:`) right under a comment of its own: the chart copies them with it."""
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    rules = [i for i, line in enumerate(lines) if line.startswith("- apiGroups:")]
+    assert [lines[i] for i in rules if not lines[i - 1].startswith("#")] == []
+
+
 @pytest.mark.parametrize("namespace", ["kube-system", "kube-public", "kube-node-lease"])
 def test_the_clusters_own_namespaces_cannot_be_watched(helm: Helm, namespace: str) -> None:
     result = helm.run("template", "hrw", str(CHART), "--set", f"watchNamespaces={{ops,{namespace}}}", check=False)
@@ -212,6 +220,7 @@ def test_proxy_listens_with_tls_from_the_secret_and_is_probed_on_the_metrics_por
     flags = dict(zip(args[::2], args[1::2], strict=True))
     assert flags == {
         "--listen": "0.0.0.0:8443", "--tls-cert": "/tls/tls.crt", "--tls-key": "/tls/tls.key",
+        "--tls-reload-seconds": "10",
         "--metrics-listen": "0.0.0.0:9090", "--max-body-bytes": "1048576", "--rate-limit-rps": "5",
         "--rate-limit-burst": "7", "--upstream-timeout": "10", "--max-watch-seconds": "300",
         "--credential-cache-ttl": "2", "--log-format": "json", "--log-level": "INFO",

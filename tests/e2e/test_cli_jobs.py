@@ -150,6 +150,28 @@ async def test_hrw_get_token_prints_the_token_the_registration_secret_holds(stac
     assert "Traceback" not in missing.stderr
 
 
+async def test_an_agent_registers_with_a_token_hrw_get_token_issued_and_a_second_use_is_refused(stack: Stack):
+    await stack.group(GROUP, registration={"groupToken": False})  # the default: issued tokens only
+    issued = await hrw(stack, "get-token", GROUP, "--ttl", "10m", "--uses", "1")
+    assert issued.code == 0, issued
+    token = issued.stdout.strip()
+    assert token.startswith("hrwr1.") and "at most 1 registration(s)" in issued.stderr
+    stack.tokens[GROUP] = token
+    stack.start_agent(GROUP, "w1")
+    await stack.runbook("hello", HELLO, parameters=HELLO_PARAMS)
+    ran = await hrw(stack, "run", "hello", "-g", GROUP, "-p", "name=World", "--wait", "--wait-timeout", "60")
+    assert ran.code == 0, ran
+
+    second = stack.start_agent(GROUP, "w2", ready=False)
+    second.wait_for_log(r"used as many times as it allowed", timeout=30)
+    assert token not in second.logs()
+
+    no_group_token = await hrw(stack, "get-token", GROUP)
+    assert no_group_token.code != 0 and "--ttl 1h" in no_group_token.stderr
+    bad = await hrw(stack, "get-token", GROUP, "--ttl", "forever")
+    assert bad.code != 0 and "--ttl" in bad.stderr and "Traceback" not in bad.stderr
+
+
 async def test_hrw_run_refuses_bad_parameters_with_a_clear_error_and_creates_no_job(stack: Stack):
     await stack.group(GROUP)
     await stack.runbook("hello", HELLO, parameters=HELLO_PARAMS)

@@ -149,6 +149,9 @@ async def test_an_expiring_exec_token_is_fetched_again_by_the_plugin(
 def test_a_merged_kubeconfig_list_with_context_picks_the_right_cluster(
         cluster, crds, namespace: str, tmp_path: Path) -> None:
     token = create_registration_secret(cluster, namespace, GROUP)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "hrw.dev/v1alpha1", "kind": "WorkerGroup", "metadata": {"name": GROUP},
+        "spec": {"registration": {"groupToken": True}}}))
     decoy = tmp_path / "a.yaml"  # first in the list, and its current context is a cluster nobody serves
     decoy.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "decoy",

@@ -55,7 +55,7 @@ async def test_operator_works_as_its_own_least_privilege_service_account(kit: Ki
     await kit.asset("cred", {"type": "Credential", "username": "u",
                              "passwordFrom": {"secretKeyRef": {"name": "s", "key": "password"}}})
     await kit.runbook("rb", assets=["cred"])
-    await kit.group("pool")
+    await kit.group("pool", registration={"groupToken": True})  # the operator creates its token Secret
     await kit.job("j", "rb", "pool")
     await kit.wait_phase("j", "Queued")
     await kit.wait_event("j", "NoCapableWorker")  # the group has no workers yet

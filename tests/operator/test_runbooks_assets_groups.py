@@ -68,7 +68,7 @@ async def test_asset_ready_only_when_its_secrets_and_keys_exist_and_no_value_lea
 
 
 async def test_registration_secret_is_created_and_recreated_after_deletion(kit: Kit, operator) -> None:
-    await kit.group("pool")
+    await kit.group("pool", registration={"groupToken": True})
     secret_name = names.registration_secret_name("pool")
     group = await kit.wait_status(WORKER_GROUPS.path(kit.namespace, "pool"),
                                   lambda s: s.get("registrationTokenSecret") == secret_name)
@@ -91,10 +91,18 @@ async def test_registration_secret_is_created_and_recreated_after_deletion(kit: 
     assert first["data"][names.REGISTRATION_TOKEN_KEY] not in operator.logs()
 
 
+async def test_a_group_that_does_not_opt_in_gets_no_long_lived_registration_token(kit: Kit, operator) -> None:
+    await kit.group("pool")
+    group = await kit.wait_status(WORKER_GROUPS.path(kit.namespace, "pool"), lambda s: s.get("conditions"))
+    assert "registrationTokenSecret" not in group["status"]
+    secrets = await kit.admin.list(SECRETS.path(kit.namespace))
+    assert [s["metadata"]["name"] for s in secrets["items"]] == []
+
+
 async def test_group_workers_follow_leases_and_renewals_cause_no_status_write(kit: Kit, operator) -> None:
     await kit.group("pool")
     path = WORKER_GROUPS.path(kit.namespace, "pool")
-    await kit.wait_status(path, lambda s: s.get("registrationTokenSecret"))
+    await kit.wait_status(path, lambda s: s.get("conditions"))
     await kit.lease("pool", "w1", duration=3, hostname="alpha")
     await kit.lease("pool", "w2", duration=60, hostname="beta")
     group = await kit.wait_status(path, lambda s: s.get("readyWorkers") == 2, message="two ready workers")

@@ -93,7 +93,8 @@ async def world(cluster, crds, namespace: str, admin: KubeClient, proxy: Running
     for group in ("g1", "g2"):
         await _create(admin, WORKER_GROUPS.path(ns), {**hrw, "kind": names.WORKER_GROUP,
                                                       "metadata": {"name": group},
-                                                      "spec": {"outputLimitBytes": 4 * 65536}})
+                                                      "spec": {"outputLimitBytes": 4 * 65536,
+                                                               "registration": {"groupToken": True}}})
     await _create(admin, SECRETS.path(ns), {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
         "data": {"password": base64.b64encode(b"s3cret-pw").decode()}})

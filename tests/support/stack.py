@@ -88,19 +88,19 @@ class Stack:
     async def create(cls, cluster: Any, namespace: str, processes: ProcessFactory, directory: Path,
                      proxy_kubeconfig: Path, tls: ProxyTLS, *, operator_kubeconfig: Path | None = None,
                      operator_replicas: int = 1, operator_args: Sequence[str] = (),
-                     restart_operators: bool = False) -> Stack:
+                     restart_operators: bool = False, proxy_args: tuple[str, ...] = ()) -> Stack:
         """Start the operator (as admin, or with `operator_kubeconfig`) and the proxy for `namespace`.
 
         With `operator_replicas` > 1, that many replicas with leader election on a Lease in
         `namespace` (`LEADER_ELECTION_ARGS`); returns once one of them leads. `operator_args` are
-        added to every replica's command line."""
+        added to every replica's command line; `proxy_args` to the proxy's flags."""
         grant_proxy(cluster, namespace)
         argv = ("--namespace", namespace, "--kubeconfig", str(operator_kubeconfig or cluster.kubeconfig_path),
                 *operator_args)
         if operator_replicas > 1:
             argv = (*argv, *LEADER_ELECTION_ARGS, "--leader-elect-resource-namespace", namespace)
         operators = [processes.start("hrw-operator", *argv, name="hrw-operator") for _ in range(operator_replicas)]
-        proxy = start_proxy(processes, proxy_kubeconfig, tls, *PROXY_ARGS)
+        proxy = start_proxy(processes, proxy_kubeconfig, tls, *PROXY_ARGS, *proxy_args)
         wait_until(lambda: any(p.alive and re.search(r"operator\.started", p.logs(since_start=True))
                                for p in operators),
                    timeout=60, message="an operator replica started its controllers")
@@ -158,7 +158,11 @@ class Stack:
     # ------------------------------------------------------------------------------ objects
 
     async def group(self, name: str, **spec: Any) -> JSON:
-        self.tokens[name] = create_registration_secret(self.cluster, self.namespace, name)
+        """A WorkerGroup that accepts its long-lived registration token (what most tests' agents
+        register with), unless `registration` says otherwise; issued tokens: `hrw get-token --ttl`."""
+        spec.setdefault("registration", {"groupToken": True})
+        if spec["registration"].get("groupToken"):
+            self.tokens[name] = create_registration_secret(self.cluster, self.namespace, name)
         return await self.admin.create(WORKER_GROUPS.path(self.namespace), {
             "apiVersion": names.API_VERSION, "kind": names.WORKER_GROUP, "metadata": {"name": name}, "spec": spec})
 

@@ -170,7 +170,7 @@ def test_every_crd_field_has_a_description(plural: str) -> None:
     ("workergroups", [".spec.maxJobsPerWorker", ".spec.leaseDurationSeconds", ".spec.requireSignedRunbooks",
                       ".spec.trustedKeys[].keyId", ".spec.trustedKeys[].publicKey", ".spec.interpreters",
                       ".spec.jobGracePeriodSeconds", ".spec.outputLimitBytes", ".spec.selfFencingMarginSeconds",
-                      ".status.workers[].name",
+                      ".spec.registration.groupToken", ".status.workers[].name",
                       ".status.workers[].hostname", ".status.workers[].agentVersion",
                       ".status.workers[].interpreters", ".status.workers[].capacity", ".status.workers[].ready",
                       ".status.workers[].draining", ".status.readyWorkers", ".status.registrationTokenSecret",

@@ -56,7 +56,7 @@ def test_workers_aggregate_readiness_and_the_next_expiry() -> None:
 
 
 def test_group_status_unchanged_by_a_renewal() -> None:
-    body = {"metadata": {"name": "pool", "generation": 1}}
+    body = {"metadata": {"name": "pool", "generation": 1}, "spec": {"registration": {"groupToken": True}}}
     before = [lease("a", "w1", NOW)]
     after = [lease("a", "w1", NOW + timedelta(seconds=3))]
     first = workergroups.desired_status(Observed.parse(body, WorkerGroup.parse),
@@ -65,3 +65,9 @@ def test_group_status_unchanged_by_a_renewal() -> None:
                                          workergroups.aggregate(after, NOW + timedelta(seconds=3))[0])
     assert not differs(second, first)
     assert first["readyWorkers"] == 1 and first["registrationTokenSecret"] == "pool-registration"
+
+
+def test_a_group_without_the_opt_in_names_no_long_lived_token_secret() -> None:
+    body = {"metadata": {"name": "pool", "generation": 1}, "spec": {}}
+    status = workergroups.desired_status(Observed.parse(body, WorkerGroup.parse), [])
+    assert status["registrationTokenSecret"] is None  # removed by the merge patch, if an older operator set it

@@ -12,6 +12,7 @@ from hrw_proxy.auth import (
     new_credential,
     parse_credential,
 )
+from hrw_proxy.credentials import CredentialRecord
 
 ME = WorkerIdentity("ns", "g1", "w1")
 
@@ -46,9 +47,10 @@ class FakeStore:
         self.hashes: dict[WorkerIdentity, str] = {}
         self.fetches = 0
 
-    async def fetch(self, identity: WorkerIdentity) -> str | None:
+    async def fetch(self, identity: WorkerIdentity) -> CredentialRecord | None:
         self.fetches += 1
-        return self.hashes.get(identity)
+        stored = self.hashes.get(identity)
+        return CredentialRecord(stored) if stored is not None else None
 
 
 class Clock:
@@ -95,6 +97,6 @@ async def test_registration_on_this_process_is_remembered():
     store, clock = FakeStore(), Clock()
     verifier = CredentialVerifier(store.fetch, ttl=5.0, clock=clock)
     credential = new_credential(ME)
-    verifier.remember(ME, credential_hash(credential))
+    verifier.remember(ME, CredentialRecord(credential_hash(credential)))
     assert await verifier.verify(credential) == ME
     assert store.fetches == 0
