@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, names, params, regtokens
+from hrw_api import ParameterType, Runbook, RunbookJob, StreamName, WorkerGroup, names, params, regtokens
 from hrw_api.errors import ApiError, InvalidObject, NotFound
 from hrw_api.fanout import FanOutStatus
 from hrw_api.kubeclient import CONFIG_MAPS, RUNBOOK_JOBS, RUNBOOKS, SECRETS, WORKER_GROUPS, KubeClient
