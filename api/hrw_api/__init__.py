@@ -11,6 +11,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     runbookjob   RunbookJob, RetryPolicy, OutputSummary   the RunbookJob kind, InlineOutput
     runbookschedule  RunbookSchedule, ConcurrencyPolicy   the RunbookSchedule kind, job_name
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
+    versions     outdated_reason                          agent versions against a group's minimum
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
                  JobBundle
     intents      Claim/Finish/GiveBackIntent              the agent's moves, AGENT_TRANSITIONS,
@@ -65,7 +66,7 @@ from .runbookjob import (
 )
 from .runbookschedule import ConcurrencyPolicy, RunbookSchedule, RunbookScheduleSpec, RunbookScheduleStatus
 from .wire import JobBundle, OutputChunk, RegisterRequest, RegisterResponse, StreamName
-from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
+from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerState, WorkerStatus
 
 __all__ = [
     "AGENT_TRANSITIONS",
@@ -130,6 +131,7 @@ __all__ = [
     "WorkerGroupSpec",
     "WorkerInfo",
     "WorkerLease",
+    "WorkerState",
     "WorkerStatus",
     "agent_may",
     "content_digest",

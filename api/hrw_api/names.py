@@ -43,6 +43,10 @@ ANNOTATION_AGENT_VERSION: Final = "hrw.dev/agent-version"
 ANNOTATION_INTERPRETERS: Final = "hrw.dev/interpreters"  # comma-separated
 ANNOTATION_CAPACITY: Final = "hrw.dev/capacity"  # integer: jobs this worker runs at once
 ANNOTATION_DRAINING: Final = "hrw.dev/draining"  # "true" while the agent shuts down
+ANNOTATION_PLATFORM: Final = "hrw.dev/platform"  # the server's OS, machine and Python
+ANNOTATION_RUNNING_JOBS: Final = "hrw.dev/running-jobs"  # integer: jobs the agent runs now
+ANNOTATION_LAST_ERROR: Final = "hrw.dev/last-error"  # the agent's last problem, one line
+ANNOTATION_LAST_ERROR_TIME: Final = "hrw.dev/last-error-time"  # when it had it (RFC 3339)
 ANNOTATION_SCHEDULED_TIME: Final = "hrw.dev/scheduled-time"  # on a schedule's job: the run it is for
 
 # The operator's own prefix for what kopf persists (never the default kopf.zalando.org).

@@ -14,6 +14,7 @@ objects). kopf logs in with the same kubeconfig context or ServiceAccount as our
 
     python -m hrw_operator [--namespace NS ...] [--all-namespaces] [--kubeconfig PATH] [--context NAME]
                            [--log-format json|text] [--verbose] [--liveness URL]
+                           [--forget-missing-workers-after SECONDS] [--worker-status-refresh SECONDS]
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
     parser.add_argument("--verbose", "-v", action="store_true", help="log our decisions at debug level")
     parser.add_argument("--liveness", default=None, metavar="URL",
                         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz (kopf's probe)")
+    parser.add_argument("--forget-missing-workers-after", type=float, default=3600.0, metavar="SECONDS",
+                        help="drop a worker from its group's status when its Lease has been expired this long "
+                             "(default 3600)")
+    parser.add_argument("--worker-status-refresh", type=float, default=60.0, metavar="SECONDS",
+                        help="write workers' heartbeats, running jobs and last errors at most this often per "
+                             "group (default 60)")
     args = parser.parse_args(argv)
     try:
         current_namespace = kubeconfig.context_namespace(args.kubeconfig, args.context)
@@ -75,6 +82,8 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         log_format=args.log_format,
         verbose=args.verbose,
         liveness=args.liveness,
+        forget_missing_worker_seconds=args.forget_missing_workers_after,
+        worker_status_refresh_seconds=args.worker_status_refresh,
         reporting_instance=f"{socket.gethostname()}-{os.getpid()}",
     )
 
