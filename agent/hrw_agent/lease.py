@@ -2,8 +2,9 @@
 
 The operator reads the Leases of a group to know which workers live (and requeues the jobs of
 a worker whose Lease lapsed); the Lease's `WorkerInfo` carries what the group's status shows
-about each worker (hostname, agent version, interpreters, capacity, draining). Renewed every
-third of the lease duration, so two renewals can fail before the worker counts as lost.
+about each worker (hostname, agent version, platform, interpreters, capacity, running jobs,
+draining, last error). Renewed every third of the lease duration, so two renewals can fail before
+the worker counts as lost.
 """
 
 from __future__ import annotations
@@ -14,28 +15,33 @@ from dataclasses import replace
 
 from hrw_api import WorkerInfo, WorkerLease, names
 from hrw_api.errors import NotFound
+from hrw_api.lease import MAX_CAPACITY
 from hrw_api.times import now
 
 from . import __version__
 from .client import ProxyClient
+from .health import Health, describe_platform
 
 
 def worker_lease(client: ProxyClient, *, duration_seconds: int, interpreters: Sequence[str], capacity: int,
-                 draining: bool) -> WorkerLease:
+                 draining: bool, running_jobs: int = 0, health: Health | None = None) -> WorkerLease:
     """This worker's Lease as of now."""
+    health = health or Health()
     return WorkerLease(
         name=names.lease_name(client.group, client.worker), namespace=client.namespace, group=client.group,
         worker=client.worker, duration_seconds=duration_seconds, renew_time=now(),
-        info=WorkerInfo(hostname=socket.gethostname(), agent_version=__version__, interpreters=tuple(interpreters),
-                        capacity=capacity, draining=draining),
+        info=WorkerInfo(hostname=socket.gethostname()[:253], agent_version=__version__,
+                        interpreters=tuple(interpreters), capacity=capacity, draining=draining,
+                        platform=describe_platform(), running_jobs=min(running_jobs, MAX_CAPACITY),
+                        last_error=health.last_error, last_error_time=health.last_error_time),
     )
 
 
 async def renew(client: ProxyClient, *, duration_seconds: int, interpreters: Sequence[str], capacity: int,
-                draining: bool) -> None:
+                draining: bool, running_jobs: int = 0, health: Health | None = None) -> None:
     """Renew (merge patch) the Lease, creating it the first time."""
     lease = worker_lease(client, duration_seconds=duration_seconds, interpreters=interpreters, capacity=capacity,
-                         draining=draining)
+                         draining=draining, running_jobs=running_jobs, health=health)
     try:
         await client.renew_lease(lease)
     except NotFound:
