@@ -31,7 +31,7 @@ from hrw_api.kubeconfig import KubeconfigError
 from hrw_api.phases import JobPhase
 from hrw_cli.errors import CommandError
 
-__all__ = ["parse_parameters", "register"]
+__all__ = ["client_for", "common_options", "namespace_of", "parse_parameters", "register", "run_sync"]
 
 
 async def _client(args: argparse.Namespace) -> KubeClient:
@@ -214,6 +214,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=None,
                         help="kubeconfig file (default: $KUBECONFIG, a list merged as kubectl does, or ~/.kube/config)")
     parser.add_argument("--context", default=None, help="kubeconfig context (default: its current context)")
+
+
+# The helpers every command module shares (``hrw_cli.workers``): one way to reach the cluster.
+client_for = _client
+namespace_of = _namespace
+run_sync = _sync
+common_options = _common
 
 
 def register(subparsers: Any) -> None:

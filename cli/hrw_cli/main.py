@@ -18,7 +18,7 @@ from hrw_cli.errors import CommandError
 
 __all__ = ["COMMAND_MODULES", "CommandError", "build_parser", "main"]
 
-COMMAND_MODULES: tuple[str, ...] = ("hrw_cli.jobs",)
+COMMAND_MODULES: tuple[str, ...] = ("hrw_cli.jobs", "hrw_cli.workers")
 """Modules whose ``register(subparsers)`` adds a command group to ``hrw``."""
 
 
