@@ -92,23 +92,20 @@ def changes(before: Iterable[WorkerStatus], after: Iterable[WorkerStatus]) -> li
     for name, entry in new.items():
         previous = old.get(name)
         state = entry.reason
-        if previous is None:
-            if entry.ready:
-                found.append(WorkerChange(name, "WorkerJoined", False, f"worker {name} joined ({_describe(entry)})"))
-            else:
-                found.append(WorkerChange(name, "WorkerJoined", state != WorkerState.STOPPED,
-                                          f"worker {name} joined, not ready ({state}: {entry.message})"))
+        if previous is not None and previous.reason == state:
             continue
-        if previous.reason == state:
-            continue
-        if state == WorkerState.MISSING:
+        if state == WorkerState.INVALID_LEASE:
+            found.append(WorkerChange(name, "WorkerLeaseInvalid", True, f"worker {name}: {entry.message}"))
+        elif state == WorkerState.OUTDATED:
+            found.append(WorkerChange(name, "WorkerOutdated", True, f"worker {name} claims nothing: {entry.message}"))
+        elif previous is None:
+            found.append(WorkerChange(name, "WorkerJoined", not entry.ready and state != WorkerState.STOPPED,
+                                      f"worker {name} joined ({_describe(entry)})" if entry.ready
+                                      else f"worker {name} joined, not ready ({state}: {entry.message})"))
+        elif state == WorkerState.MISSING:
             found.append(WorkerChange(name, "WorkerMissing", True, f"worker {name} is missing: {entry.message}"))
         elif state == WorkerState.STOPPED:
             found.append(WorkerChange(name, "WorkerStopped", False, f"worker {name} stopped: {entry.message}"))
-        elif state == WorkerState.OUTDATED:
-            found.append(WorkerChange(name, "WorkerOutdated", True, f"worker {name} claims nothing: {entry.message}"))
-        elif state == WorkerState.INVALID_LEASE:
-            found.append(WorkerChange(name, "WorkerLeaseInvalid", True, f"worker {name}: {entry.message}"))
         elif entry.ready and previous.reason in (WorkerState.MISSING, WorkerState.STOPPED):
             found.append(WorkerChange(name, "WorkerBack", False, f"worker {name} is back ({_describe(entry)})"))
         elif entry.ready and not previous.ready:
