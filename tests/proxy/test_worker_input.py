@@ -108,7 +108,7 @@ async def test_a_claim_from_an_agent_below_the_groups_minimum_version_is_forbidd
                           user_agent=user_agent(version))
 
     async with agent("0.1.0") as old:
-        with pytest.raises(Forbidden, match="below the group's minimum agent version 0.2.0"):
+        with pytest.raises(Forbidden, match=r"below the group.s minimum agent version 0\.2\.0"):
             await old.patch(RUNBOOK_JOBS.path(world.namespace, "j1", "status"), claim, json_patch=True)
     async with agent("0.2.0") as current:
         claimed = await current.patch(RUNBOOK_JOBS.path(world.namespace, "j1", "status"), claim, json_patch=True)
