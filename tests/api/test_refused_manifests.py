@@ -174,6 +174,10 @@ CASES: dict[str, Bad] = {
         WORKER_GROUP.format(name="dc", spec="  selfFencingMarginSeconds: 30"),
         ("spec.selfFencingMarginSeconds", "selfFencingMarginSeconds must be less than leaseDurationSeconds"),
     ),
+    "worker_group_with_a_minimum_agent_version_that_is_not_release_numbers": Bad(
+        WORKER_GROUP.format(name="dc", spec="  minAgentVersion: latest"),
+        ("spec.minAgentVersion", "should match"),
+    ),
     "worker_group_with_duplicate_key_ids": Bad(
         WORKER_GROUP.format(name="dc", spec=(
             "  trustedKeys: [{keyId: k1, publicKey: QUJD}, {keyId: k1, publicKey: REVG}]"
