@@ -130,14 +130,16 @@ class WorkerGroupController(Controller[WorkerGroup]):
         observed = self.store.get(key)
         if observed is None:
             return
-        listed = {w.name: w.to_dict() for w in _listed(observed)}
+        # The store parsed the group's entries once per change of the group, not once per renewal.
+        entries = observed.model.workers if observed.model is not None else tuple(_listed(observed))
+        entry = next((w for w in entries if w.name == lease.worker), None)
         if new is None:
-            if lease.worker in listed:
+            if entry is not None:
                 await self.reconcile(key)
             return
         now = utcnow()
         wanted = new.worker_status(now, self._min_agent_version(observed)).to_dict()
-        current = listed.get(new.worker)
+        current = entry.to_dict() if entry is not None else None
         skip = self.status_writer.pruned_fields
         state_changed = current is None or workers.hard_view([current], skip) != workers.hard_view([wanted], skip)
         refresh = current is not None and self._refresh_due(key, now) \
