@@ -1,17 +1,20 @@
 """The agent's orchestration: heartbeat, watch, claim, run, deliver, drain.
 
 On start, before anything else, the agent kills what its previous life's jobs left running
-(`orphans`). Then five loops share one `Agent`:
-- heartbeat: re-read the group's settings and renew the Lease every third of its duration;
+(`orphans`). Then these loops share one `Agent`:
+- heartbeat: re-read the group's settings and renew the Lease every third of its duration (it
+  carries the agent's version, platform, running jobs and last error: `health`);
 - fence: when no renewal has succeeded for the Lease's duration minus the group's self-fencing
   margin, stop every job (and claim nothing) so that no requeued attempt overlaps them (`fencing`);
 - watch: keep an up-to-date view of the group's Queued jobs and of the jobs this worker holds
   (stopping a held job the operator cancelled, timed out, requeued or deleted);
-- claim: while there is free capacity and the agent is not draining, claim Queued jobs with the
-  contract's test-and-set patch (422: another worker won; move on);
+- claim: while there is free capacity and the agent is not draining (nor below its group's
+  `minAgentVersion`: then it runs no new job, and says so in its Lease), claim Queued jobs with
+  the contract's test-and-set patch (422: another worker won; move on);
 - delivery: send the spool (output chunks, results) to the proxy;
 - configuration: apply the group's WorkerConfiguration beside the jobs and report compliance in
-  the Lease (`configuration`); where the group requires compliance, claim only while compliant.
+  the Lease (`configuration`); where the group requires compliance, claim only while compliant;
+- credential: rotate the worker's credential at start and on the group's schedule (`rotation`).
 
 Jobs keep running while the proxy is unreachable; their reports wait in the spool.
 """
@@ -39,14 +42,16 @@ from hrw_api import (
 )
 from hrw_api.errors import Invalid, InvalidObject
 from hrw_api.phases import JobPhase, Reason
+from hrw_api.versions import outdated_reason
 
-from . import lease, orphans, rotation, runner
+from . import __version__, lease, orphans, rotation, runner
 from .backoff import Backoff
 from .client import CallError, ProxyClient, is_transient
 from .config import AgentConfig
 from .configuration import ConfigurationApplier
 from .delivery import Delivery
 from .fencing import Renewal
+from .health import Health
 from .jobs import JobTask
 from .logs import log
 from .spool import AttemptKey, Spool
@@ -81,6 +86,8 @@ class Agent:
         self.settling: set[str] = set()  # claims whose answer was lost, being checked
         self.queued: dict[str, RunbookJob] = {}
         self.draining = False
+        self.outdated: str | None = None  # why this agent may not claim for its group (below its minimum)
+        self.health = Health()
         self._wake_claim = asyncio.Event()
         self._stop = asyncio.Event()
         self._lease_now = asyncio.Event()
@@ -126,6 +133,16 @@ class Agent:
         self.settings_loaded.set()
         if self.configuration.observe(group) or old.max_jobs_per_worker != group.spec.max_jobs_per_worker:
             self._wake_claim.set()
+        outdated = outdated_reason(__version__, group.spec.min_agent_version)
+        if outdated != self.outdated:
+            self.outdated = outdated
+            if outdated is not None:
+                log.warning("agent.outdated", version=__version__, minimum=group.spec.min_agent_version,
+                            note="claims nothing until upgraded")
+                self.health.note(outdated)
+            else:
+                log.info("agent.outdated.no_more", version=__version__)
+                self._wake_claim.set()
 
     async def heartbeat_once(self) -> None:
         await self._refresh_settings()
@@ -133,6 +150,7 @@ class Agent:
         sent = time.monotonic()  # the proxy stamps renewTime after this: fencing counts from here
         await lease.renew(self.client, duration_seconds=settings.lease_duration_seconds,
                           interpreters=self._interpreter_names(), capacity=self.capacity, draining=self.draining,
+                          running_jobs=len(self.tasks), health=self.health,
                           compliance=self.configuration.report, labels=self.config.labels)
         if self.renewal is None or sent > self.renewal.sent_at:
             self.renewal = Renewal.of(sent, settings)
@@ -157,6 +175,7 @@ class Agent:
                 interval = min(Renewal.of(began, self.settings).renew_interval, backoff.next_delay())
                 log.warning("lease.renew.failed", error=type(exc).__name__, detail=str(exc)[:200],
                             retry_in=f"{interval:.2f}")
+                self.health.note(f"renewing the Lease failed: {type(exc).__name__}: {str(exc)[:160]}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lease_now.wait(), timeout=max(0.0, interval))
             self._lease_now.clear()
@@ -185,6 +204,9 @@ class Agent:
                         log.warning("lease.fenced", since_renewal=f"{time.monotonic() - renewal.sent_at:.1f}",
                                     lease_duration=renewal.duration_seconds, margin=f"{renewal.margin_seconds:g}",
                                     stopping=len(self.tasks))
+                    if self.tasks:
+                        self.health.note(f"could not renew the Lease for {time.monotonic() - renewal.sent_at:.0f}s: "
+                                         f"stopped {len(self.tasks)} job(s) (self-fencing)")
                     for task in list(self.tasks.values()):
                         self._fence_task(task, renewal)
             with contextlib.suppress(TimeoutError):
@@ -277,7 +299,7 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_claim.wait(), timeout=5.0)
             self._wake_claim.clear()
-            if self.draining or self.fenced() or not self.configuration.may_claim():
+            if self.draining or self.fenced() or self.outdated or not self.configuration.may_claim():
                 continue
             candidates = sorted(self.queued.values(), key=lambda job: _queue_order(self.client.worker, job))
             for job in candidates:
@@ -313,6 +335,7 @@ class Agent:
                 self._spawn(self._settle_claim(name, job.status.attempt), f"settle-claim-{name}")
                 return False
             log.warning("job.claim.refused", job=name, code=getattr(exc, "code", None), detail=str(exc)[:200])
+            self.health.note(f"the claim of job {name} was refused: {str(exc)[:180]}")
             self.queued.pop(name, None)
             return True
         finally:
@@ -424,8 +447,9 @@ class Agent:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(lease.renew(self.client, duration_seconds=self.settings.lease_duration_seconds,
                                                interpreters=self._interpreter_names(), capacity=self.capacity,
-                                               draining=True, compliance=self.configuration.report,
-                                               labels=self.config.labels), timeout=5.0)
+                                               draining=True, running_jobs=len(self.tasks), health=self.health,
+                                               compliance=self.configuration.report, labels=self.config.labels),
+                                   timeout=5.0)
         handles = set(self._task_handles)
         if handles:
             _, pending = await asyncio.wait(handles, timeout=grace)

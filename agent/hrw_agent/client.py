@@ -24,6 +24,7 @@ from hrw_api import (
     RunbookJob,
     WorkerGroup,
     WorkerLease,
+    versions,
     wire,
 )
 from hrw_api.errors import ApiError, InvalidObject, TooManyRequests
@@ -60,7 +61,7 @@ def _kube(config: AgentConfig, token: str | None = None, *, credentials: Credent
           timeout: float = 30.0) -> KubeClient:
     verify = ssl_context(ca_file=str(config.ca_file) if config.ca_file else None)
     return KubeClient(config.proxy_url, verify=verify, token=token, credentials=credentials, timeout=timeout,
-                      user_agent=f"hrw-agent/{__version__}")
+                      user_agent=versions.user_agent(__version__))
 
 
 async def register(config: AgentConfig, registration_token: str, request: RegisterRequest) -> RegisterResponse:

@@ -14,6 +14,7 @@ The operator, the proxy, the agent and the CLI import this package and no copy o
     fanout       FanOut, LabelSelector, FanOutStatus      a job on every worker of its group (spec.fanOut)
     lease        WorkerLease, WorkerInfo                  a worker's heartbeat and what it publishes
     workerconfiguration  WorkerConfiguration, ComplianceReport, …  a group's servers' desired state, compliance
+    versions     outdated_reason                          agent versions against a group's minimum
     wire         RegisterRequest/Response, OutputChunk,   the proxy's own bodies and paths
                  JobBundle
     regtokens    IssuedToken, new_token, token_secret     registration tokens that expire (hrw get-token --ttl)
@@ -35,6 +36,7 @@ from .intents import (
     GiveBackIntent,
     Intent,
     JobResult,
+    PatchInvalid,
     PatchRefused,
     Step,
     Transition,
@@ -79,7 +81,7 @@ from .workerconfiguration import (
     ResourceState,
     WorkerConfiguration,
 )
-from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerStatus
+from .workergroup import TrustedKey, WorkerGroup, WorkerGroupSpec, WorkerState, WorkerStatus
 
 __all__ = [
     "AGENT_TRANSITIONS",
@@ -118,6 +120,7 @@ __all__ = [
     "OutputSummary",
     "ParameterSpec",
     "ParameterType",
+    "PatchInvalid",
     "PatchRefused",
     "Reason",
     "RegisterRequest",
@@ -155,6 +158,7 @@ __all__ = [
     "WorkerGroupSpec",
     "WorkerInfo",
     "WorkerLease",
+    "WorkerState",
     "WorkerStatus",
     "agent_may",
     "content_digest",

@@ -23,6 +23,7 @@ back from a patch carries no time (`at` is None).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,6 +94,26 @@ class PatchRefused(HrwError):
     """A status patch that is not one of the agent's intents, or not this worker's to send now.
 
     The message says why, for a person; the proxy answers it as a 403."""
+
+
+class PatchInvalid(PatchRefused):
+    """One of the agent's intents whose value does not fit the contract's types and bounds (a reason
+    that is not CamelCase, an exit code beyond int32, outputs too large, ...): `field` names it, and
+    the proxy answers a 400. The same bounds as the CRD's, so that the API server would never refuse
+    (422, which an agent reads as a lost race) what the proxy let through."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"status patch refused: {field} {problem}")
+        self.field = field
+
+
+MAX_REASON: Final = 1024  # the CRD's status.reason (and a condition's reason, which the operator copies it to)
+MAX_MESSAGE: Final = 32768  # the CRD's status.message
+MAX_OUTPUTS: Final = 1024  # key/value pairs in status.outputs
+MAX_OUTPUTS_CHARS: Final = 128 * 1024  # keys and values together (the agent reads at most 64 KiB of them)
+MAX_TAIL: Final = 8192  # characters of status.output.tail (the agent keeps 4 KiB)
+INT32: Final = (-(2**31), 2**31 - 1)
+_REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")  # metav1.Condition's reason
 
 
 # --------------------------------------------------------------------------------- the intents
@@ -317,31 +338,50 @@ def _members(transition: Transition, sets: Mapping[str, Any], removes: list[str]
 def _text(written: Mapping[str, Any], member: str) -> str:
     value = written.get(member, "")
     if not isinstance(value, str):
-        raise _refuse(f"/status/{member} must be a string")
+        raise PatchInvalid(f"/status/{member}", "must be a string")
+    if member == "reason" and value and (len(value) > MAX_REASON or not _REASON.match(value)):
+        raise PatchInvalid("/status/reason", f"must be a CamelCase reason of at most {MAX_REASON} characters "
+                                             f"(letters, digits, '_', ',', ':'), not {value[:80]!r}")
+    if member == "message" and len(value) > MAX_MESSAGE:
+        raise PatchInvalid("/status/message", f"must be at most {MAX_MESSAGE} characters, not {len(value)}")
     return value
 
 
 def _exit_code(written: Mapping[str, Any]) -> int | None:
     value = written.get("exitCode")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise _refuse("/status/exitCode must be an integer")
+        raise PatchInvalid("/status/exitCode", "must be an integer")
+    if value is not None and not INT32[0] <= value <= INT32[1]:
+        raise PatchInvalid("/status/exitCode", f"must be a 32-bit integer, not {value}")
     return value
 
 
-def _result(transition: Transition, written: Mapping[str, Any]) -> JobResult:
+def _outputs(written: Mapping[str, Any]) -> dict[str, str] | None:
     outputs = written.get("outputs")
-    if outputs is not None and (not isinstance(outputs, Mapping)
-                                or not all(isinstance(v, str) for v in outputs.values())):
-        raise _refuse("/status/outputs must map names to strings")
+    if outputs is None:
+        return None
+    if not isinstance(outputs, Mapping) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                                   for k, v in outputs.items()):
+        raise PatchInvalid("/status/outputs", "must map names to strings")
+    size = sum(len(k) + len(v) for k, v in outputs.items())
+    if len(outputs) > MAX_OUTPUTS or size > MAX_OUTPUTS_CHARS:
+        raise PatchInvalid("/status/outputs", f"must hold at most {MAX_OUTPUTS} entries and {MAX_OUTPUTS_CHARS} "
+                                              f"characters, not {len(outputs)} and {size}")
+    return dict(outputs)
+
+
+def _result(transition: Transition, written: Mapping[str, Any]) -> JobResult:
+    outputs = _outputs(written)
     output = None
     if written.get("output") is not None:
         try:
             output = OutputSummary.parse(written["output"], "/status/output")
         except InvalidObject as exc:
-            raise _refuse(str(exc)) from None
+            raise PatchInvalid(exc.field, exc.message) from None
+        if len(output.tail) > MAX_TAIL:
+            raise PatchInvalid("/status/output.tail", f"must be at most {MAX_TAIL} characters")
     return JobResult(transition.target, _text(written, "reason"), _text(written, "message"),
-                     exit_code=_exit_code(written), outputs=dict(outputs) if outputs is not None else None,
-                     output=output)
+                     exit_code=_exit_code(written), outputs=outputs, output=output)
 
 
 def _intent(patch: Any) -> Intent:
@@ -349,6 +389,8 @@ def _intent(patch: Any) -> Intent:
     tests, sets, removes = _shape(patch)
     transition, attempt = _transition(tests, sets)
     written = _members(transition, sets, removes)
+    for member in ("reason", "message"):  # every move may write them: each is bounded as the CRD bounds it
+        _text(written, member)
     tested = tests.get("/status/claim/worker")
     worker = tested if isinstance(tested, str) else ""
     if transition.step is Step.CLAIM:

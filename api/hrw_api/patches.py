@@ -13,6 +13,7 @@ patch it did not build, so it checks the same facts again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,8 +75,19 @@ def retry(attempt: int, worker: str, reason: str, message: str, *, exit_code: in
 # --------------------------------------------------------------------------------- the operator
 
 
+_CONDITION_REASON = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+_CONDITION_MESSAGE_MAX = 32768
+
+
 def _conditions_for(phase: JobPhase, reason: str, message: str, generation: int) -> list[dict[str, Any]]:
-    """batch/v1 Job style: `Complete` or `Failed` becomes True when the job ends."""
+    """batch/v1 Job style: `Complete` or `Failed` becomes True when the job ends.
+
+    The reason and message may be an agent's (its finish): untrusted, so a reason the condition's
+    schema would refuse becomes the phase, and the message is cut to the schema's bound, rather
+    than a condition write the API server refuses on every reconcile (issue 13)."""
+    if len(reason) > 1024 or not _CONDITION_REASON.match(reason):
+        reason = phase.value
+    message = message[:_CONDITION_MESSAGE_MAX]
     if phase is JobPhase.SUCCEEDED:
         return [conditions.make(conditions.COMPLETE, True, reason, message, generation).to_dict()]
     if phase.terminal:

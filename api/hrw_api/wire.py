@@ -30,7 +30,7 @@ from ._fields import JSON
 from .asset import ResolvedAsset
 from .errors import InvalidObject
 from .kubeclient import RUNBOOK_JOBS, WORKER_GROUPS
-from .lease import MAX_AGENT_VERSION, MAX_HOSTNAME
+from .lease import MAX_HOSTNAME, check_agent_version, check_interpreter_names, check_text
 from .runbook import Runbook
 
 REGISTER_KIND = "WorkerRegistration"
@@ -90,11 +90,12 @@ class RegisterRequest:
         interpreters = f.strings(data, "interpreters", "")
         if len(",".join(interpreters)) > MAX_INTERPRETERS_TEXT:
             raise InvalidObject("interpreters", f"must list at most {MAX_INTERPRETERS_TEXT} characters of names")
+        # The same types and bounds as the worker's Lease: these land in its credential Secret's annotations.
         return cls(
             worker=worker,
-            hostname=f.opt_str(data, "hostname", "", max_length=MAX_HOSTNAME) or "",
-            agent_version=f.opt_str(data, "agentVersion", "", max_length=MAX_AGENT_VERSION) or "",
-            interpreters=interpreters,
+            hostname=check_text(f.opt_str(data, "hostname", "") or "", "hostname", MAX_HOSTNAME),
+            agent_version=check_agent_version(f.opt_str(data, "agentVersion", "") or "", "agentVersion"),
+            interpreters=check_interpreter_names(interpreters, "interpreters"),
         )
 
 

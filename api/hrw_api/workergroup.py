@@ -6,9 +6,12 @@ one worker as the operator aggregates it from that worker's Lease (see `lease`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
 
 from . import _fields as f
 from ._fields import JSON
@@ -17,12 +20,30 @@ from .meta import Condition, Meta, conditions_of
 from .runas import RunAsPolicy
 from .runbook import Interpreter
 from .workerconfiguration import ConfigurationRef, GroupCompliance
+from .times import format_time, parse_time
+from .versions import MIN_VERSION_PATTERN
 
 
 @dataclass(frozen=True)
 class TrustedKey:
     key_id: str
     public_key: str  # base64 of the raw 32-byte ed25519 public key
+
+
+class WorkerState(StrEnum):
+    """Why a worker's entry in its group's status says what it says (its `reason`)."""
+
+    READY = "Ready"
+    DRAINING = "Draining"  # its agent shuts down and claims nothing more
+    OUTDATED = "Outdated"  # its agent is below the group's spec.minAgentVersion: it claims nothing
+    MISSING = "Missing"  # its Lease expired without the agent saying goodbye
+    STOPPED = "Stopped"  # its Lease expired after the agent drained (an orderly stop)
+    INVALID_LEASE = "InvalidLease"  # its Lease holds a value that does not fit the contract
+
+
+WORKER_STATUS_SOFT_FIELDS: Final = frozenset({"lastHeartbeatTime", "runningJobs", "lastError", "lastErrorTime"})
+"""Members of a worker's entry that change all the time (each renewal, each job): the operator
+writes them at most every `workerStatusRefreshSeconds`, never on a renewal alone."""
 
 
 @dataclass(frozen=True)
@@ -37,34 +58,71 @@ class WorkerStatus:
     ready: bool
     draining: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)  # from its agent config, for fan-out selectors
+    platform: str = ""
+    running_jobs: int = 0
+    outdated: bool = False
+    reason: str = ""  # a WorkerState
+    message: str = ""
+    last_heartbeat_time: datetime | None = None
+    last_error: str = ""
+    last_error_time: datetime | None = None
 
     def to_dict(self) -> JSON:
         body: JSON = {
             "name": self.name,
             "hostname": self.hostname,
             "agentVersion": self.agent_version,
+            "platform": self.platform,
             "interpreters": list(self.interpreters),
             "capacity": self.capacity,
+            "runningJobs": self.running_jobs,
             "ready": self.ready,
             "draining": self.draining,
+            "outdated": self.outdated,
+            "reason": self.reason,
+            "message": self.message,
+            "lastError": self.last_error,
         }
         if self.labels:
             body["labels"] = dict(sorted(self.labels.items()))
+        if self.last_heartbeat_time is not None:
+            body["lastHeartbeatTime"] = format_time(self.last_heartbeat_time)
+        if self.last_error_time is not None:
+            body["lastErrorTime"] = format_time(self.last_error_time)
         return body
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> WorkerStatus:
         """Lenient: the operator wrote it, and an older operator's entry must not hide the group."""
+
+        def when(key: str) -> datetime | None:
+            try:
+                return parse_time(str(data.get(key) or "")) or None
+            except ValueError:
+                return None
+
+        def number(key: str) -> int:
+            value = data.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
         return cls(
             name=str(data.get("name", "")),
             hostname=str(data.get("hostname", "")),
             agent_version=str(data.get("agentVersion", "")),
             interpreters=tuple(str(i) for i in data.get("interpreters") or ()),
-            capacity=int(data.get("capacity") or 0),
+            capacity=number("capacity"),
             ready=bool(data.get("ready")),
             draining=bool(data.get("draining")),
             labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()}
             if isinstance(data.get("labels"), Mapping) else {},
+            platform=str(data.get("platform", "")),
+            running_jobs=number("runningJobs"),
+            outdated=bool(data.get("outdated")),
+            reason=str(data.get("reason", "")),
+            message=str(data.get("message", "")),
+            last_heartbeat_time=when("lastHeartbeatTime"),
+            last_error=str(data.get("lastError", "")),
+            last_error_time=when("lastErrorTime"),
         )
 
 
@@ -92,6 +150,8 @@ class WorkerGroupSpec:
     group_token: bool = False
     """`spec.registration.groupToken`: the group accepts its long-lived, reusable registration token
     (opt-in; otherwise agents register only with tokens from `hrw get-token --ttl`, see regtokens)."""
+    min_agent_version: str | None = None
+    """Workers whose agent is older are shown outdated and claim nothing (`versions.outdated_reason`)."""
 
     @property
     def self_fencing_margin(self) -> float:
@@ -114,6 +174,7 @@ class WorkerGroupSpec:
             **({"selfFencingMarginSeconds": self.self_fencing_margin_seconds}
                if self.self_fencing_margin_seconds is not None else {}),
             **self.run_as.to_agent_settings(),
+            **({"minAgentVersion": self.min_agent_version} if self.min_agent_version else {}),
         }
 
     @classmethod
@@ -145,7 +206,15 @@ class WorkerGroupSpec:
                                                  minimum=0) or 0,
             group_token=f.boolean(f.obj(spec.get("registration"), "spec.registration"), "groupToken",
                                   "spec.registration"),
+            min_agent_version=_min_agent_version(spec),
         )
+
+
+def _min_agent_version(spec: Mapping[str, Any]) -> str | None:
+    value = f.opt_str(spec, "minAgentVersion", "spec")
+    if value is not None and not re.match(MIN_VERSION_PATTERN, value):
+        raise InvalidObject("spec.minAgentVersion", f"must be release numbers such as 0.2.0, not {value!r}")
+    return value or None
 
 
 @dataclass(frozen=True)

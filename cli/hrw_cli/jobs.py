@@ -39,7 +39,7 @@ from hrw_cli.connection import namespace as _namespace
 from hrw_cli.connection import synchronous as _sync
 from hrw_cli.errors import CommandError
 
-__all__ = ["parse_parameters", "register"]
+__all__ = ["client_for", "common_options", "namespace_of", "parse_parameters", "register", "run_sync"]
 
 
 # ------------------------------------------------------------------------------------------- logs
@@ -254,6 +254,13 @@ async def _issue_token(args: argparse.Namespace) -> int:
           f"{secret['metadata']['name']}", file=sys.stderr)
     print(token)
     return 0
+
+
+# The helpers every command module shares (``hrw_cli.workers``): one way to reach the cluster.
+client_for = _client
+namespace_of = _namespace
+run_sync = _sync
+common_options = _common
 
 
 def register(subparsers: Any) -> None:

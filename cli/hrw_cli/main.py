@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hrw_cli.job_control",
     "hrw_cli.webhooks",
     "hrw_cli.compliance",
+    "hrw_cli.workers",
 )
 """Modules whose ``register(subparsers)`` adds a command group to ``hrw``."""
 

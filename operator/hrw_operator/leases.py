@@ -23,14 +23,19 @@ Key = tuple[str, str]  # (namespace, name)
 
 
 def worker_lease(body: Mapping[str, Any]) -> WorkerLease | None:
-    """The worker's Lease `body` holds; None (logged) for one that is not a worker's or does not fit."""
+    """The worker's Lease `body` holds, read as untrusted (`WorkerLease.read`: a value that does not
+    fit is kept as its `problem`, logged); None (logged) for a Lease that is not a worker's."""
+    meta = body.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
     try:
-        return WorkerLease.parse(body)
+        lease = WorkerLease.read(body)
     except InvalidObject as exc:
-        meta = body.get("metadata")
-        name = meta.get("name") if isinstance(meta, Mapping) else None
-        kv(logger, logging.WARNING, "lease.unparseable", lease=name, field=exc.field, problem=exc.message)
+        kv(logger, logging.WARNING, "lease.unparseable", lease=name, field=exc.field, problem=exc.message[:300])
         return None
+    if lease.problem is not None:
+        kv(logger, logging.WARNING, "lease.invalid", lease=name, field=lease.problem.field,
+           problem=lease.problem.message[:300])
+    return lease
 
 
 class LeaseView:

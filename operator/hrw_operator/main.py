@@ -21,6 +21,7 @@ endpoints. Liveness and metrics (`endpoints`) are served from the start by every
                            [--leader-elect [--leader-elect-lease-duration S] [--leader-elect-renew-deadline S]
                             [--leader-elect-retry-period S] [--leader-elect-resource-name NAME]
                             [--leader-elect-resource-namespace NS]]
+                           [--forget-missing-workers-after SECONDS] [--worker-status-refresh SECONDS]
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
                           help="the Lease's name (default hrw-operator)")
     election.add_argument("--leader-elect-resource-namespace", default=None, metavar="NS",
                           help="the Lease's namespace; default: the operator's own (in a Pod, the Pod's)")
+    parser.add_argument("--forget-missing-workers-after", type=float, default=3600.0, metavar="SECONDS",
+                        help="drop a worker from its group's status when its Lease has been expired this long "
+                             "(default 3600)")
+    parser.add_argument("--worker-status-refresh", type=float, default=60.0, metavar="SECONDS",
+                        help="write workers' heartbeats, running jobs and last errors at most this often per "
+                             "group (default 60)")
     args = parser.parse_args(argv)
     try:
         current_namespace = kubeconfig.context_namespace(args.kubeconfig, args.context)
@@ -127,6 +134,8 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorSettings:
         reporting_instance=identity,
         leader_election=leader_election,
         metrics_listen=args.metrics_listen,
+        forget_missing_worker_seconds=args.forget_missing_workers_after,
+        worker_status_refresh_seconds=args.worker_status_refresh,
     )
 
 

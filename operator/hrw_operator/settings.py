@@ -59,6 +59,17 @@ class OperatorSettings:
     error_retry_max_seconds: float = 60.0
     """The longest delay between retries of an object whose reconcile keeps failing."""
 
+    forget_missing_worker_seconds: float = 3600.0
+    """A worker whose Lease has been expired (or gone unrenewed) this long drops out of its group's
+    `status.workers` by itself (`--forget-missing-workers-after`; its Lease and credential stay
+    until `hrw worker remove`)."""
+
+    worker_status_refresh_seconds: float = 60.0
+    """Each worker's last heartbeat, running jobs and last error in its group's status are at most
+    this old: changes of those alone are written at most this often per group, never on each
+    Lease renewal (`--worker-status-refresh`). A state change (joined, missing, outdated, ...) is
+    written at once."""
+
     reporting_instance: str = field(default="hrw-operator")
     """`reportingInstance` of the Events we post (host name and pid by default, set by main); also
     the replica's `holderIdentity` in the leader-election Lease."""

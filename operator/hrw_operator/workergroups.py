@@ -9,17 +9,22 @@
   their own credentials; new agents need the new token). Turning the opt-in off leaves an
   existing Secret in place (the operator deletes nothing) and the proxy stops accepting it.
 - `status.workers`, `status.readyWorkers` and the `Available` condition come from the workers'
-  Leases (`leases.LeaseView`, handed in by main). The status is written only when a worker joins, leaves or
-  changes readiness: a Lease renewal updates the in-memory view and nothing else. One timer per
-  group wakes at the earliest expiry of a ready worker's Lease to notice a silent death.
+  Leases (`leases.LeaseView`, handed in by main; the entries are built in `workers`). The status
+  is written at once when a worker joins, leaves or changes state (ready, draining, outdated,
+  missing, invalid); what changes all the time (last heartbeat, running jobs, last error) is
+  written at most every `worker_status_refresh_seconds`, so a Lease renewal alone writes nothing.
+  One timer per group wakes at the earliest expiry of a ready worker's Lease to notice a silent
+  death, and when a missing worker is to be forgotten (`forget_missing_worker_seconds`).
+- Events on the group when a worker joins, goes missing, stops, comes back, turns outdated or
+  invalid, or leaves (`workers.changes`), posted after the status that shows it was written.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from hrw_api import Meta, WorkerGroup, WorkerLease, WorkerStatus, conditions, names
@@ -27,24 +32,13 @@ from hrw_api.errors import ApiError
 from hrw_api.kubeclient import SECRETS, WORKER_GROUPS
 from hrw_api.times import now as utcnow
 
-from . import events
+from . import events, workers
 from .frame import Controller, Key, Observed, Pass, Store, Tools
+from .frame.status import differs
 from .leases import LeaseView
 from .logs import kv
 
 logger = logging.getLogger("hrw.operator.workergroups")
-
-
-def aggregate(leases: Iterable[WorkerLease], now: datetime) -> tuple[list[WorkerStatus], datetime | None]:
-    """The workers (sorted by name) and the next moment one of them may change readiness. Pure."""
-    workers: list[WorkerStatus] = []
-    next_change: datetime | None = None
-    for lease in sorted(leases, key=lambda lease: lease.worker):
-        workers.append(lease.worker_status(now))
-        expiry = lease.expires_at
-        if expiry is not None and expiry > now and (next_change is None or expiry < next_change):
-            next_change = expiry
-    return workers, next_change
 
 
 def _has_group_token(observed: Observed[WorkerGroup]) -> bool:
@@ -101,10 +95,12 @@ class WorkerGroupController(Controller[WorkerGroup]):
         super().__init__(tools, store)
         self.leases = leases
         self._secret_ok: set[Key] = set()
+        self._written_at: dict[Key, datetime] = {}
 
     def forget(self, key: Key) -> None:
         super().forget(key)
         self._secret_ok.discard(key)
+        self._written_at.pop(key, None)
 
     async def on_registration_secret_deleted(self, namespace: str, group: str) -> None:
         key = (namespace, group)
@@ -112,8 +108,29 @@ class WorkerGroupController(Controller[WorkerGroup]):
         if key in self.store:
             await self.reconcile(key)
 
+    def _min_agent_version(self, observed: Observed[WorkerGroup]) -> str | None:
+        return observed.model.spec.min_agent_version if observed.model is not None else None
+
+    def _aggregate(self, observed: Observed[WorkerGroup], now: datetime) -> workers.Aggregate:
+        forget_after = timedelta(seconds=self.tools.settings.forget_missing_worker_seconds)
+        return workers.aggregate(self.leases.of_group(*observed.key), now,
+                                 min_agent_version=self._min_agent_version(observed), forget_after=forget_after)
+
+    def _refresh_at(self, key: Key) -> datetime | None:
+        """When the group's ever-changing members (heartbeats, running jobs, errors) may be written
+        again; None: now."""
+        written = self._written_at.get(key)
+        if written is None:
+            return None
+        return written + timedelta(seconds=self.tools.settings.worker_status_refresh_seconds)
+
+    def _refresh_due(self, key: Key, now: datetime) -> bool:
+        due = self._refresh_at(key)
+        return due is None or due <= now
+
     async def on_lease(self, old: WorkerLease | None, new: WorkerLease | None) -> None:
-        """A Lease changed: reconcile its group only if that worker's entry in the status would change."""
+        """A Lease changed: reconcile its group only if that worker's entry in the status would change
+        (at once for its state, at most every refresh period for its heartbeat, jobs and error)."""
         lease = new or old
         if lease is None:
             return
@@ -121,18 +138,21 @@ class WorkerGroupController(Controller[WorkerGroup]):
         observed = self.store.get(key)
         if observed is None:
             return
-        if observed.model is None:  # a group whose spec does not parse still lists its workers
-            await self.reconcile(key)
-            return
-        listed = {w.name: w.to_dict() for w in observed.model.workers}
+        # The store parsed the group's entries once per change of the group, not once per renewal.
+        entries = observed.model.workers if observed.model is not None else tuple(_listed(observed))
+        entry = next((w for w in entries if w.name == lease.worker), None)
         if new is None:
-            if lease.worker in listed:
+            if entry is not None:
                 await self.reconcile(key)
             return
-        wanted = new.worker_status(utcnow()).to_dict()
-        current = listed.get(new.worker)
+        now = utcnow()
+        wanted = new.worker_status(now, self._min_agent_version(observed)).to_dict()
+        current = entry.to_dict() if entry is not None else None
         skip = self.status_writer.pruned_fields
-        if current is None or any(current.get(k) != v for k, v in wanted.items() if k not in skip):
+        state_changed = current is None or workers.hard_view([current], skip) != workers.hard_view([wanted], skip)
+        refresh = current is not None and self._refresh_due(key, now) \
+            and any(current.get(k) != v for k, v in wanted.items() if k not in skip)
+        if state_changed or refresh:
             await self.reconcile(key)
 
     async def _ensure_secret(self, group: Meta) -> None:
@@ -161,9 +181,35 @@ class WorkerGroupController(Controller[WorkerGroup]):
     async def reconcile_once(self, observed: Observed[WorkerGroup]) -> Pass:
         if _has_group_token(observed):
             await self._ensure_secret(observed.meta)
-        workers, next_change = aggregate(self.leases.of_group(*observed.key), utcnow())
-        desired = desired_status(observed, workers)
+        now = utcnow()
+        found = self._aggregate(observed, now)
+        desired = desired_status(observed, found.workers)
+        wake = found.next_change
+        skip = self.status_writer.pruned_fields
+        if not self._refresh_due(observed.key, now) and not differs(_hard(desired), _hard(observed.status), skip):
+            # Only heartbeats, running jobs or errors changed: they wait for the refresh period.
+            due = self._refresh_at(observed.key)
+            return Pass(wake_at=min(w for w in (wake, due) if w is not None))
+        before = _listed(observed)
         if await self.write_status(observed, desired):
+            self._written_at[observed.key] = now
             kv(logger, logging.INFO, "workergroup.status", namespace=observed.meta.namespace,
-               group=observed.meta.name, workers=len(workers), ready=desired["readyWorkers"])
-        return Pass(wake_at=next_change)
+               group=observed.meta.name, workers=len(found.workers), ready=desired["readyWorkers"])
+            for change in workers.changes(before, found.workers):
+                kv(logger, logging.INFO, "workergroup.worker", namespace=observed.meta.namespace,
+                   group=observed.meta.name, worker=change.worker, change=change.reason)
+                await self.tools.recorder.post(observed.meta, names.WORKER_GROUP,
+                                               type_=events.WARNING if change.warning else events.NORMAL,
+                                               reason=change.reason, action="Observe", note=change.note)
+        return Pass(wake_at=wake)
+
+
+def _listed(observed: Observed[WorkerGroup]) -> list[WorkerStatus]:
+    """The entries the group's status holds now (read leniently: an older operator wrote some)."""
+    return [WorkerStatus.parse(w) for w in observed.status.get("workers") or [] if isinstance(w, Mapping)]
+
+
+def _hard(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A status without its workers' ever-changing members."""
+    entries = [w for w in status.get("workers") or [] if isinstance(w, Mapping)]
+    return {**status, "workers": workers.hard_view(entries)}

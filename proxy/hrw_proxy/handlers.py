@@ -19,6 +19,7 @@ from . import configuration, leases, listing, output, policy, registration, reso
 from .auth import CredentialVerifier, WorkerIdentity, bearer_token
 from .bodies import json_response, parse_json, parse_object, success_response
 from .discovery import DOCUMENTS
+from .groups import GroupCache
 from .limits import read_body
 from .refusals import ProxyError, forbidden
 from .routes import Route, RouteKind
@@ -37,7 +38,7 @@ class Handlers:
         self.upstream = upstream
         self.verifier = verifier
         self.watches = watches
-        self.compliance = configuration.ComplianceGate(upstream)
+        self.groups = GroupCache(upstream)
         self._by_kind: dict[RouteKind, Handler] = {
             RouteKind.DISCOVERY: self._discovery,
             RouteKind.ROTATE: self._rotate,
@@ -117,7 +118,9 @@ class Handlers:
         job = parse_object(RunbookJob, obj, f"RunbookJob {route.name}")
         intent = status_patches.check_status_patch(identity, patch, job)
         if isinstance(intent, ClaimIntent):
-            await self.compliance.check_may_claim(identity)
+            group = await self.groups.get(identity.namespace, identity.group)
+            policy.check_may_claim(identity, group, request.headers.get("User-Agent"))
+            configuration.check_compliant(identity, group)
         patch = status_patches.stamp_status_times(patch)
         return json_response(await self.upstream.patch_job_status(identity.namespace, route.name, patch))
 
@@ -132,8 +135,7 @@ class Handlers:
         chunk = output.parse_output_chunk(parse_json(await read_body(request, self.settings.max_body_bytes)))
         job = parse_object(RunbookJob, await self.upstream.get_job(identity.namespace, route.name), "RunbookJob")
         policy.check_job_of_group(identity, job)
-        group = parse_object(WorkerGroup, await self.upstream.get_group(identity.namespace, identity.group),
-                             "WorkerGroup")
+        group = await self.groups.get(identity.namespace, identity.group)
         output.check_output_chunk(identity, chunk, job, group.spec.output_limit_bytes)
         created = await self.upstream.create_configmap(output.output_chunk_configmap(identity, chunk, job))
         return success_response(201 if created else 200,
@@ -147,10 +149,12 @@ class Handlers:
         body = parse_json(await read_body(request, self.settings.max_body_bytes))
         if route.kind is RouteKind.LEASE_CREATE:
             lease = leases.sanitize_lease(identity, body, path_name=None)
+            lease = leases.owned_by_group(lease, await self.groups.get(identity.namespace, identity.group))
             return json_response(await self.upstream.lease("POST", identity.namespace, None, lease), 201)
         leases.check_lease_name(identity, route.name)
         if route.kind is RouteKind.LEASE_UPDATE:
             lease = leases.sanitize_lease(identity, body, path_name=route.name)
+            lease = leases.owned_by_group(lease, await self.groups.get(identity.namespace, identity.group))
             return json_response(await self.upstream.lease("PUT", identity.namespace, route.name, lease))
         if request.content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH):
             raise forbidden(f"a worker may patch its Lease only with a merge patch ({MERGE_PATCH})")

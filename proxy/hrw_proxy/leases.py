@@ -5,8 +5,11 @@ else; the proxy forces the Lease's labels (the operator finds a group's workers 
 `spec.holderIdentity` the worker's own name, drops owner references and finalizers, and writes
 the renewal times from its own clock (see `_stamp_lease_times`). What the worker writes must
 fit the contract's `WorkerLease` (its annotations are the worker's own words about itself,
-typed and bounded there), or it is refused with a 400 naming the field: a Lease the operator
-cannot read would make a live worker look lost.
+typed and bounded there), and carry only the contract's labels, annotations and spec members
+(`hrw_api.lease.WORKER_LABELS`, `WORKER_ANNOTATIONS`, `WORKER_LEASE_SPEC`), or it is refused with
+a 400 naming the field: a Lease the operator cannot read would mark the worker's entry invalid.
+A Lease the proxy creates or replaces is owned by the worker's WorkerGroup (`owned_by_group`), so
+deleting the group takes its workers' Leases with it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hrw_api import InvalidObject, WorkerLease, names
+from hrw_api import InvalidObject, WorkerGroup, WorkerLease, names
+from hrw_api.lease import WORKER_ANNOTATIONS, WORKER_LABELS, WORKER_LEASE_SPEC
 from hrw_api.times import format_micro_time
 
 from .auth import WorkerIdentity
+from .ownership import owner_reference
 from .refusals import ProxyError, forbidden
+
+MAX_LEASE_TRANSITIONS = 2**31 - 1
 
 
 def check_lease_name(identity: WorkerIdentity, name: str) -> None:
@@ -93,17 +100,47 @@ def _patched_fields(identity: WorkerIdentity, patch: Mapping[str, Any]) -> dict[
     so that what the patch writes is checked like a whole Lease."""
     meta = _mapping(patch.get("metadata"), "metadata")
     annotations = _mapping(meta.get("annotations"), "metadata.annotations")
+    labels = _mapping(meta.get("labels"), "metadata.labels")
     spec = _mapping(patch.get("spec"), "spec")
-    return {"metadata": {"name": names.lease_name(identity.group, identity.worker), "labels": lease_labels(identity),
+    return {"metadata": {"name": names.lease_name(identity.group, identity.worker),
+                         "labels": {**{k: v for k, v in labels.items() if v is not None}, **lease_labels(identity)},
                          "annotations": {k: v for k, v in annotations.items() if v is not None}},
             "spec": {k: v for k, v in spec.items() if v is not None}}
 
 
 def _check_fits(lease: Mapping[str, Any]) -> None:
+    meta = _mapping(lease.get("metadata"), "metadata")
+    for key in _mapping(meta.get("labels"), "metadata.labels"):
+        if key not in WORKER_LABELS:
+            raise ProxyError(400, f"metadata.labels[{key}]: a worker's Lease carries only the labels "
+                                  f"{sorted(WORKER_LABELS)}")
+    managed_by = _mapping(meta.get("labels"), "metadata.labels").get(names.LABEL_MANAGED_BY)
+    if managed_by not in (None, names.MANAGED_BY):
+        raise ProxyError(400, f"metadata.labels[{names.LABEL_MANAGED_BY}]: must be {names.MANAGED_BY!r}")
+    for key in _mapping(meta.get("annotations"), "metadata.annotations"):
+        if key not in WORKER_ANNOTATIONS:
+            raise ProxyError(400, f"metadata.annotations[{key}]: a worker's Lease carries only the annotations "
+                                  f"{sorted(WORKER_ANNOTATIONS)}")
+    spec = _mapping(lease.get("spec"), "spec")
+    for key in spec:
+        if key not in WORKER_LEASE_SPEC:
+            raise ProxyError(400, f"spec.{key}: a worker's Lease sets only {sorted(WORKER_LEASE_SPEC)}")
+    transitions = spec.get("leaseTransitions")
+    if transitions is not None and (isinstance(transitions, bool) or not isinstance(transitions, int)
+                                    or not 0 <= transitions <= MAX_LEASE_TRANSITIONS):
+        raise ProxyError(400, f"spec.leaseTransitions: must be an integer from 0 to {MAX_LEASE_TRANSITIONS}")
     try:
         WorkerLease.parse(lease)
     except InvalidObject as exc:
         raise ProxyError(400, f"the Lease does not fit the hrw contract: {exc}") from None
+
+
+def owned_by_group(lease: dict[str, Any], group: WorkerGroup) -> dict[str, Any]:
+    """The Lease (as `sanitize_lease` made it) owned by the worker's WorkerGroup: deleting the group
+    deletes it (the API server's garbage collector)."""
+    meta = dict(lease["metadata"])
+    meta["ownerReferences"] = [owner_reference(names.WORKER_GROUP, group.meta.name, group.meta.uid)]
+    return {**lease, "metadata": meta}
 
 
 def _stamp_lease_times(spec: dict[str, Any], now: datetime | None) -> None:

@@ -3,14 +3,16 @@
 The rules, from DESIGN.md "The API proxy": a worker acts in its own namespace only, reads its own
 WorkerGroup, sees its own group's RunbookJobs (another group's job is "not found", as if it did
 not exist), and reads a job's bundle (its Runbook and assets) or writes its output only while it
-holds that job (Claimed or Running, its claim of the current attempt). A refusal is a `ProxyError`
+holds that job (Claimed or Running, its claim of the current attempt); it claims only while its
+agent is not below the group's minimum version. A refusal is a `ProxyError`
 whose message tells the agent's operator why. What a worker may *write* lives beside the resource
 it writes: status_patches.py, output.py, leases.py.
 """
 
 from __future__ import annotations
 
-from hrw_api import PatchRefused, RunbookJob, intents
+from hrw_api import PatchRefused, RunbookJob, WorkerGroup, intents
+from hrw_api.versions import outdated_reason, version_of_user_agent
 
 from .auth import WorkerIdentity
 from .refusals import forbidden, not_found
@@ -36,7 +38,7 @@ def check_job_of_group(identity: WorkerIdentity, job: RunbookJob) -> None:
         raise not_found(JOBS_RESOURCE, job.meta.name)
 
 
-def check_may_claim(identity: WorkerIdentity, job: RunbookJob) -> None:
+def check_may_claim_job(identity: WorkerIdentity, job: RunbookJob) -> None:
     """A fan-out parent is run by its children and never claimed; a child only by the worker it is
     pinned to (the operator's `spec.pinnedWorker`): the pin narrows the group to one of its workers."""
     if job.spec.fan_out is not None:
@@ -65,3 +67,11 @@ def check_holds(identity: WorkerIdentity, job: RunbookJob, what: str) -> None:
         raise forbidden(f"worker {identity.worker!r} may read {what} of job {job.meta.name} only while it holds "
                         f"the job (it is {state}, held by {job.holder or 'nobody'})")
 
+
+def check_may_claim(identity: WorkerIdentity, group: WorkerGroup, user_agent: str | None) -> None:
+    """A claim comes from an agent at or above the group's `spec.minAgentVersion`, as its
+    `User-Agent` (`hrw-agent/<version>`) says; without a minimum, from any client."""
+    version = version_of_user_agent(user_agent)
+    problem = outdated_reason(version, group.spec.min_agent_version)
+    if problem is not None:
+        raise forbidden(f"worker {identity} may not claim jobs of group {group.meta.name!r}: {problem}")

@@ -6,7 +6,8 @@ touch, a claim only in the caller's own name, anything else only as the claimer 
 current attempt (fencing), a give-back only where the job's retryPolicy retries its cause. The
 proxy first checks that the job is of the caller's group, and then forwards the patch unchanged
 but for its times: its `test` operations make it atomic in the apiserver (a lost race is the
-apiserver's 422, passed back as is).
+apiserver's 422, passed back as is). A value out of the contract's bounds (the CRD's) is a 400
+naming the field, before the apiserver could answer it with a 422 the agent would read as a lost race.
 """
 
 from __future__ import annotations
@@ -15,24 +16,27 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hrw_api import ClaimIntent, Intent, PatchRefused, RunbookJob, read_agent_patch
+from hrw_api import ClaimIntent, Intent, PatchInvalid, PatchRefused, RunbookJob, read_agent_patch
 from hrw_api.times import format_time
 
 from .auth import WorkerIdentity
-from .policy import check_job_of_group, check_may_claim
-from .refusals import forbidden
+from .policy import check_job_of_group, check_may_claim_job
+from .refusals import bad_request, forbidden
 
 
 def check_status_patch(identity: WorkerIdentity, patch: Any, job: RunbookJob) -> Intent:
     """The intent of the status patch `identity` sends to `job`; a `ProxyError` (404 for another
-    group's job, else 403) saying why not."""
+    group's job, 400 naming the field for a value out of the contract's types and bounds, else 403)
+    saying why not."""
     check_job_of_group(identity, job)
     try:
         intent = read_agent_patch(patch, job, worker=identity.worker)
+    except PatchInvalid as exc:
+        raise bad_request(str(exc)) from None
     except PatchRefused as exc:
         raise forbidden(str(exc)) from None
     if isinstance(intent, ClaimIntent):
-        check_may_claim(identity, job)
+        check_may_claim_job(identity, job)
     return intent
 
 

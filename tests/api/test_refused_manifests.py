@@ -186,6 +186,10 @@ CASES: dict[str, Bad] = {
         WORKER_GROUP.format(name="dc", spec="  registration: {groupToken: sometimes}"),
         ("spec.registration.groupToken", "boolean"),
     ),
+    "worker_group_with_a_minimum_agent_version_that_is_not_release_numbers": Bad(
+        WORKER_GROUP.format(name="dc", spec="  minAgentVersion: latest"),
+        ("spec.minAgentVersion", "should match"),
+    ),
     "worker_group_with_duplicate_key_ids": Bad(
         WORKER_GROUP.format(name="dc", spec=(
             "  trustedKeys: [{keyId: k1, publicKey: QUJD}, {keyId: k1, publicKey: REVG}]"

@@ -240,9 +240,10 @@ class Stack:
         return self.work_roots[worker]
 
     def start_agent(self, group: str, worker: str, *, ready: bool = True, proxy: RunningProxy | None = None,
-                    **config: Any) -> ManagedProcess:
-        """Start `hrw-agent` for `worker` of `group` (extra config keys in camelCase), talking to the
-        stack's proxy or to `proxy` (another replica, e.g. one a test cuts off)."""
+                    program: str | Sequence[str] = "hrw-agent", **config: Any) -> ManagedProcess:
+        """Start `hrw-agent` (or `program`, taking the same flags) for `worker` of `group` (extra config
+        keys in camelCase), talking to the stack's proxy or to `proxy` (another replica, e.g. one a
+        test cuts off)."""
         proxy = proxy or self.proxy
         directory = self.agent_dir(worker)
         directory.mkdir(parents=True, exist_ok=True)
@@ -258,7 +259,7 @@ class Stack:
         }
         config_path = directory / "agent.yaml"
         config_path.write_text(yaml.safe_dump(settings))
-        process = self.processes.start("hrw-agent", "--config", str(config_path), name=f"hrw-agent-{worker}")
+        process = self.processes.start(program, "--config", str(config_path), name=f"hrw-agent-{worker}")
         self.agents[worker] = process
         if ready:
             process.wait_for_log(r"event=agent\.ready", timeout=30)

@@ -19,6 +19,7 @@ from hrw_api import (
     JobPhase,
     JobResult,
     OutputSummary,
+    PatchInvalid,
     PatchRefused,
     Reason,
     RetryOn,
@@ -168,3 +169,27 @@ def test_read_agent_patch_refuses_with_a_reason(patch: object, target: RunbookJo
     with pytest.raises(PatchRefused) as refused:
         read_agent_patch(patch, target, worker="w1")
     assert complaint in str(refused.value)
+
+
+def _finish_setting(member: str, value: object) -> list:
+    result = JobResult(JobPhase.FAILED, "NonZeroExit", "x", exit_code=3, outputs={"a": "b"}, output=SUMMARY)
+    return [op if op["path"] != f"/status/{member}" else {**op, "value": value}
+            for op in FinishIntent(1, "w1", result).to_patch()]
+
+
+@pytest.mark.parametrize(("member", "value", "field"), [
+    ("reason", "not camel case!", "/status/reason"),
+    ("reason", "A" * 1025, "/status/reason"),
+    ("message", "m" * 32769, "/status/message"),
+    ("exitCode", 2**31, "/status/exitCode"),
+    ("exitCode", True, "/status/exitCode"),
+    ("outputs", {f"k{i}": "v" for i in range(1025)}, "/status/outputs"),
+    ("outputs", {"k": "v" * (128 * 1024)}, "/status/outputs"),
+    ("outputs", {"k": 1}, "/status/outputs"),
+    ("output", {"tail": "t" * 8193}, "/status/output.tail"),
+])
+def test_a_value_out_of_the_contracts_bounds_is_invalid_naming_the_field(member: str, value: object,
+                                                                         field: str) -> None:
+    with pytest.raises(PatchInvalid) as refused:
+        read_agent_patch(_finish_setting(member, value), job("Running", claimer="w1"), worker="w1")
+    assert refused.value.field == field

@@ -108,7 +108,10 @@ def test_registration_round_trips_and_refuses_a_bad_worker_name() -> None:
     response = RegisterResponse(worker="w1", credential="hrwc_secret")
     assert RegisterResponse.parse(response.to_dict()) == response
     for bad, field in (({"worker": "W_1"}, "worker"), ({"worker": "w1", "interpreters": "bash"}, "interpreters"),
-                       ({"worker": "w1", "hostname": "h" * 254}, "hostname")):
+                       ({"worker": "w1", "hostname": "h" * 254}, "hostname"),
+                       ({"worker": "w1", "hostname": "srv\x1b]0;pwned\x07"}, "hostname"),
+                       ({"worker": "w1", "agentVersion": "0.1 final"}, "agentVersion"),
+                       ({"worker": "w1", "interpreters": ["bash,sh"]}, "interpreters")):
         with pytest.raises(InvalidObject) as refused:
             RegisterRequest.parse(bad)
         assert refused.value.field == field

@@ -296,3 +296,10 @@ def test_read_agent_patch_refuses_a_retry_that_removes_more_than_the_claim() -> 
     with pytest.raises(PatchRefused):
         _read(retry)
     assert _read(patches.retry(1, "w1", "NonZeroExit", "exit 1")).transition.target is JobPhase.QUEUED
+
+
+def test_a_finished_condition_never_carries_a_reason_its_schema_refuses() -> None:
+    written = patches.finished_conditions(JobPhase.FAILED, "not camel case!", "m" * 40000, 1, [])
+    assert written is not None
+    condition = written[1]["value"][0]
+    assert condition["reason"] == "Failed" and len(condition["message"]) == 32768

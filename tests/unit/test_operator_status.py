@@ -1,18 +1,9 @@
-"""Pure parts of the Runbook, Asset and WorkerGroup controllers."""
+"""Pure parts of the Runbook and Asset controllers (the WorkerGroup's: test_operator_workers.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-from hrw_api import Asset, Runbook, WorkerGroup, WorkerLease, content_digest
-from hrw_operator import assets, runbooks, workergroups
-from hrw_operator.frame import Observed, differs
-
-NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
-
-
-def lease(name: str, worker: str, renewed: datetime) -> WorkerLease:
-    return WorkerLease(name=name, namespace="ns", group="pool", worker=worker, renew_time=renewed, duration_seconds=10)
+from hrw_api import Asset, Runbook, content_digest
+from hrw_operator import assets, runbooks
 
 
 def rb(spec: dict) -> Runbook:
@@ -46,25 +37,6 @@ def test_asset_verdict_names_the_missing_secret_and_key_never_a_value() -> None:
     cert = Asset.parse({"metadata": {"name": "c"}, "spec": {
         "type": "Certificate", "certificateFrom": {"secretRef": {"name": "t"}}}})
     assert "'tls.key'" in assets.evaluate(cert, {"t": frozenset({"tls.crt"})}).message
-
-
-def test_workers_aggregate_readiness_and_the_next_expiry() -> None:
-    leases = [lease("a", "w2", NOW - timedelta(seconds=5)), lease("b", "w1", NOW - timedelta(seconds=20))]
-    workers, next_change = workergroups.aggregate(leases, NOW)
-    assert [(w.name, w.ready) for w in workers] == [("w1", False), ("w2", True)]
-    assert next_change == NOW + timedelta(seconds=5)
-
-
-def test_group_status_unchanged_by_a_renewal() -> None:
-    body = {"metadata": {"name": "pool", "generation": 1}, "spec": {"registration": {"groupToken": True}}}
-    before = [lease("a", "w1", NOW)]
-    after = [lease("a", "w1", NOW + timedelta(seconds=3))]
-    first = workergroups.desired_status(Observed.parse(body, WorkerGroup.parse),
-                                        workergroups.aggregate(before, NOW)[0])
-    second = workergroups.desired_status(Observed.parse({**body, "status": first}, WorkerGroup.parse),
-                                         workergroups.aggregate(after, NOW + timedelta(seconds=3))[0])
-    assert not differs(second, first)
-    assert first["readyWorkers"] == 1 and first["registrationTokenSecret"] == "pool-registration"
 
 
 def test_a_group_without_the_opt_in_names_no_long_lived_token_secret() -> None:

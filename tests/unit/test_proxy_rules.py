@@ -194,8 +194,10 @@ def test_own_lease_labels_are_forced_and_the_holder_checked():
         leases.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"}, "spec": {"holderIdentity": "w2"}}, path_name=None)
     with _Refused(400):
         leases.sanitize_lease(ME, {"metadata": {"name": "hrw.g1.w1"}}, path_name="hrw.g1.w9")
-    patch = leases.sanitize_lease_patch(ME, {"metadata": {"labels": {names.LABEL_WORKER_GROUP: "g2", "x": "y"}}})
-    assert patch["metadata"]["labels"] == {names.LABEL_WORKER_GROUP: "g1", names.LABEL_WORKER: "w1", "x": "y"}
+    patch = leases.sanitize_lease_patch(ME, {"metadata": {"labels": {names.LABEL_WORKER_GROUP: "g2",
+                                                                     names.LABEL_MANAGED_BY: "hrw"}}})
+    assert patch["metadata"]["labels"] == {names.LABEL_WORKER_GROUP: "g1", names.LABEL_WORKER: "w1",
+                                           names.LABEL_MANAGED_BY: "hrw"}
     for bad in ({"spec": {"holderIdentity": "w2"}}, {"metadata": {"labels": None}}, [{"op": "add"}],
                 {"metadata": {"name": "other"}}):
         with _Refused(403):
@@ -228,7 +230,8 @@ def test_lease_renewal_times_are_the_proxys_clock_not_the_workers() -> None:
                                       "spec": {"renewTime": skewed, "acquireTime": skewed}},
                                  path_name=None, now=proxy_now)
     assert lease["spec"]["renewTime"] == lease["spec"]["acquireTime"] == "2026-11-25T22:00:00.123456Z"
-    untouched = leases.sanitize_lease_patch(ME, {"metadata": {"annotations": {"a": "b"}}}, now=proxy_now)
+    untouched = leases.sanitize_lease_patch(ME, {"metadata": {"annotations": {names.ANNOTATION_HOSTNAME: "b"}}},
+                                            now=proxy_now)
     assert "spec" not in untouched
 
 
