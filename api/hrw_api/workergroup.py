@@ -19,9 +19,9 @@ from .errors import InvalidObject
 from .meta import Condition, Meta, conditions_of
 from .runas import RunAsPolicy
 from .runbook import Interpreter
-from .workerconfiguration import ConfigurationRef, GroupCompliance
 from .times import format_time, parse_time
 from .versions import MIN_VERSION_PATTERN
+from .workerconfiguration import ConfigurationRef, GroupCompliance
 
 
 @dataclass(frozen=True)

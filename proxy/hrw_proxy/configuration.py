@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from hrw_api import ResolvedAsset, WorkerGroup, conditions

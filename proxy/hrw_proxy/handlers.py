@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from hrw_api import ClaimIntent, RunbookJob, WorkerGroup, wire
+from hrw_api import ClaimIntent, RunbookJob, wire
 from hrw_api.patches import JSON_PATCH, MERGE_PATCH
 
 from . import configuration, leases, listing, output, policy, registration, resolution, rotation, status_patches

@@ -38,8 +38,3 @@ def test_asset_verdict_names_the_missing_secret_and_key_never_a_value() -> None:
         "type": "Certificate", "certificateFrom": {"secretRef": {"name": "t"}}}})
     assert "'tls.key'" in assets.evaluate(cert, {"t": frozenset({"tls.crt"})}).message
 
-
-def test_a_group_without_the_opt_in_names_no_long_lived_token_secret() -> None:
-    body = {"metadata": {"name": "pool", "generation": 1}, "spec": {}}
-    status = workergroups.desired_status(Observed.parse(body, WorkerGroup.parse), [])
-    assert status["registrationTokenSecret"] is None  # removed by the merge patch, if an older operator set it

@@ -134,3 +134,9 @@ def test_events_say_who_joined_went_missing_came_back_stopped_and_left() -> None
     assert reasons([ready], []) == [("WorkerLeft", False)]
     assert reasons([ready], [ready]) == []
     assert missing.reason == WorkerState.MISSING
+
+
+def test_a_group_without_the_opt_in_names_no_long_lived_token_secret() -> None:
+    body = {"metadata": {"name": "pool", "generation": 1}, "spec": {}}
+    status = workergroups.desired_status(Observed.parse(body, WorkerGroup.parse), [])
+    assert status["registrationTokenSecret"] is None  # removed by the merge patch, if an older operator set it
