@@ -52,6 +52,7 @@ WORKER_ANNOTATIONS: Final = frozenset({
     names.ANNOTATION_HOSTNAME, names.ANNOTATION_AGENT_VERSION, names.ANNOTATION_INTERPRETERS,
     names.ANNOTATION_CAPACITY, names.ANNOTATION_DRAINING, names.ANNOTATION_PLATFORM,
     names.ANNOTATION_RUNNING_JOBS, names.ANNOTATION_LAST_ERROR, names.ANNOTATION_LAST_ERROR_TIME,
+    names.ANNOTATION_COMPLIANCE, names.ANNOTATION_WORKER_LABELS,
 })
 """The annotations a worker may write on its Lease: its words about itself, each typed below."""
 

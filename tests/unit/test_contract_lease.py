@@ -23,6 +23,7 @@ from hrw_api import (
     wire,
 )
 from hrw_api.asset import AssetType
+from hrw_api.lease import WORKER_ANNOTATIONS
 from hrw_api.times import format_micro_time, format_time, parse_time
 
 NOW = datetime(2026, 11, 25, 22, 0, 0, 123456, tzinfo=UTC)
@@ -139,3 +140,8 @@ def test_a_job_bundle_reads_back_and_must_carry_the_content() -> None:
     without = {**runbook, "spec": {"interpreter": "bash", **from_cm}}
     with pytest.raises(InvalidObject):
         JobBundle.parse(wire.job_bundle_body(without, [db]))
+
+
+def test_every_annotation_an_agent_writes_is_one_the_proxy_accepts() -> None:
+    """What `WorkerInfo` writes and the allow-list the proxy checks Leases against stay one set."""
+    assert set(WorkerInfo(labels={"role": "web"}).to_annotations()) == WORKER_ANNOTATIONS
