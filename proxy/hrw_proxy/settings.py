@@ -68,8 +68,10 @@ class Settings:
     """Seconds between bookmarks on an idle watch that asked for them."""
     watch_idle_seconds: float = 60.0
     """Seconds a group's shared upstream watch is kept after its last agent watch ended."""
-    claim_offer_grace: float = 0.25
-    """Seconds a Queued job is offered to one agent of the group before the others hear of it (0: off)."""
+    claim_offer_grace: float = 1.0
+    """Seconds a Queued job is offered to one agent of the group with a free slot before the others
+    hear of it (0: off). The chosen agent claims at once; the grace runs out only when it does not
+    (a slow or lost agent), so it may be long enough for a busy machine's answer."""
     credential_cache_ttl: float = 2.0
     """Seconds a worker credential's hash is cached; revocation takes effect within this (max 5)."""
     log_format: str = "text"

@@ -29,6 +29,7 @@ from .listing import JOB_SELECTOR_FIELD, job_visible
 from .metrics import Metrics
 from .refusals import ProxyError
 from .upstream import Upstream
+from .workers import WorkerView
 
 JSON = dict[str, Any]
 # Query parameters the shared cache answers; any other makes the watch its own upstream watch.
@@ -62,9 +63,10 @@ class CredentialCheck:
 class JobWatches:
     """The open RunbookJob watches of this process."""
 
-    def __init__(self, upstream: Upstream, verifier: CredentialVerifier, metrics: Metrics, caches: JobCaches, *,
-                 queue_size: int, bookmark_seconds: float) -> None:
+    def __init__(self, upstream: Upstream, verifier: CredentialVerifier, metrics: Metrics, caches: JobCaches,
+                 workers: WorkerView, *, queue_size: int, bookmark_seconds: float) -> None:
         self.upstream = upstream
+        self.workers = workers
         self.verifier = verifier
         self.metrics = metrics
         self.caches = caches
@@ -98,6 +100,7 @@ class JobWatches:
         try:
             try:
                 if cache is not None:
+                    self.workers.learn(identity)  # its capacity, for the claim offer
                     sub = cache.subscribe(identity.worker, params.get("resourceVersion"),
                                           bookmarks=_wants_bookmarks(params), queue_size=self.queue_size)
                     try:

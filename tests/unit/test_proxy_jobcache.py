@@ -35,6 +35,7 @@ def _cache(*, ring: int = 10, grace: float = 0.0) -> GroupCache:
 
 def _event(cache: GroupCache, kind: str, obj: dict[str, Any]) -> None:
     cache.objects[obj["metadata"]["name"]] = obj
+    cache._track_holder(obj["metadata"]["name"], obj)
     cache.latest = int(obj["metadata"]["resourceVersion"])
     cache._publish({"type": kind, "object": obj}, record=True)
 
