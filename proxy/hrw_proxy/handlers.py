@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from hrw_api import RunbookJob, WorkerGroup, wire
+from hrw_api import Intent, RunbookJob, WorkerGroup, wire
 from hrw_api.patches import JSON_PATCH, MERGE_PATCH
 
 from . import leases, listing, output, policy, registration, resolution, status_patches
@@ -102,16 +102,21 @@ class Handlers:
             raise forbidden(f"a worker may patch a job's status only with a JSON Patch ({JSON_PATCH}) that "
                             "tests the phase, attempt and claimer it relies on")
         patch = parse_json(await read_body(request, self.settings.max_body_bytes))
-        cached = self._cached_job(identity, route.name)
-        if cached is None or not _patch_allowed(identity, patch, cached):
+        seen = self._cached_job(identity, route.name)
+        intent = None if seen is None else _intent_on(identity, patch, seen)
+        if seen is None or intent is None:
             # Not in the cache, or refused on its view: decide on the job as the apiserver holds it now.
             job = parse_object(RunbookJob, await self.upstream.get_job(identity.namespace, route.name),
                                f"RunbookJob {route.name}")
             status_patches.check_status_patch(identity, patch, job)
+        else:
+            lost = status_patches.lost_claim(intent, seen)
+            if lost is not None:
+                raise lost
         patch = status_patches.stamp_status_times(patch)
         return json_response(await self.upstream.patch_job_status(identity.namespace, route.name, patch))
 
-    def _cached_job(self, identity: WorkerIdentity, name: str) -> dict[str, object] | None:
+    def _cached_job(self, identity: WorkerIdentity, name: str) -> RunbookJob | None:
         """The job as the group's shared watch last saw it, if that watch runs here.
 
         Enough to allow a status patch (hrw_proxy.status_patches): the patch's own `test`
@@ -120,7 +125,13 @@ class Handlers:
         and each report an upstream GET.
         """
         cache = self.watches.caches.peek(identity.namespace, identity.group)
-        return None if cache is None else cache.objects.get(name)
+        obj = None if cache is None else cache.objects.get(name)
+        if obj is None:
+            return None
+        try:
+            return parse_object(RunbookJob, obj, "RunbookJob")
+        except ProxyError:
+            return None
 
     async def _job_bundle(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         attempt = request.query.get(wire.BUNDLE_ATTEMPT_PARAM, "")
@@ -128,7 +139,7 @@ class Handlers:
             raise ProxyError(400, f"a job's bundle is asked for one attempt: ?{wire.BUNDLE_ATTEMPT_PARAM}=N, the "
                                   "attempt the worker claimed")
         return json_response(await resolution.bundle_for(self.upstream, identity, route.name, int(attempt),
-                                                         cached=self._cached_job(identity, route.name)))
+                                                         seen=self._cached_job(identity, route.name)))
 
     async def _job_output(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         chunk = output.parse_output_chunk(parse_json(await read_body(request, self.settings.max_body_bytes)))
@@ -166,9 +177,9 @@ class Handlers:
         return json_response(answer)
 
 
-def _patch_allowed(identity: WorkerIdentity, patch: object, cached: dict[str, object]) -> bool:
+def _intent_on(identity: WorkerIdentity, patch: object, seen: RunbookJob) -> Intent | None:
+    """The patch's intent if the job as the cache saw it allows it, else None (then: read it fresh)."""
     try:
-        status_patches.check_status_patch(identity, patch, parse_object(RunbookJob, cached, "RunbookJob"))
+        return status_patches.check_status_patch(identity, patch, seen)
     except ProxyError:
-        return False
-    return True
+        return None

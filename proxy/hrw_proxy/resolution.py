@@ -26,13 +26,13 @@ JSON = dict[str, Any]
 
 
 async def bundle_for(upstream: Upstream, identity: WorkerIdentity, job_name: str, attempt: int, *,
-                     cached: JSON | None = None) -> JSON:
+                     seen: RunbookJob | None = None) -> JSON:
     """The `JobBundle` of attempt `attempt` of job `job_name`, if the caller holds that attempt now.
 
-    `cached` is the job as the group's shared watch last saw it: when it shows the caller holding
+    `seen` is the job as the group's shared watch last saw it: when it shows the caller holding
     that attempt, it is taken as is (the watch lags the apiserver by milliseconds, as a GET's
     answer would lag a requeue that came right after it); otherwise the job is read fresh."""
-    job = _held(identity, cached, attempt)
+    job = _held(identity, seen, attempt)
     if job is None:
         job = parse_object(RunbookJob, await upstream.get_job(identity.namespace, job_name), "RunbookJob")
         check_holds(identity, job, "the runbook and assets")
@@ -51,17 +51,16 @@ async def bundle_for(upstream: Upstream, identity: WorkerIdentity, job_name: str
     return wire.job_bundle_body(obj, await _resolved_assets(upstream, identity, runbook))
 
 
-def _held(identity: WorkerIdentity, cached: JSON | None, attempt: int) -> RunbookJob | None:
-    """The cached job if it shows `identity` holding `attempt`, else None (then: read it fresh)."""
-    if cached is None:
+def _held(identity: WorkerIdentity, seen: RunbookJob | None, attempt: int) -> RunbookJob | None:
+    """The job as the cache saw it if it shows `identity` holding `attempt`, else None (then: read it fresh)."""
+    if seen is None:
         return None
     try:
-        job = parse_object(RunbookJob, cached, "RunbookJob")
-        check_holds(identity, job, "the runbook and assets")
-        check_holds_attempt(identity, job, attempt)
+        check_holds(identity, seen, "the runbook and assets")
+        check_holds_attempt(identity, seen, attempt)
     except ProxyError:
         return None
-    return job
+    return seen
 
 
 async def _resolved_assets(upstream: Upstream, identity: WorkerIdentity, runbook: Runbook) -> list[ResolvedAsset]:

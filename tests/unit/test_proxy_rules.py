@@ -260,3 +260,23 @@ def test_registration_may_not_take_the_name_of_a_live_worker_but_may_after_its_l
     lapsed = {"spec": {"renewTime": "2026-11-25T11:59:20.000000Z", "leaseDurationSeconds": 30}}
     registration.check_worker_name_free("w1", lapsed, now)
     registration.check_worker_name_free("w1", None, now)  # never ran
+
+
+@pytest.mark.parametrize(("seen", "lost"), [
+    (job(), False),                                       # still Queued at attempt 1: the apiserver decides
+    (job("Pending", attempt=0), False),                   # the cache has not seen it queued yet
+    (job("Running", claimer="w2"), True),                 # another worker took attempt 1
+    (job("Succeeded", claimer="w2"), True),
+    (job("Queued", attempt=2), True),                     # requeued: attempt 1 is gone for good
+])
+def test_a_claim_the_shared_watch_saw_lost_is_answered_422_without_asking_the_apiserver(seen, lost):
+    intent = status_patches.check_status_patch(ME, patches.claim(1, "w1"), seen)
+    answer = status_patches.lost_claim(intent, seen)
+    assert (answer is not None) == lost
+    if answer is not None:
+        assert (answer.code, answer.reason) == (422, "Invalid")
+
+
+def test_only_a_claim_is_settled_from_the_shared_watch():
+    held = job("Running", claimer="w1")
+    assert status_patches.lost_claim(status_patches.check_status_patch(ME, _done("w1"), held), held) is None
