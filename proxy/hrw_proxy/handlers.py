@@ -39,6 +39,7 @@ class Handlers:
         self.verifier = verifier
         self.watches = watches
         self.workers = workers
+        self.runbooks = resolution.RecentRunbooks()
         self._by_kind: dict[RouteKind, Handler] = {
             RouteKind.DISCOVERY: self._discovery,
             RouteKind.GROUP_GET: self._get_group,
@@ -139,7 +140,8 @@ class Handlers:
             raise ProxyError(400, f"a job's bundle is asked for one attempt: ?{wire.BUNDLE_ATTEMPT_PARAM}=N, the "
                                   "attempt the worker claimed")
         return json_response(await resolution.bundle_for(self.upstream, identity, route.name, int(attempt),
-                                                         seen=self._cached_job(identity, route.name)))
+                                                         seen=self._cached_job(identity, route.name),
+                                                         recent=self.runbooks))
 
     async def _job_output(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         chunk = output.parse_output_chunk(parse_json(await read_body(request, self.settings.max_body_bytes)))

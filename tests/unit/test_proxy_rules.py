@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from hrw_api import OutputChunk, RetryOn, RunbookJob, names, patches
+from hrw_api import OutputChunk, RetryOn, RunbookJob, content_digest, names, patches
 from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase
 from hrw_proxy import leases, listing, output, policy, registration, routes, status_patches
 from hrw_proxy.auth import WorkerIdentity
 from hrw_proxy.refusals import ProxyError
+from hrw_proxy.resolution import RecentRunbooks
 from hrw_proxy.routes import RouteKind
 
 ME = WorkerIdentity("ns", "g1", "w1")
@@ -280,3 +281,15 @@ def test_a_claim_the_shared_watch_saw_lost_is_answered_422_without_asking_the_ap
 def test_only_a_claim_is_settled_from_the_shared_watch():
     held = job("Running", claimer="w1")
     assert status_patches.lost_claim(status_patches.check_status_patch(ME, _done("w1"), held), held) is None
+
+
+def test_a_runbook_read_a_moment_ago_is_reused_only_for_the_same_content_and_not_for_long():
+    now = [0.0]
+    recent = RecentRunbooks(seconds=5.0, clock=lambda: now[0])
+    obj = {"metadata": {"name": "rb"}, "spec": {"interpreter": "sh", "content": "echo 1\n"}}
+    recent.put("ns", "rb", obj)
+    assert recent.get("ns", "rb", content_digest("echo 1\n")) is obj
+    assert recent.get("ns", "rb", content_digest("echo 2\n")) is None  # the job was queued for other content
+    assert recent.get("ns", "rb", None) is None
+    now[0] = 5.0
+    assert recent.get("ns", "rb", content_digest("echo 1\n")) is None  # too old: read it again
