@@ -83,7 +83,10 @@ class WorkerView:
                                                                                          identity.worker))
         except ProxyError:
             return  # unknown stays UNKNOWN: one job at a time until its next renewal says more
-        if lease is not None and identity not in self._states:
+        if identity in self._states:
+            return  # a Lease write came through meanwhile: it is newer
+        self._states[identity] = UNKNOWN  # no Lease yet: not read again at each watch; its first write tells
+        if lease is not None:
             self.heard(identity, (lease.get("metadata") or {}).get("annotations"))
 
     async def stop(self) -> None:
