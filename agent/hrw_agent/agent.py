@@ -276,7 +276,10 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_claim.wait(), timeout=5.0)
             self._wake_claim.clear()
-            if self.draining or self.fenced():
+            if self.draining or self.fenced() or self.free <= 0:
+                # A busy agent does not order the queue: in a burst every Queued event wakes this
+                # loop, and ordering a thousand jobs (a hash each) at each one cost each of 20
+                # agents more CPU than its jobs did (issue 10). A freed slot wakes it again.
                 continue
             candidates = sorted(self.queued.values(), key=lambda job: _queue_order(self.client.worker, job))
             for job in candidates:
