@@ -68,10 +68,11 @@ class Settings:
     """Seconds between bookmarks on an idle watch that asked for them."""
     watch_idle_seconds: float = 60.0
     """Seconds a group's shared upstream watch is kept after its last agent watch ended."""
-    claim_offer_grace: float = 1.0
+    claim_offer_grace: float = 0.25
     """Seconds a Queued job is offered to one agent of the group with a free slot before the others
-    hear of it (0: off). The chosen agent claims at once; the grace runs out only when it does not
-    (a slow or lost agent), so it may be long enough for a busy machine's answer."""
+    hear of it (0: off). The grace runs out when the chosen agent does not claim it: a slow agent,
+    or one whose slot its own queue filled a moment before (the proxy's view lags by a watch
+    event). A full second made such jobs wait visibly in a burst (issue 10's bench)."""
     credential_cache_ttl: float = 2.0
     """Seconds a worker credential's hash is cached; revocation takes effect within this (max 5)."""
     log_format: str = "text"
