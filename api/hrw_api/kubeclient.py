@@ -99,7 +99,8 @@ class KubeClient:
     def __init__(self, server: str, *, verify: ssl.SSLContext | bool = True, token: str | None = None,
                  credentials: Credentials | None = None,
                  tls_server_name: str | None = None, proxy: str | None = None, timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None, user_agent: str = "hrw") -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, user_agent: str = "hrw",
+                 limits: httpx.Limits | None = None) -> None:
         self.server = server.rstrip("/")
         # A static `token`, or `credentials` that may fetch a new one (hrw_api.kubeconfig).
         self._credentials: Credentials = credentials or _StaticToken(token)
@@ -108,6 +109,7 @@ class KubeClient:
         self._http = httpx.AsyncClient(
             base_url=self.server, verify=verify, timeout=httpx.Timeout(timeout), transport=transport, proxy=proxy,
             headers={"User-Agent": user_agent, "Accept": "application/json"},
+            limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
 
     # ------------------------------------------------------------------------------ construction

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from hrw_api import ClaimIntent, RunbookJob, wire
+from hrw_api import ClaimIntent, Intent, RunbookJob, wire
 from hrw_api.patches import JSON_PATCH, MERGE_PATCH
 
 from . import configuration, leases, listing, output, policy, registration, resolution, rotation, status_patches
@@ -26,6 +26,7 @@ from .routes import Route, RouteKind
 from .settings import Settings
 from .upstream import Upstream
 from .watch import JobWatches, cacheable
+from .workers import WorkerView
 
 Handler = Callable[[web.Request, WorkerIdentity, Route], Awaitable[web.StreamResponse]]
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -33,12 +34,14 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 class Handlers:
     def __init__(self, settings: Settings, upstream: Upstream, verifier: CredentialVerifier,
-                 watches: JobWatches) -> None:
+                 watches: JobWatches, workers: WorkerView) -> None:
         self.settings = settings
         self.upstream = upstream
         self.verifier = verifier
         self.watches = watches
         self.groups = GroupCache(upstream)
+        self.workers = workers
+        self.runbooks = resolution.RecentRunbooks()
         self._by_kind: dict[RouteKind, Handler] = {
             RouteKind.DISCOVERY: self._discovery,
             RouteKind.ROTATE: self._rotate,
@@ -114,9 +117,17 @@ class Handlers:
             raise forbidden(f"a worker may patch a job's status only with a JSON Patch ({JSON_PATCH}) that "
                             "tests the phase, attempt and claimer it relies on")
         patch = parse_json(await read_body(request, self.settings.max_body_bytes))
-        obj = await self.upstream.get_job(identity.namespace, route.name)
-        job = parse_object(RunbookJob, obj, f"RunbookJob {route.name}")
-        intent = status_patches.check_status_patch(identity, patch, job)
+        seen = self._cached_job(identity, route.name)
+        intent = None if seen is None else _intent_on(identity, patch, seen)
+        if seen is None or intent is None:
+            # Not in the cache, or refused on its view: decide on the job as the apiserver holds it now.
+            job = parse_object(RunbookJob, await self.upstream.get_job(identity.namespace, route.name),
+                               f"RunbookJob {route.name}")
+            intent = status_patches.check_status_patch(identity, patch, job)
+        else:
+            lost = status_patches.lost_claim(intent, seen)
+            if lost is not None:
+                raise lost
         if isinstance(intent, ClaimIntent):
             group = await self.groups.get(identity.namespace, identity.group)
             policy.check_may_claim(identity, group, request.headers.get("User-Agent"))
@@ -124,12 +135,31 @@ class Handlers:
         patch = status_patches.stamp_status_times(patch)
         return json_response(await self.upstream.patch_job_status(identity.namespace, route.name, patch))
 
+    def _cached_job(self, identity: WorkerIdentity, name: str) -> RunbookJob | None:
+        """The job as the group's shared watch last saw it, if that watch runs here.
+
+        Enough to allow a status patch (hrw_proxy.status_patches): the patch's own `test`
+        operations make the apiserver refuse it if the job moved on since, and a patch the
+        cache's view would refuse is checked again on a fresh read. That spares each claim
+        and each report an upstream GET.
+        """
+        cache = self.watches.caches.peek(identity.namespace, identity.group)
+        obj = None if cache is None else cache.objects.get(name)
+        if obj is None:
+            return None
+        try:
+            return parse_object(RunbookJob, obj, "RunbookJob")
+        except ProxyError:
+            return None
+
     async def _job_bundle(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         attempt = request.query.get(wire.BUNDLE_ATTEMPT_PARAM, "")
         if not attempt.isdigit() or int(attempt) < 1:
             raise ProxyError(400, f"a job's bundle is asked for one attempt: ?{wire.BUNDLE_ATTEMPT_PARAM}=N, the "
                                   "attempt the worker claimed")
-        return json_response(await resolution.bundle_for(self.upstream, identity, route.name, int(attempt)))
+        return json_response(await resolution.bundle_for(self.upstream, identity, route.name, int(attempt),
+                                                         seen=self._cached_job(identity, route.name),
+                                                         recent=self.runbooks))
 
     async def _job_output(self, request: web.Request, identity: WorkerIdentity, route: Route) -> web.StreamResponse:
         chunk = output.parse_output_chunk(parse_json(await read_body(request, self.settings.max_body_bytes)))
@@ -150,13 +180,27 @@ class Handlers:
         if route.kind is RouteKind.LEASE_CREATE:
             lease = leases.sanitize_lease(identity, body, path_name=None)
             lease = leases.owned_by_group(lease, await self.groups.get(identity.namespace, identity.group))
-            return json_response(await self.upstream.lease("POST", identity.namespace, None, lease), 201)
+            answer = await self.upstream.lease("POST", identity.namespace, None, lease)
+            self.workers.heard(identity, lease["metadata"].get("annotations"))
+            return json_response(answer, 201)
         leases.check_lease_name(identity, route.name)
         if route.kind is RouteKind.LEASE_UPDATE:
             lease = leases.sanitize_lease(identity, body, path_name=route.name)
             lease = leases.owned_by_group(lease, await self.groups.get(identity.namespace, identity.group))
-            return json_response(await self.upstream.lease("PUT", identity.namespace, route.name, lease))
+            answer = await self.upstream.lease("PUT", identity.namespace, route.name, lease)
+            self.workers.heard(identity, lease["metadata"].get("annotations"))
+            return json_response(answer)
         if request.content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH):
             raise forbidden(f"a worker may patch its Lease only with a merge patch ({MERGE_PATCH})")
         patch = leases.sanitize_lease_patch(identity, body)
-        return json_response(await self.upstream.lease("PATCH", identity.namespace, route.name, patch))
+        answer = await self.upstream.lease("PATCH", identity.namespace, route.name, patch)
+        self.workers.heard(identity, (patch.get("metadata") or {}).get("annotations"))
+        return json_response(answer)
+
+
+def _intent_on(identity: WorkerIdentity, patch: object, seen: RunbookJob) -> Intent | None:
+    """The patch's intent if the job as the cache saw it allows it, else None (then: read it fresh)."""
+    try:
+        return status_patches.check_status_patch(identity, patch, seen)
+    except ProxyError:
+        return None

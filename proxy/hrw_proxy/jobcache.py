@@ -15,10 +15,16 @@ ring replays the events after it, an older one is answered `410 Gone` (Expired).
 has a bounded queue; one that overflows is ended (it resumes from its last resourceVersion)
 instead of slowing the others or growing memory.
 
-The claim offer: a Queued job is given first to one subscribed worker (the one holding the fewest
-jobs of the group, least recently offered among equals; a fan-out child's pinned worker) and to the
-others `offer_grace` seconds later, so a burst does not become a claim storm of 422s. The
-apiserver's test-and-set stays the only arbiter; the offer is only an order of delivery.
+The claim offer: a Queued job is given first to one subscribed worker with a free slot (a fan-out
+child: to the worker it is pinned to), and to the others `offer_grace` seconds later, so a burst does not become a claim storm of 422s. A
+worker's free slots are its capacity, less the jobs it holds (Claimed or Running in its name, in
+this cache) and the offers it has not answered yet; its capacity and draining flag come from its
+Lease (`workers.WorkerView`). The one with the most free slots is chosen, the least recently
+offered among equals (round-robin in a burst); a draining worker is offered nothing. When no
+worker has a free slot the job goes to all at once: the first to free a slot takes it. (Offering
+to busy workers made each job wait out the grace, and then be raced for.) The apiserver's
+test-and-set stays the only arbiter; the offer is only an order of delivery, so two replicas
+with different views stay correct.
 """
 
 from __future__ import annotations
@@ -27,16 +33,18 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .audit import log
+from .auth import WorkerIdentity
 from .listing import JOB_SELECTOR_FIELD
 from .metrics import Metrics
 from .refusals import ProxyError
 from .upstream import Upstream
+from .workers import UNKNOWN, WorkerState, WorkerView
 
 JSON = dict[str, Any]
 _RETRY_SECONDS = 1.0
@@ -158,8 +166,11 @@ class GroupCache:
     """The RunbookJobs of one worker group in one namespace, kept by one upstream LIST+WATCH."""
 
     def __init__(self, upstream: Upstream, metrics: Metrics, namespace: str, group: str, *,
-                 ring_size: int, offer_grace: float) -> None:
+                 ring_size: int, offer_grace: float,
+                 workers: Callable[[str], WorkerState] = lambda _: UNKNOWN) -> None:
         self.upstream = upstream
+        self.workers = workers
+        """A worker's capacity and draining flag, by name (the proxy's `WorkerView`)."""
         self.metrics = metrics
         self.namespace = namespace
         self.group = group
@@ -176,6 +187,10 @@ class GroupCache:
         self.subscribers: set[Subscription] = set()
         self.idle_since: float | None = time.monotonic()
         self._offered_at: dict[str, float] = {}
+        self._offers: dict[str, tuple[str, float]] = {}
+        """Queued jobs offered and not yet answered: job -> (worker, until when the offer counts)."""
+        self._holders: dict[str, str] = {}
+        self._held: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -241,6 +256,10 @@ class GroupCache:
                 elif resource_version(old) != resource_version(obj):
                     self._publish({"type": "MODIFIED", "object": obj}, record=False)
         self.objects = items
+        self._holders.clear()
+        self._held.clear()
+        for name, obj in items.items():
+            self._track_holder(name, obj)
         self.ring.clear()
         self.oldest = self.latest = version
         self._publish(self._bookmark(), record=False, bookmark=True)
@@ -263,8 +282,10 @@ class GroupCache:
                 continue
             if kind == "DELETED":
                 self.objects.pop(_name(obj), None)
+                self._track_holder(_name(obj), None)
             else:
                 self.objects[_name(obj)] = obj
+                self._track_holder(_name(obj), obj)
             self.latest = max(self.latest, resource_version(obj))
             self._publish({"type": kind, "object": obj}, record=True)
 
@@ -301,8 +322,22 @@ class GroupCache:
             self.metrics.subscriber_overflows.inc()
             self.unsubscribe(sub)
 
+    def _track_holder(self, name: str, obj: JSON | None) -> None:
+        """Keep the count of jobs each worker holds up to date with the job's latest state."""
+        old = self._holders.pop(name, None)
+        if old is not None:
+            self._held[old] -= 1
+            if self._held[old] <= 0:
+                del self._held[old]
+        worker = _holder(obj) if obj is not None else None
+        if worker is not None:
+            self._holders[name] = worker
+            self._held[worker] += 1
+
     def _offer_to(self, event: JSON) -> str | None:
         """The worker a Queued job goes to first, or None: everyone at once."""
+        job = _name(event["object"])
+        self._offers.pop(job, None)  # any news of the job answers its offer
         if self.offer_grace <= 0 or event["type"] == "DELETED" or _phase(event["object"]) != "Queued":
             return None
         workers = {sub.worker for sub in self.subscribers}
@@ -311,20 +346,32 @@ class GroupCache:
         pinned = _pinned(event["object"])
         if pinned is not None:  # a fan-out child: its worker first, the others pass it over anyway
             return pinned if pinned in workers else None
-        held = self.held_by()
-        chosen = min(sorted(workers), key=lambda w: (held.get(w, 0), self._offered_at.get(w, 0.0)))
-        self._offered_at[chosen] = time.monotonic()
+        now = time.monotonic()
+        for name, (_, until) in list(self._offers.items()):
+            if until <= now:
+                del self._offers[name]
+        pending = Counter(worker for worker, _ in self._offers.values())
+        chosen: str | None = None
+        best: tuple[int, float, str] | None = None
+        for worker in workers:
+            state = self.workers(worker)
+            free = state.capacity - self._held.get(worker, 0) - pending.get(worker, 0)
+            if state.draining or free <= 0:
+                continue
+            rank = (-free, self._offered_at.get(worker, 0.0), worker)
+            if best is None or rank < best:
+                chosen, best = worker, rank
+        if chosen is None:
+            self.metrics.claim_offers_unplaced.inc()
+            return None  # nobody has a free slot: the first to free one takes it
+        self._offered_at[chosen] = now
+        self._offers[job] = (chosen, now + self.offer_grace)
         self.metrics.claim_offers.inc()
         return chosen
 
     def held_by(self) -> dict[str, int]:
         """Jobs each worker holds (Claimed or Running in its name), from the cache."""
-        counts: dict[str, int] = {}
-        for obj in self.objects.values():
-            worker = _holder(obj)
-            if worker is not None:
-                counts[worker] = counts.get(worker, 0) + 1
-        return counts
+        return dict(self._held)
 
     # ---------------------------------------------------------------------------- subscribers
 
@@ -371,9 +418,10 @@ class GroupCache:
 class JobCaches:
     """The group caches of this process, started on first use and stopped when idle."""
 
-    def __init__(self, upstream: Upstream, metrics: Metrics, *, ring_size: int, offer_grace: float,
-                 idle_seconds: float, sync_timeout: float) -> None:
+    def __init__(self, upstream: Upstream, metrics: Metrics, workers: WorkerView, *, ring_size: int,
+                 offer_grace: float, idle_seconds: float, sync_timeout: float) -> None:
         self.upstream = upstream
+        self.workers = workers
         self.metrics = metrics
         self.ring_size = ring_size
         self.offer_grace = offer_grace
@@ -390,7 +438,8 @@ class JobCaches:
         cache = self._caches.get((namespace, group))
         if cache is None:
             cache = GroupCache(self.upstream, self.metrics, namespace, group, ring_size=self.ring_size,
-                               offer_grace=self.offer_grace)
+                               offer_grace=self.offer_grace,
+                               workers=lambda worker: self.workers.state(WorkerIdentity(namespace, group, worker)))
             self._caches[(namespace, group)] = cache
             cache.start()
             self.metrics.upstream_watches.set(len(self._caches))
@@ -406,6 +455,11 @@ class JobCaches:
         if not cache.synced.is_set():
             raise cache.failure or ProxyError(503, "the group's jobs could not be listed")
         return cache
+
+    def peek(self, namespace: str, group: str) -> GroupCache | None:
+        """The group's cache if it runs and is synced (nothing is started)."""
+        cache = self._caches.get((namespace, group))
+        return cache if cache is not None and cache.synced.is_set() else None
 
     async def _reap(self) -> None:
         while True:

@@ -42,6 +42,9 @@ class Metrics:
             registry=self.registry)
         self.claim_offers = Counter(
             "hrw_proxy_claim_offers", "Queued jobs offered to one agent before the others.", registry=self.registry)
+        self.claim_offers_unplaced = Counter(
+            "hrw_proxy_claim_offers_unplaced", "Queued jobs sent to all agents at once: none had a free slot.",
+            registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

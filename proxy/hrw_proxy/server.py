@@ -29,6 +29,7 @@ from .settings import Settings
 from .upstream import Upstream
 from .watch import JobWatches
 from .webhooks import Webhooks, refuse_method
+from .workers import WorkerView
 
 logger = logging.getLogger("hrw_proxy")
 
@@ -46,12 +47,14 @@ class ProxyServer:
         self.new_credentials = RateLimiter(settings.new_credential_rps, settings.new_credential_burst)
         self._ready_at = 0.0
         self._ready = False
-        self.caches = JobCaches(upstream, metrics, ring_size=settings.watch_ring_size,
+        self.workers = WorkerView(upstream)
+        self.caches = JobCaches(upstream, metrics, self.workers, ring_size=settings.watch_ring_size,
                                 offer_grace=settings.claim_offer_grace, idle_seconds=settings.watch_idle_seconds,
                                 sync_timeout=settings.upstream_timeout)
-        self.watches = JobWatches(upstream, self.verifier, metrics, self.caches, queue_size=settings.watch_queue_size,
+        self.watches = JobWatches(upstream, self.verifier, metrics, self.caches, self.workers,
+                                  queue_size=settings.watch_queue_size,
                                   bookmark_seconds=settings.watch_bookmark_seconds)
-        self.handlers = Handlers(settings, upstream, self.verifier, self.watches)
+        self.handlers = Handlers(settings, upstream, self.verifier, self.watches, self.workers)
         self.webhooks = Webhooks(settings, upstream)
 
     # ------------------------------------------------------------------------------ applications
@@ -70,6 +73,7 @@ class ProxyServer:
 
     async def _stop_caches(self, _app: web.Application) -> None:
         await self.caches.stop()
+        await self.workers.stop()
 
     def metrics_app(self) -> web.Application:
         app = web.Application()

@@ -73,7 +73,10 @@ class Settings:
     watch_idle_seconds: float = 60.0
     """Seconds a group's shared upstream watch is kept after its last agent watch ended."""
     claim_offer_grace: float = 0.25
-    """Seconds a Queued job is offered to one agent of the group before the others hear of it (0: off)."""
+    """Seconds a Queued job is offered to one agent of the group with a free slot before the others
+    hear of it (0: off). The grace runs out when the chosen agent does not claim it: a slow agent,
+    or one whose slot its own queue filled a moment before (the proxy's view lags by a watch
+    event). A full second made such jobs wait visibly in a burst (issue 10's bench)."""
     webhook_max_body_bytes: int = 64 * 1024
     """Largest body of a RunbookWebhook call (413 above)."""
     webhook_rate_limit_rps: float = 1.0

@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hrw_api import ClaimIntent, Intent, PatchInvalid, PatchRefused, RunbookJob, read_agent_patch
+from hrw_api.phases import JobPhase
 from hrw_api.times import format_time
 
 from .auth import WorkerIdentity
 from .policy import check_job_of_group, check_may_claim_job
-from .refusals import bad_request, forbidden
+from .refusals import ProxyError, bad_request, forbidden
 
 
 def check_status_patch(identity: WorkerIdentity, patch: Any, job: RunbookJob) -> Intent:
@@ -38,6 +39,28 @@ def check_status_patch(identity: WorkerIdentity, patch: Any, job: RunbookJob) ->
     if isinstance(intent, ClaimIntent):
         check_may_claim_job(identity, job)
     return intent
+
+
+def lost_claim(intent: Intent, seen: RunbookJob) -> ProxyError | None:
+    """The answer to a claim that `seen` (an earlier state of the job, from the shared watch)
+    shows already lost, or None when only the apiserver can tell.
+
+    A claim tests `phase == Queued` and `attempt == n`, and a job never comes back to Queued at
+    the same attempt (a requeue or a give-back is attempt n + 1): once the job was seen past
+    that, the apiserver's test would fail. Answered here as the apiserver would (422 Invalid),
+    such a claim costs no upstream call: in a burst, an agent whose view lags tries several
+    jobs that others took a moment ago (issue 10).
+    """
+    if not isinstance(intent, ClaimIntent):
+        return None
+    status = seen.status
+    if status.attempt < intent.attempt or (status.attempt == intent.attempt and status.phase is JobPhase.QUEUED):
+        return None
+    if status.attempt == intent.attempt and status.phase is JobPhase.PENDING:
+        return None
+    return ProxyError(422, f"RunbookJob {seen.meta.name} is no longer Queued at attempt {intent.attempt} "
+                           f"(it was {status.phase.value} at attempt {status.attempt}, held by "
+                           f"{seen.holder or 'nobody'}): another worker claimed it first", reason="Invalid")
 
 
 STATUS_TIME_PATHS = frozenset({"/status/startTime", "/status/completionTime", "/status/queuedTime"})

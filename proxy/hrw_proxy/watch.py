@@ -29,6 +29,7 @@ from .listing import JOB_SELECTOR_FIELD, job_visible
 from .metrics import Metrics
 from .refusals import ProxyError
 from .upstream import Upstream
+from .workers import WorkerView
 
 JSON = dict[str, Any]
 # Query parameters the shared cache answers; any other makes the watch its own upstream watch.
@@ -41,30 +42,53 @@ def cacheable(params: Mapping[str, str], group: str) -> bool:
             and params.get("fieldSelector") == f"{JOB_SELECTOR_FIELD}={group}")
 
 
-class CredentialCheck:
-    """A watch's credential, checked again only when the verifier's cached answer changed or expired."""
+UNVERIFIED_GRACE_SECONDS = 30.0
+"""How long a watch goes on streaming while its credential cannot be checked again (the apiserver
+is slow or unreachable), counted from the last check that succeeded."""
 
-    def __init__(self, verifier: CredentialVerifier, credential: str, identity: WorkerIdentity) -> None:
+
+class CredentialCheck:
+    """A watch's credential, checked again only when the verifier's cached answer changed or expired.
+
+    A revoked credential (its Secret gone: the check answers no) ends the watch at once. A check
+    the apiserver does not answer does not: with a thousand watches of one group, a new job made
+    each of them check again at once, and on a loaded apiserver most of those checks timed out
+    and ended healthy watches with a 504 (issue 10's bench). Such a watch goes on for up to
+    `UNVERIFIED_GRACE_SECONDS` after its last good check, and checks again at its next event.
+    """
+
+    def __init__(self, verifier: CredentialVerifier, credential: str, identity: WorkerIdentity,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.verifier = verifier
         self.credential = credential
         self.identity = identity
+        self._clock = clock
         self._verified_at: float | None = None
+        self._good_at = clock()  # the request that opened the watch was just authenticated
 
     async def require(self) -> None:
         cached_at = self.verifier.cached_at(self.identity)
         if cached_at is not None and cached_at == self._verified_at:
             return
-        if await self.verifier.verify(self.credential) != self.identity:
+        try:
+            verified = await self.verifier.verify(self.credential)
+        except ProxyError as exc:
+            if exc.code < 500 or self._clock() - self._good_at > UNVERIFIED_GRACE_SECONDS:
+                raise
+            return
+        if verified != self.identity:
             raise ProxyError(401, "the worker credential was revoked during the watch")
         self._verified_at = self.verifier.cached_at(self.identity)
+        self._good_at = self._clock()
 
 
 class JobWatches:
     """The open RunbookJob watches of this process."""
 
-    def __init__(self, upstream: Upstream, verifier: CredentialVerifier, metrics: Metrics, caches: JobCaches, *,
-                 queue_size: int, bookmark_seconds: float) -> None:
+    def __init__(self, upstream: Upstream, verifier: CredentialVerifier, metrics: Metrics, caches: JobCaches,
+                 workers: WorkerView, *, queue_size: int, bookmark_seconds: float) -> None:
         self.upstream = upstream
+        self.workers = workers
         self.verifier = verifier
         self.metrics = metrics
         self.caches = caches
@@ -98,6 +122,7 @@ class JobWatches:
         try:
             try:
                 if cache is not None:
+                    self.workers.learn(identity)  # its capacity, for the claim offer
                     sub = cache.subscribe(identity.worker, params.get("resourceVersion"),
                                           bookmarks=_wants_bookmarks(params), queue_size=self.queue_size)
                     try:

@@ -11,9 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from hrw_api import patches
+from hrw_agent.client import ProxyClient
+from hrw_agent.config import AgentConfig
+from hrw_agent.watcher import JobWatcher
+from hrw_api import RunbookJob, WorkerInfo, WorkerLease, names, patches
 from hrw_api.errors import ApiError
-from hrw_api.kubeclient import RUNBOOK_JOBS, KubeClient
+from hrw_api.kubeclient import LEASES, RUNBOOK_JOBS, KubeClient
+from hrw_api.times import now
 from tests.support.proxy import RunningProxy, register_worker, start_proxy
 from tests.support.waiting import async_wait_until
 
@@ -149,8 +153,9 @@ async def test_bookmarks_arrive_on_a_watch_that_asked_for_them(world, processes,
 
 async def test_with_the_claim_offer_most_claims_win_at_the_first_try_and_each_job_is_claimed_once(
         world, processes, proxy_sa_kubeconfig, tls):
-    """Three agents that claim every Queued job they hear of: the offer (a generous grace, so the
-    test does not depend on timing) makes the apiserver's test-and-set rarely need to refuse one."""
+    """Three agents that claim every Queued job they hear of, each with a Lease saying it takes them
+    all: the offer (a generous grace, so the test does not depend on timing) makes the apiserver's
+    test-and-set rarely need to refuse one."""
     offering = start_proxy(processes, proxy_sa_kubeconfig, tls, "--claim-offer-grace", "2",
                            "--rate-limit-rps", "200", "--rate-limit-burst", "400", name="hrw-proxy-offer")
     world.credentials["w3"] = register_worker(world.proxy, world.namespace, "g1", "w3", world.tokens["g1"])
@@ -161,6 +166,10 @@ async def test_with_the_claim_offer_most_claims_win_at_the_first_try_and_each_jo
 
     async def agent(worker: str) -> None:
         async with offering.client(world.credentials[worker]) as kube:
+            lease = WorkerLease(name=names.lease_name("g1", worker), namespace=world.namespace, group="g1",
+                                worker=worker, duration_seconds=60, renew_time=now(),
+                                info=WorkerInfo(capacity=len(jobs)))
+            await kube.create(LEASES.path(world.namespace), lease.to_dict())
             listed = await kube.list(RUNBOOK_JOBS.path(world.namespace))
             ready[worker].set()
             async for event in kube.watch(RUNBOOK_JOBS.path(world.namespace),
@@ -205,3 +214,67 @@ async def test_with_the_claim_offer_most_claims_win_at_the_first_try_and_each_jo
     assert len(lost) <= len(jobs) // 2, f"{len(lost)} losing claims for {len(jobs)} jobs"
     assert await _metric(offering, "hrw_proxy_claim_offers_total") >= len(jobs)
     assert len({winners[0] for winners in won.values()}) == 3  # offered round the group, not to one agent
+
+
+async def test_the_agents_own_watcher_resumes_from_its_resource_version_and_relists_after_410(
+        world, processes, proxy_sa_kubeconfig, tls):
+    """The agent's `JobWatcher` through the shared upstream: each re-watch (here every second)
+    continues from the last resourceVersion without a relist; one that fell out of the ring
+    gets 410 and relists, and the relist brings every job."""
+    small = start_proxy(processes, proxy_sa_kubeconfig, tls, "--watch-ring-size", "2", name="hrw-proxy-agent-watch")
+    ns = world.namespace
+    config = AgentConfig(proxy_url=small.url, namespace=ns, group="g1", worker="w1")
+    client = ProxyClient(config, world.credentials["w1"], kube=small.client(world.credentials["w1"]))
+    syncs: list[list[str]] = []
+    events: list[str] = []
+
+    async def on_sync(jobs: list[RunbookJob]) -> None:
+        syncs.append(sorted(job.meta.name for job in jobs))
+
+    async def on_event(kind: str, job: RunbookJob) -> None:
+        events.append(job.meta.name)
+
+    watcher = JobWatcher(client, on_sync, on_event, watch_timeout=1)
+    running = asyncio.create_task(watcher.run())
+    try:
+        await async_wait_until(lambda: _truthy(syncs), timeout=20, message="the agent's first list")
+        for name in ("a1", "a2"):
+            watches = await _watches_served(small)
+
+            async def rewatched(before: float = watches) -> bool:
+                return await _watches_served(small) >= before + 2  # a 1 s watch ended, and another after it
+
+            await async_wait_until(rewatched, timeout=20, message="the agent re-watching")
+            await world.create_job(name, "g1", queue=False)
+            await async_wait_until(lambda job=name: _truthy(job in events), timeout=20,
+                                   message=f"the agent hearing {name}")
+        assert syncs == [[]]  # re-watched from its resourceVersion each time, never relisted
+        assert events == ["a1", "a2"]  # and nothing twice
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+    for name in ("a3", "a4", "a5"):  # while the agent is away, its resourceVersion falls out of the ring
+        await world.create_job(name, "g1", queue=False)
+    async with small.client(world.credentials["w2"]) as other:
+        await _rv_listing(other, ns, {"a1", "a2", "a3", "a4", "a5"})  # the proxy's cache has them all
+    running = asyncio.create_task(watcher.run())
+    try:
+        await async_wait_until(lambda: _truthy(len(syncs) == 2), timeout=20, message="the agent relisting after 410")
+        assert syncs[1] == ["a1", "a2", "a3", "a4", "a5"]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await client.aclose()
+
+
+async def _truthy(value: bool | list[Any]) -> bool:
+    return bool(value)
+
+
+async def _watches_served(proxy: RunningProxy) -> float:
+    """Watch requests the proxy has answered (its request counter, all codes)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(proxy.metrics_url)).text
+    return sum(float(value) for value in re.findall(r'^hrw_proxy_requests_total\{[^}]*verb="watch"[^}]*\} (\S+)$',
+                                                   text, re.MULTILINE))

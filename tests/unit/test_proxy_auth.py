@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from hrw_proxy.auth import (
     CredentialVerifier,
     WorkerIdentity,
@@ -13,6 +15,8 @@ from hrw_proxy.auth import (
     parse_credential,
 )
 from hrw_proxy.credentials import CredentialRecord
+from hrw_proxy.refusals import ProxyError
+from hrw_proxy.watch import UNVERIFIED_GRACE_SECONDS, CredentialCheck
 
 ME = WorkerIdentity("ns", "g1", "w1")
 
@@ -100,3 +104,30 @@ async def test_registration_on_this_process_is_remembered():
     verifier.remember(ME, CredentialRecord(credential_hash(credential)))
     assert await verifier.verify(credential) == ME
     assert store.fetches == 0
+
+
+async def test_a_watch_outlives_a_credential_check_the_apiserver_did_not_answer_but_not_a_revocation():
+    credential = new_credential(ME)
+    answers: list[str | ProxyError | None] = [credential_hash(credential)]
+    now = [0.0]
+
+    async def fetch(_: WorkerIdentity) -> str | None:
+        answer = answers[0]
+        if isinstance(answer, ProxyError):
+            raise answer
+        return answer
+
+    verifier = CredentialVerifier(fetch, ttl=2.0, clock=lambda: now[0])
+    check = CredentialCheck(verifier, credential, ME, clock=lambda: now[0])
+    await check.require()
+    answers[0] = ProxyError(504, "the Kubernetes API did not answer within 10s")
+    now[0] = 10.0
+    await check.require()  # not answered: the watch goes on (good 10 s ago)
+    now[0] = 10.0 + UNVERIFIED_GRACE_SECONDS + 1
+    with pytest.raises(ProxyError) as slow:
+        await check.require()  # unchecked for too long
+    assert slow.value.code == 504
+    answers[0] = None  # revoked
+    with pytest.raises(ProxyError) as revoked:
+        await check.require()
+    assert revoked.value.code == 401

@@ -7,10 +7,12 @@ from typing import Any, cast
 
 import pytest
 
+from hrw_proxy.auth import WorkerIdentity
 from hrw_proxy.jobcache import GroupCache, Subscription
 from hrw_proxy.metrics import Metrics
 from hrw_proxy.refusals import ProxyError
 from hrw_proxy.upstream import Upstream
+from hrw_proxy.workers import UNKNOWN, WorkerState, WorkerView
 
 
 def _job(name: str, version: int, phase: str = "Queued", worker: str | None = None) -> dict[str, Any]:
@@ -35,6 +37,7 @@ def _cache(*, ring: int = 10, grace: float = 0.0) -> GroupCache:
 
 def _event(cache: GroupCache, kind: str, obj: dict[str, Any]) -> None:
     cache.objects[obj["metadata"]["name"]] = obj
+    cache._track_holder(obj["metadata"]["name"], obj)
     cache.latest = int(obj["metadata"]["resourceVersion"])
     cache._publish({"type": kind, "object": obj}, record=True)
 
@@ -94,3 +97,58 @@ def test_a_fan_out_child_is_offered_to_the_worker_it_is_pinned_to_first():
     _event(cache, "ADDED", child)
     assert _names(w1.due(0.0)) == [("ADDED", "child")]
     assert w2.due(0.0) == []
+
+
+def _busy_cache(states: dict[str, WorkerState]) -> GroupCache:
+    cache = GroupCache(cast(Upstream, None), Metrics(), "ns", "g", ring_size=10, offer_grace=5.0,
+                       workers=lambda worker: states.get(worker, UNKNOWN))
+    cache.oldest = cache.latest = 100
+    cache.synced.set()
+    return cache
+
+
+def test_a_queued_job_is_offered_only_to_a_worker_with_a_free_slot():
+    cache = _busy_cache({"w1": WorkerState(capacity=1, draining=False), "w2": WorkerState(capacity=2, draining=False)})
+    _event(cache, "ADDED", _job("held", 101, phase="Running", worker="w2"))
+    w1 = cache.subscribe("w1", "101", bookmarks=False, queue_size=10)
+    w2 = cache.subscribe("w2", "101", bookmarks=False, queue_size=10)
+    _event(cache, "ADDED", _job("j1", 102))  # w1: 1 free, w2: 1 free; w1 was offered less recently (never)
+    assert _names(w1.due(0.0)) == [("ADDED", "j1")] and w2.due(0.0) == []
+    _event(cache, "ADDED", _job("j2", 103))  # w1's slot is promised to j1: w2 has the free one
+    assert _names(w2.due(0.0)) == [("ADDED", "j2")] and w1.due(0.0) == []
+    _event(cache, "ADDED", _job("j3", 104))  # nobody has a free slot: everyone hears of it at once
+    assert _names(w1.due(0.0)) == [("ADDED", "j3")] and _names(w2.due(0.0)) == [("ADDED", "j3")]
+
+
+def test_a_claim_frees_the_offer_and_a_finished_job_frees_the_slot():
+    cache = _busy_cache({"w1": WorkerState(capacity=1, draining=False), "w2": WorkerState(capacity=1, draining=False)})
+    w1 = cache.subscribe("w1", "100", bookmarks=False, queue_size=10)
+    w2 = cache.subscribe("w2", "100", bookmarks=False, queue_size=10)
+    _event(cache, "ADDED", _job("j1", 101))
+    _event(cache, "MODIFIED", _job("j1", 102, phase="Running", worker="w1"))  # w1 took it
+    assert cache.held_by() == {"w1": 1}
+    _event(cache, "MODIFIED", _job("j1", 103, phase="Succeeded", worker="w1"))
+    assert cache.held_by() == {}
+    w1.due(10.0), w2.due(10.0)
+    _event(cache, "ADDED", _job("j2", 104))  # w2 was never offered anything: it is next
+    assert _names(w2.due(10.0)) == [("ADDED", "j2")] and w1.due(10.0) == []
+
+
+def test_a_draining_worker_is_offered_nothing():
+    cache = _busy_cache({"w1": WorkerState(capacity=4, draining=True), "w2": WorkerState(capacity=1, draining=False)})
+    w1 = cache.subscribe("w1", "100", bookmarks=False, queue_size=10)
+    w2 = cache.subscribe("w2", "100", bookmarks=False, queue_size=10)
+    _event(cache, "ADDED", _job("j1", 101))
+    assert _names(w2.due(0.0)) == [("ADDED", "j1")] and w1.due(0.0) == []
+
+
+def test_the_worker_view_keeps_what_each_lease_write_says():
+    view = WorkerView(None)
+    me = WorkerIdentity("ns", "g", "w1")
+    assert view.state(me) == UNKNOWN
+    view.heard(me, {"hrw.dev/capacity": "3", "hrw.dev/draining": "false", "hrw.dev/hostname": "h"})
+    assert view.state(me) == WorkerState(capacity=3, draining=False)
+    view.heard(me, {"hrw.dev/draining": "true"})  # a merge patch that sets only the flag
+    assert view.state(me) == WorkerState(capacity=3, draining=True)
+    view.heard(me, {"hrw.dev/hostname": "other"})
+    assert view.state(me) == WorkerState(capacity=3, draining=True)

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from hrw_api import OutputChunk, RetryOn, RunbookJob, names, patches
+from hrw_api import OutputChunk, RetryOn, RunbookJob, content_digest, names, patches
 from hrw_api.patches import JobResult
 from hrw_api.phases import JobPhase
 from hrw_proxy import leases, listing, output, policy, registration, routes, status_patches
 from hrw_proxy.auth import WorkerIdentity
 from hrw_proxy.refusals import ProxyError
+from hrw_proxy.resolution import RecentRunbooks
 from hrw_proxy.routes import RouteKind
 
 ME = WorkerIdentity("ns", "g1", "w1")
@@ -263,3 +264,35 @@ def test_registration_may_not_take_the_name_of_a_live_worker_but_may_after_its_l
     lapsed = {"spec": {"renewTime": "2026-11-25T11:59:20.000000Z", "leaseDurationSeconds": 30}}
     registration.check_worker_name_free("w1", lapsed, now)
     registration.check_worker_name_free("w1", None, now)  # never ran
+
+
+@pytest.mark.parametrize(("seen", "lost"), [
+    (job(), False),                                       # still Queued at attempt 1: the apiserver decides
+    (job("Pending", attempt=0), False),                   # the cache has not seen it queued yet
+    (job("Running", claimer="w2"), True),                 # another worker took attempt 1
+    (job("Succeeded", claimer="w2"), True),
+    (job("Queued", attempt=2), True),                     # requeued: attempt 1 is gone for good
+])
+def test_a_claim_the_shared_watch_saw_lost_is_answered_422_without_asking_the_apiserver(seen, lost):
+    intent = status_patches.check_status_patch(ME, patches.claim(1, "w1"), seen)
+    answer = status_patches.lost_claim(intent, seen)
+    assert (answer is not None) == lost
+    if answer is not None:
+        assert (answer.code, answer.reason) == (422, "Invalid")
+
+
+def test_only_a_claim_is_settled_from_the_shared_watch():
+    held = job("Running", claimer="w1")
+    assert status_patches.lost_claim(status_patches.check_status_patch(ME, _done("w1"), held), held) is None
+
+
+def test_a_runbook_read_a_moment_ago_is_reused_only_for_the_same_content_and_not_for_long():
+    now = [0.0]
+    recent = RecentRunbooks(seconds=5.0, clock=lambda: now[0])
+    obj = {"metadata": {"name": "rb"}, "spec": {"interpreter": "sh", "content": "echo 1\n"}}
+    recent.put("ns", "rb", obj)
+    assert recent.get("ns", "rb", content_digest("echo 1\n")) is obj
+    assert recent.get("ns", "rb", content_digest("echo 2\n")) is None  # the job was queued for other content
+    assert recent.get("ns", "rb", None) is None
+    now[0] = 5.0
+    assert recent.get("ns", "rb", content_digest("echo 1\n")) is None  # too old: read it again

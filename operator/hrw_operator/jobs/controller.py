@@ -15,6 +15,7 @@ operator lists the jobs and rebuilds every timer from their status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -213,26 +214,30 @@ class JobController(Controller[RunbookJob]):
         return self._runbook_timeouts[cache_key]
 
     async def _pending_facts(self, job: RunbookJob) -> JobFacts:
-        """Read fresh from the API: a job is validated against what the user applied just now."""
+        """Read fresh from the API: a job is validated against what the user applied just now.
+
+        The runbook and the group are read at once, then the runbook's assets at once: the queue
+        write waits for two round trips, not one per object (issue 10, create -> Queued)."""
         ns = job.meta.namespace
         runbook = group = None
         runbook_problem = group_problem = None
         assets: dict[str, Asset | None] = {}
-        rb_body = await self._get(RUNBOOKS.path(ns, job.spec.runbook))
+        rb_body, group_body = await asyncio.gather(self._get(RUNBOOKS.path(ns, job.spec.runbook)),
+                                                   self._get(WORKER_GROUPS.path(ns, job.spec.worker_group)))
         if rb_body is not None:
             try:
                 runbook = Runbook.parse(rb_body)
             except InvalidObject as exc:
                 runbook_problem = str(exc)
-        group_body = await self._get(WORKER_GROUPS.path(ns, job.spec.worker_group))
         if group_body is not None:
             try:
                 group = WorkerGroup.parse(group_body)
             except InvalidObject as exc:
                 group_problem = str(exc)
         if runbook is not None:
-            for asset_name in runbook.spec.assets:
-                asset_body = await self._get(ASSETS.path(ns, asset_name))
+            asset_names = list(runbook.spec.assets)
+            bodies = await asyncio.gather(*(self._get(ASSETS.path(ns, name)) for name in asset_names))
+            for asset_name, asset_body in zip(asset_names, bodies, strict=True):
                 try:
                     assets[asset_name] = Asset.parse(asset_body) if asset_body is not None else None
                 except InvalidObject:
