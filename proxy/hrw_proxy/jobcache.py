@@ -15,16 +15,16 @@ ring replays the events after it, an older one is answered `410 Gone` (Expired).
 has a bounded queue; one that overflows is ended (it resumes from its last resourceVersion)
 instead of slowing the others or growing memory.
 
-The claim offer: a Queued job is given first to one subscribed worker with a free slot (a fan-out
-child: to the worker it is pinned to), and to the others `offer_grace` seconds later, so a burst does not become a claim storm of 422s. A
-worker's free slots are its capacity, less the jobs it holds (Claimed or Running in its name, in
-this cache) and the offers it has not answered yet; its capacity and draining flag come from its
-Lease (`workers.WorkerView`). The one with the most free slots is chosen, the least recently
-offered among equals (round-robin in a burst); a draining worker is offered nothing. When no
-worker has a free slot the job goes to all at once: the first to free a slot takes it. (Offering
-to busy workers made each job wait out the grace, and then be raced for.) The apiserver's
-test-and-set stays the only arbiter; the offer is only an order of delivery, so two replicas
-with different views stay correct.
+The claim offer: a Queued job is given first to one subscribed worker with a free slot (a
+fan-out child: to the worker it is pinned to), and to the others `offer_grace` seconds later, so
+a burst does not become a claim storm of 422s. A worker's free slots are its capacity, less the
+jobs it holds (Claimed or Running in its name, in this cache) and the offers it has not answered
+yet; its capacity and draining flag come from its Lease (`workers.WorkerView`). The one with the
+most free slots is chosen, the least recently offered among equals (round-robin in a burst); a
+draining worker is offered nothing. When no worker has a free slot the job goes to all at once:
+the first to free a slot takes it. (Offering to busy workers made each job wait out the grace,
+and then be raced for.) The apiserver's test-and-set stays the only arbiter; the offer is only
+an order of delivery, so two replicas with different views stay correct.
 """
 
 from __future__ import annotations
