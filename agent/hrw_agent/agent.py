@@ -40,7 +40,7 @@ from hrw_api.phases import JobPhase, Reason
 
 from . import lease, orphans, runner
 from .backoff import Backoff
-from .client import CallError, ProxyClient, is_transient
+from .client import CallError, ProxyClient, is_transient, retry_after
 from .config import AgentConfig
 from .delivery import Delivery
 from .fencing import Renewal
@@ -348,7 +348,7 @@ class Agent:
             except CallError as exc:
                 if not is_transient(exc):
                     return  # 404: deleted; 403: not ours to read any more
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(backoff.next_delay(retry_after(exc)))
         mine = job.holder == self.config.worker and job.status.attempt == attempt
         if not mine or job.status.phase is not JobPhase.RUNNING or name in self.tasks:
             return  # the claim did not apply (or the job moved on): the watch has the rest

@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, names
-from hrw_api.errors import ApiError, InvalidObject
+from hrw_api.errors import ApiError, InvalidObject, is_object_not_found
 from hrw_api.kubeclient import ASSETS, LEASES, RUNBOOK_JOBS, RUNBOOKS, WORKER_GROUPS, Resource
 from hrw_api.phases import JobPhase, Reason
 from hrw_api.times import now as utcnow
@@ -164,10 +164,12 @@ class JobController(Controller[RunbookJob]):
     # -- facts
 
     async def _get(self, path: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist (a 404 for the whole resource, from an apiserver
+        still starting, is an error to retry: it must not fail a job `RunbookNotFound`)."""
         try:
             return await self.client.get(path)
         except ApiError as exc:
-            if exc.code == 404:
+            if is_object_not_found(exc):
                 return None
             raise
 
