@@ -1,0 +1,369 @@
+"""A stream of jobs through one fault after another: nothing lost, nothing run twice at once (issue 11).
+
+At least 200 short jobs flow, a couple a second, through three agents (w3 reaches the proxy
+through a TCP relay the test can cut) while the test, one fault at a time, waiting for the jobs
+each one caught to end before the next:
+- kills an agent with SIGKILL (its jobs' processes are not in its process group: they are left
+  to the agent's parent-death signal and its next start, as on a host without systemd) and starts
+  it again on the same state dir;
+- kills the operator with SIGKILL and starts it again (`operators` is a list: a second replica
+  joins it when the operator has leader election);
+- kills the proxy with SIGKILL and starts it again on its port;
+- kills kube-apiserver with SIGKILL and starts it again on the same etcd (on a control plane of
+  this test's own: the session's shared one must not go down under other tests), whose RBAC and
+  CRDs are not ready for a few seconds after it answers;
+- cuts worker w3 off (a black hole, not a refusal) until the operator has requeued its job, which
+  takes longer than its Lease.
+
+Each runbook stamps `start`, `alive` and `end` with its job, attempt, worker and the time into a
+file outside its work dir, from a background child that a killed agent leaves behind. Then:
+every job ends in a terminal phase with a reason; no two attempts of one job overlap in time; no
+job's side effect (`end`) happens twice unless the attempt that did it first was killed with its
+agent before it could report; every Succeeded job has its full output; no status message or
+Event names a ServiceAccount or an RBAC object. The table of faults, the jobs each caught, their
+outcomes and the time to recover is printed, and shown in pytest's summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hrw_api import names
+from hrw_api.errors import ApiError
+from hrw_api.kubeclient import CONFIG_MAPS, EVENTS, RUNBOOK_JOBS
+from hrw_api.phases import JobPhase
+from hrw_dev.controlplane import ControlPlane
+from hrw_dev.crds import apply_crds
+from tests.support.processes import ManagedProcess, ProcessFactory
+from tests.support.proxy import ProxyTLS, RunningProxy, proxy_kubeconfig
+from tests.support.relay import TcpRelay
+from tests.support.stack import Stack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GROUP = "dc"
+JOBS = 200
+FEED_INTERVAL = 0.4
+"""Seconds between two new jobs: the stream."""
+LEASE_SECONDS = 10  # the least a WorkerGroup allows
+MAX_ATTEMPTS = 3
+RECOVERY_DEADLINE = 120.0
+TERMINAL = frozenset(p.value for p in JobPhase if p.terminal)
+INTERNALS = re.compile(r"serviceaccount|clusterrole|rolebinding|\brbac\b|system:", re.IGNORECASE)
+
+# `stamp WHAT` appends "WHAT JOB ATTEMPT WORKER EPOCH-SECONDS"; the `alive` stamps come from a
+# background child, which outlives a leader killed with its agent until the agent's next start.
+RUNBOOK = """\
+stamp() { echo "$1 $HRW_JOB_NAME $HRW_JOB_ATTEMPT $HRW_WORKER_NAME $(date +%s.%N)" >> "$HRW_PARAM_LOG"; }
+stamp start
+( for i in 1 2 3 4; do sleep 0.3; stamp alive; done ) &
+wait $!
+echo "output of $HRW_JOB_NAME, line 1"
+echo "output of $HRW_JOB_NAME, line 2"
+stamp end
+"""
+
+
+def expected_output(job: str) -> str:
+    return f"output of {job}, line 1\noutput of {job}, line 2\n"
+
+
+@dataclass
+class Measured:
+    """One fault as it happened."""
+
+    name: str
+    caught: dict[str, str]  # job -> phase when the fault began (the jobs not yet ended)
+    began: float
+    healed: float
+    all_ended: float | None = None
+
+
+@dataclass
+class Stream:
+    """The running product, the jobs' state as last listed, and what the faults did."""
+
+    cluster: ControlPlane
+    stack: Stack
+    relay: TcpRelay
+    operators: list[ManagedProcess]
+    log: Path
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> status, as last listed
+    ended_at: dict[str, float] = field(default_factory=dict)  # name -> when first seen terminal
+    fed: list[str] = field(default_factory=list)
+    agent_kills: list[tuple[str, float]] = field(default_factory=list)  # (worker, wall time)
+    measured: list[Measured] = field(default_factory=list)
+    feeding: bool = True
+
+    @property
+    def agents(self) -> dict[str, ManagedProcess]:
+        return self.stack.agents
+
+    # ---------------------------------------------------------------------------- the stream
+
+    async def feed(self) -> None:
+        """New jobs, one every FEED_INTERVAL, until told to stop and at least JOBS were made."""
+        while self.feeding or len(self.fed) < JOBS:
+            name = f"j{len(self.fed):04d}"
+            try:
+                await self.stack.job(name, "stamped", GROUP, parameters={"log": str(self.log)},
+                                     retryPolicy={"maxAttempts": MAX_ATTEMPTS, "retryOn": ["WorkerLost"]},
+                                     timeoutSeconds=120)
+            except ApiError as exc:
+                if exc.code != 409:  # 409: made already, its answer lost in an apiserver restart
+                    await asyncio.sleep(FEED_INTERVAL)
+                    continue
+            except httpx.HTTPError:
+                await asyncio.sleep(FEED_INTERVAL)  # the apiserver is down: a user would try again too
+                continue
+            self.fed.append(name)
+            await asyncio.sleep(FEED_INTERVAL)
+
+    async def watch(self) -> None:
+        """List the jobs twice a second (an apiserver restart breaks any watch; a list just fails)."""
+        while True:
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                listing = await self.stack.admin.list(RUNBOOK_JOBS.path(self.stack.namespace))
+                now = time.monotonic()
+                for item in listing.get("items") or []:
+                    name, status = item["metadata"]["name"], item.get("status") or {}
+                    self.jobs[name] = status
+                    if status.get("phase") in TERMINAL:
+                        self.ended_at.setdefault(name, now)
+            await asyncio.sleep(0.5)
+
+    def unfinished(self) -> dict[str, str]:
+        return {name: status.get("phase") or "Pending" for name, status in self.jobs.items()
+                if status.get("phase") not in TERMINAL}
+
+    def running_on(self, worker: str) -> list[str]:
+        return [name for name, status in self.jobs.items()
+                if status.get("phase") == "Running" and (status.get("claim") or {}).get("worker") == worker]
+
+    async def until(self, condition: Callable[[], Any], what: str, timeout: float = RECOVERY_DEADLINE) -> Any:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while not (result := condition()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout:g}s: {what}; unfinished: {self.unfinished()}")
+            await asyncio.sleep(0.2)
+        return result
+
+    # ---------------------------------------------------------------------------- the faults
+
+    async def kill_an_agent(self) -> None:
+        await self.until(lambda: self.running_on("w1"), "w1 runs a job")
+        agent = self.agents["w1"]
+        agent.kill()  # the agent's process group only: each job leads a session of its own
+        self.agent_kills.append(("w1", time.time()))
+        agent.start()  # the same config and state dir
+        await asyncio.to_thread(agent.wait_for_log, r"event=agent\.ready", 60)
+
+    async def kill_an_operator(self) -> None:
+        operator = self.operators[0]  # with leader election: the leader, while the other replica runs on
+        operator.kill()
+        operator.start()
+        await asyncio.to_thread(operator.wait_for_log, r"operator\.started", 60)
+
+    async def restart_the_proxy(self) -> None:
+        self.stack.proxy.process.kill()
+        await asyncio.to_thread(self.stack.restart_proxy)
+
+    async def restart_the_apiserver(self) -> None:
+        self.cluster.kill_apiserver()
+        await asyncio.to_thread(self.cluster.start_apiserver)
+
+    async def cut_off_a_worker(self) -> None:
+        held = await self.until(lambda: self.running_on("w3"), "w3 runs a job")
+        attempts = {name: self.jobs[name].get("attempt") for name in held}
+        self.relay.cut()
+
+        def moved_on() -> bool:  # the operator saw w3's Lease lapse and requeued (or ended) its jobs
+            return all(self.jobs[name].get("attempt") != attempts[name] or self.jobs[name].get("phase") in TERMINAL
+                       for name in held)
+
+        try:
+            await self.until(moved_on, "the operator requeues the jobs of cut-off w3", timeout=60)
+        finally:
+            self.relay.restore()
+
+    async def run(self, name: str, fault: Callable[[], Awaitable[None]]) -> None:
+        await self.until(lambda: sum(1 for p in self.unfinished().values() if p == "Running") >= 3,
+                         "jobs running before the fault")
+        caught, began = self.unfinished(), time.monotonic()
+        await fault()
+        measured = Measured(name, caught, began, time.monotonic())
+        self.measured.append(measured)
+        await self.until(lambda: all(job in self.ended_at for job in caught), f"the jobs {name} caught end")
+        measured.all_ended = max((self.ended_at[job] for job in caught), default=measured.healed)
+
+
+FAULTS: list[tuple[str, Callable[[Stream], Awaitable[None]]]] = [
+    ("kill -9 agent w1, restart", Stream.kill_an_agent),
+    ("kill -9 operator, restart", Stream.kill_an_operator),
+    ("kill -9 proxy, restart", Stream.restart_the_proxy),
+    ("kill -9 kube-apiserver, restart", Stream.restart_the_apiserver),
+    ("cut w3 off past its Lease", Stream.cut_off_a_worker),
+]
+
+
+# -------------------------------------------------------------------------------------- checks
+
+def read_stamps(log: Path) -> list[tuple[str, str, int, str, float]]:
+    """(what, job, attempt, worker, time) per line; a line cut short by a kill is skipped."""
+    rows = []
+    for line in log.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[2].isdigit():
+            with contextlib.suppress(ValueError):
+                rows.append((fields[0], fields[1], int(fields[2]), fields[3], float(fields[4])))
+    return rows
+
+
+def overlapping_attempts(rows: list[tuple[str, str, int, str, float]]) -> list[str]:
+    spans: dict[str, dict[int, list[float]]] = {}
+    for _, job, attempt, _, at in rows:
+        spans.setdefault(job, {}).setdefault(attempt, []).append(at)
+    problems = []
+    for job, attempts in spans.items():
+        ordered = sorted(attempts.items())
+        for (first, times_a), (second, times_b) in itertools.pairwise(ordered):
+            if max(times_a) >= min(times_b):
+                problems.append(f"{job}: attempt {first} was alive {max(times_a) - min(times_b):.3f}s after "
+                                f"attempt {second} started")
+    return problems
+
+
+def repeated_side_effects(rows: list[tuple[str, str, int, str, float]], agent_kills: list[tuple[str, float]],
+                          within: float = 5.0) -> list[str]:
+    """Jobs whose `end` happened in two attempts, where the earlier attempt was not killed with its agent
+    within `within` seconds of its end (before the agent could spool its result)."""
+    ends: dict[str, list[tuple[int, str, float]]] = {}
+    for what, job, attempt, worker, at in rows:
+        if what == "end":
+            ends.setdefault(job, []).append((attempt, worker, at))
+    problems = []
+    for job, done in ends.items():
+        for attempt, worker, at in sorted(done)[:-1]:
+            if not any(w == worker and 0 <= killed - at <= within for w, killed in agent_kills):
+                problems.append(f"{job}: attempt {attempt} on {worker} completed, yet a later attempt ran it again")
+    return problems
+
+
+async def stored_outputs(stack: Stack) -> dict[tuple[str, int], str]:
+    """(job, attempt) -> its output as `hrw logs` shows it: chunks in order, then the inline output."""
+    listing = await stack.admin.list(CONFIG_MAPS.path(stack.namespace), labelSelector=names.LABEL_JOB)
+    chunks: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    for item in listing.get("items") or []:
+        labels = item["metadata"].get("labels") or {}
+        key = (labels[names.LABEL_JOB], int(labels.get(names.LABEL_ATTEMPT, 0)))
+        chunks.setdefault(key, []).append((item["metadata"]["name"],
+                                           (item.get("data") or {}).get(names.OUTPUT_CHUNK_KEY, "")))
+    return {key: "".join(data for _, data in sorted(parts)) for key, parts in chunks.items()}
+
+
+def output_of(job: str, status: dict[str, Any], chunks: dict[tuple[str, int], str]) -> str:
+    attempt = int(status.get("attempt") or 0)
+    inline = (status.get("output") or {}).get("inline") or {}
+    return chunks.get((job, attempt), "") + inline.get("stdout", "") + inline.get("stderr", "")
+
+
+def table(stream: Stream) -> str:
+    def outcomes(jobs: list[str]) -> str:
+        counts = Counter(stream.jobs[job].get("phase") for job in jobs)
+        retried = sum(1 for job in jobs if int(stream.jobs[job].get("attempt") or 1) > 1)
+        text = ", ".join(f"{n} {phase}" for phase, n in sorted(counts.items()))
+        return f"{text} ({retried} on a later attempt)" if retried else text
+
+    rows = [("fault", "jobs caught", "their outcomes", "fault lasted", "all caught ended after")]
+    for m in stream.measured:
+        rows.append((m.name, str(len(m.caught)), outcomes(list(m.caught)), f"{m.healed - m.began:.1f} s",
+                     f"{(m.all_ended or m.healed) - m.began:.1f} s"))
+    rows.append(("the whole stream", str(len(stream.fed)), outcomes(stream.fed), "", ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- test
+
+@pytest.fixture
+def own_cluster() -> Any:
+    """A control plane of this test's own: it kills kube-apiserver, which the session's shared one must survive."""
+    with ControlPlane("fault-stream") as plane:
+        yield plane
+
+
+async def test_a_stream_of_jobs_through_every_fault_loses_nothing_and_never_runs_a_job_twice_at_once(
+        own_cluster: ControlPlane, processes: ProcessFactory, tmp_path: Path, tls: ProxyTLS, job_user: str,
+        scratch: Path, summary: Callable[[str], None]):
+    cluster = own_cluster
+    apply_crds(cluster, REPO_ROOT / "crds")
+    namespace = "fault-stream"
+    cluster.kubectl("create", "namespace", namespace)
+    stack = await Stack.create(cluster, namespace, processes, tmp_path,
+                               proxy_kubeconfig(cluster, tmp_path / "proxy-identity"), tls)
+    relay = TcpRelay("127.0.0.1", int(stack.proxy.url.rsplit(":", 1)[1])).start()
+    try:
+        await stack.group(GROUP, maxJobsPerWorker=4, leaseDurationSeconds=LEASE_SECONDS, jobGracePeriodSeconds=2)
+        await stack.runbook("stamped", RUNBOOK, parameters=[{"name": "log", "type": "string"}])
+        for worker in ("w1", "w2"):
+            await asyncio.to_thread(stack.start_agent, GROUP, worker)
+        behind_relay = RunningProxy(f"https://127.0.0.1:{relay.port}", stack.proxy.ca_path, stack.proxy.metrics_url,
+                                    stack.proxy.process)
+        await asyncio.to_thread(stack.start_agent, GROUP, "w3", proxy=behind_relay)
+
+        stream = Stream(cluster, stack, relay, [stack.operator], scratch / "stamps.log")
+        feeder = asyncio.create_task(stream.feed())
+        watcher = asyncio.create_task(stream.watch())
+        try:
+            for name, fault in FAULTS:
+                await stream.run(name, lambda fault=fault: fault(stream))
+            stream.feeding = False
+            await asyncio.wait_for(feeder, timeout=JOBS * FEED_INTERVAL + 60)
+            await stream.until(lambda: all(job in stream.ended_at for job in stream.fed), "every job ends",
+                               timeout=180)
+        finally:
+            feeder.cancel()
+            watcher.cancel()
+            summary(f"fault stream ({len(stream.fed)} jobs):\n{table(stream)}")
+
+        statuses = {job: stream.jobs[job] for job in stream.fed}
+        assert len(statuses) >= JOBS
+        endless = {job: s for job, s in statuses.items() if s.get("phase") not in TERMINAL or not s.get("reason")}
+        assert not endless, f"jobs without a terminal phase and a reason: {endless}"
+        not_succeeded = {job: (s["phase"], s["reason"], s.get("message")) for job, s in statuses.items()
+                         if s["phase"] != "Succeeded"}
+        assert not not_succeeded, f"jobs that did not succeed despite their retries: {not_succeeded}"
+
+        rows = read_stamps(stream.log)
+        assert not overlapping_attempts(rows)
+        assert not repeated_side_effects(rows, stream.agent_kills)
+        assert {job for _, job, *_ in rows} >= set(stream.fed), "every job ran"
+
+        chunks = await stored_outputs(stack)
+        incomplete = {job: output_of(job, s, chunks) for job, s in statuses.items()
+                      if s["phase"] == "Succeeded" and output_of(job, s, chunks) != expected_output(job)}
+        assert not incomplete, f"Succeeded jobs without their full output: {incomplete}"
+
+        messages = [s.get("message") or "" for s in statuses.values()]
+        messages += [c.get("message") or "" for s in statuses.values() for c in s.get("conditions") or []]
+        events = (await stack.admin.list(EVENTS.path(namespace))).get("items") or []
+        messages += [event.get("note") or "" for event in events]
+        leaking = [m for m in messages if INTERNALS.search(m)]
+        assert not leaking, f"status messages or Events naming a ServiceAccount or RBAC object: {leaking}"
+    finally:
+        relay.close()
+        processes.close()  # before the control plane stops under them
+        await stack.close()
