@@ -180,6 +180,18 @@ def test_expired_lease_requeues_while_the_retry_policy_allows_then_fails_with_wo
     assert isinstance(action, End) and action.reason == "WorkerLost"
 
 
+def test_after_an_apiserver_outage_a_worker_gets_a_whole_lease_to_renew_before_it_is_lost() -> None:
+    """Issue 11: a kube-apiserver restart stopped every renewal; judged by renewTime alone, every
+    worker was lost when it came back, and finished attempts whose reports waited ran again."""
+    back = NOW + timedelta(seconds=30)  # the Lease (10 s) lapsed at NOW + 10, during the outage
+    facts = JobFacts(lease=lease(NOW), lease_duration_seconds=10, reachable_since=back)
+    waiting = decide(job(running()), facts, back + timedelta(seconds=1))
+    assert waiting.action is None and waiting.wake_at == back + timedelta(seconds=10)
+    assert isinstance(decide(job(running()), facts, back + timedelta(seconds=10)).action, Requeue)
+    long_ago = JobFacts(lease=lease(NOW), lease_duration_seconds=10, reachable_since=NOW - timedelta(seconds=60))
+    assert isinstance(decide(job(running()), long_ago, NOW + timedelta(seconds=10)).action, Requeue)
+
+
 def test_missing_lease_counts_as_lost_only_after_the_groups_lease_duration_since_the_claim() -> None:
     facts = JobFacts(lease=None, lease_duration_seconds=30)
     early = decide(job(running()), facts, NOW + timedelta(seconds=29))

@@ -29,6 +29,7 @@ from hrw_api.times import now as utcnow
 from ..frame import Controller, Key, Model, Observed, Outcome, Pass, Store, Tools, View
 from ..leases import LeaseView, worker_lease
 from ..logs import kv
+from ..reachability import Reachability
 from .decide import DEFAULT_LEASE_DURATION_SECONDS, Action, Delete, End, JobFacts, Requeue, Tunables, decide
 from .writes import build_patch, events_for
 
@@ -68,6 +69,15 @@ class JobController(Controller[RunbookJob]):
         self._runbook_timeouts: dict[tuple[str, str, str], int | None] = {}  # (ns, job, uid)
         self.tunables = Tunables(tools.settings.pending_retry_seconds, tools.settings.pending_give_up_seconds)
         self.writes = 0
+        self.reachability = Reachability(tools.client)  # an apiserver outage does not lose workers
+
+    async def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.reachability.start()  # inside the event loop, from the first event on
+        await super().on_event(event_type, body)
+
+    async def close(self) -> None:
+        await self.reachability.stop()
+        await super().close()
 
     def forget(self, key: Key) -> None:
         super().forget(key)
@@ -188,7 +198,8 @@ class JobController(Controller[RunbookJob]):
         if job.status.claim is not None:
             lease = self.leases.get(ns, names.lease_name(job.spec.worker_group, job.status.claim.worker))
         return JobFacts(lease=lease, lease_duration_seconds=duration,
-                        runbook_timeout_seconds=await self._runbook_timeout(job))
+                        runbook_timeout_seconds=await self._runbook_timeout(job),
+                        reachable_since=self.reachability.since())
 
     async def _known(self, view: View[K], resource: Resource, namespace: str, name: str,
                      parse: Callable[[Mapping[str, Any]], K]) -> K | None:
@@ -250,4 +261,5 @@ class JobController(Controller[RunbookJob]):
         body = await self._get(LEASES.path(job.meta.namespace, names.lease_name(job.spec.worker_group, claim.worker)))
         lease = worker_lease(body) if body is not None else None
         return JobFacts(lease=lease, lease_duration_seconds=facts.lease_duration_seconds,
-                        runbook_timeout_seconds=facts.runbook_timeout_seconds)
+                        runbook_timeout_seconds=facts.runbook_timeout_seconds,
+                        reachable_since=self.reachability.since())

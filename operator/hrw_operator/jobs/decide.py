@@ -102,6 +102,9 @@ class JobFacts:
     lease: WorkerLease | None = None  # the claimer's Lease, None if there is none
     runbook_timeout_seconds: int | None = None  # for held jobs (the runbook may be gone by then)
     lease_duration_seconds: int = DEFAULT_LEASE_DURATION_SECONDS  # the group's, for held jobs
+    reachable_since: datetime | None = None
+    """When the API server became reachable again after an outage the operator saw (`reachability`): a
+    worker is lost only after a whole lease duration without renewal while it was reachable."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,11 @@ def _decide_held(job: RunbookJob, facts: JobFacts, now: datetime) -> Decision:
                 lost = f"worker {worker} lost: it has no Lease {facts.lease_duration_seconds}s after its claim"
             else:
                 wakes.append(grace)
+        if lost is not None and facts.reachable_since is not None:
+            settled = facts.reachable_since + timedelta(seconds=facts.lease_duration_seconds)
+            if now < settled:  # the outage stopped every renewal: give the worker a whole Lease to renew
+                lost = None
+                wakes.append(settled)
         if lost is not None:
             policy = job.spec.retry_policy
             if policy.allows(status.attempt, RetryOn.WORKER_LOST):
