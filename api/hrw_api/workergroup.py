@@ -74,6 +74,8 @@ class WorkerGroupSpec:
     """How long before its Lease could lapse an agent that cannot renew it stops its jobs (None: a third
     of the lease duration); less than `lease_duration_seconds` (CEL in the CRD)."""
     run_as: RunAsPolicy = field(default_factory=RunAsPolicy)
+    job_ttl_seconds_after_finished: int | None = None
+    """`spec.jobDefaults.ttlSecondsAfterFinished`: the TTL of the group's finished jobs that set none."""
 
     @property
     def self_fencing_margin(self) -> float:
@@ -119,6 +121,8 @@ class WorkerGroupSpec:
             output_limit_bytes=f.opt_int(spec, "outputLimitBytes", "spec", 1_048_576) or 1_048_576,
             self_fencing_margin_seconds=f.opt_int(spec, "selfFencingMarginSeconds", "spec", None, minimum=1),
             run_as=RunAsPolicy.parse(spec),
+            job_ttl_seconds_after_finished=f.opt_int(f.obj(spec.get("jobDefaults"), "spec.jobDefaults"),
+                                                     "ttlSecondsAfterFinished", "spec.jobDefaults", minimum=0),
         )
 
 

@@ -35,6 +35,7 @@ class TcpRelay:
         self._flowing = asyncio.Event()  # set: forwarding; clear: the cut (a black hole)
         self._flowing.set()
         self._open: set[asyncio.StreamWriter] = set()  # the agent's side of each open connection
+        self._handlers: set[asyncio.Task[None]] = set()
 
     def start(self) -> TcpRelay:
         self._thread.start()
@@ -52,16 +53,23 @@ class TcpRelay:
         self._loop.call_soon_threadsafe(self._set_cut, False)
 
     def close(self) -> None:
+        """Stop listening, reset every connection, and end the thread (nothing left open)."""
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
-            for writer in list(self._open):
-                writer.transport.abort()
+                await self._server.wait_closed()
+            for task in list(self._handlers):
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+            for _ in range(3):
+                await asyncio.sleep(0)  # let the aborted transports close their sockets
 
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def _set_cut(self, cut: bool) -> None:
         if cut:
@@ -72,19 +80,29 @@ class TcpRelay:
                 writer.transport.abort()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         self._open.add(writer)
         upstream: asyncio.StreamWriter | None = None
+        pipes: list[asyncio.Task[None]] = []
         try:
             await self._flowing.wait()  # accepted, and held during a cut: the agent's TLS handshake hangs
             up_reader, upstream = await asyncio.open_connection(self.target_host, self.target_port)
-            await asyncio.gather(self._pipe(reader, upstream), self._pipe(up_reader, writer))
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+            pipes = [asyncio.create_task(self._pipe(reader, upstream)),
+                     asyncio.create_task(self._pipe(up_reader, writer))]
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_EXCEPTION)
+        except (OSError, asyncio.CancelledError):
+            pass  # a reset connection, or the relay closing: this handler is the outermost task
         finally:
             self._open.discard(writer)
             for side in (writer, upstream):
                 if side is not None:
                     side.transport.abort()
+            for pipe in pipes:
+                pipe.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
 
     async def _pipe(self, source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
         while True:

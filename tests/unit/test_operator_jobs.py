@@ -204,6 +204,19 @@ def test_cancel_of_a_held_job_ends_it_as_cancelled() -> None:
     assert isinstance(action, End) and action.phase is JobPhase.CANCELLED and action.from_phase is JobPhase.RUNNING
 
 
+def test_a_finished_job_without_a_ttl_takes_its_groups_default_and_its_own_wins() -> None:
+    done = {"phase": "Succeeded", "attempt": 1, "reason": "Completed", "message": "ok",
+            "completionTime": T(NOW), "conditions": [
+                {"type": "Complete", "status": "True", "reason": "Completed", "message": "ok",
+                 "lastTransitionTime": T(NOW), "observedGeneration": 1}]}
+    defaulted = JobFacts(default_ttl_seconds_after_finished=60)
+    assert decide(job(done), defaulted, NOW + timedelta(seconds=59)).wake_at == NOW + timedelta(seconds=60)
+    assert isinstance(decide(job(done), defaulted, NOW + timedelta(seconds=60)).action, Delete)
+    own = decide(job(done, ttlSecondsAfterFinished=3600), defaulted, NOW + timedelta(seconds=60))
+    assert own.action is None and own.wake_at == NOW + timedelta(seconds=3600)
+    assert decide(job(done), JobFacts(), NOW + timedelta(days=400)).action is None  # no default: kept
+
+
 def test_agent_result_gets_its_condition_once_then_the_ttl_deletes_it() -> None:
     done = {"phase": "Succeeded", "attempt": 1, "reason": "Completed", "message": "exit 0",
             "completionTime": T(NOW)}

@@ -187,6 +187,11 @@ class JobController(Controller[RunbookJob]):
         phase = job.status.phase
         if phase is JobPhase.PENDING and not job.spec.cancel:
             return await self._pending_facts(job)
+        if phase.terminal and job.spec.ttl_seconds_after_finished is None:
+            group = await self._known(self.groups, WORKER_GROUPS, job.meta.namespace, job.spec.worker_group,
+                                      WorkerGroup.parse)
+            return JobFacts(default_ttl_seconds_after_finished=group.spec.job_ttl_seconds_after_finished
+                            if group is not None else None)
         if not phase.held:
             return JobFacts()
         ns = job.meta.namespace

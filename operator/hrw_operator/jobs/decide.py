@@ -102,6 +102,8 @@ class JobFacts:
     lease: WorkerLease | None = None  # the claimer's Lease, None if there is none
     runbook_timeout_seconds: int | None = None  # for held jobs (the runbook may be gone by then)
     lease_duration_seconds: int = DEFAULT_LEASE_DURATION_SECONDS  # the group's, for held jobs
+    default_ttl_seconds_after_finished: int | None = None
+    """The group's `spec.jobDefaults.ttlSecondsAfterFinished`, for finished jobs that set no TTL."""
     reachable_since: datetime | None = None
     """When the API server became reachable again after an outage the operator saw (`reachability`): a
     worker is lost only after a whole lease duration without renewal while it was reachable."""
@@ -284,12 +286,14 @@ def _decide_held(job: RunbookJob, facts: JobFacts, now: datetime) -> Decision:
     return Decision(None, min(wakes) if wakes else None, "run deadline / claimer's Lease")
 
 
-def _decide_terminal(job: RunbookJob, now: datetime) -> Decision:
+def _decide_terminal(job: RunbookJob, facts: JobFacts, now: datetime) -> Decision:
     status = job.status
     if patches.finished_conditions(status.phase, status.reason or status.phase.value, status.message or "",
                                    job.meta.generation, status.conditions) is not None:
         return Decision(MarkFinished(status.phase, status.reason or status.phase.value, status.message or ""))
     ttl = job.spec.ttl_seconds_after_finished
+    if ttl is None:
+        ttl = facts.default_ttl_seconds_after_finished
     if ttl is None:
         return Decision(None, None, "finished")
     done = status.completion_time or job.meta.creation_timestamp or now
@@ -310,4 +314,4 @@ def decide(job: RunbookJob, facts: JobFacts, now: datetime, tunables: Tunables |
         return _decide_queued(job, now)
     if phase.held:
         return _decide_held(job, facts, now)
-    return _decide_terminal(job, now)
+    return _decide_terminal(job, facts, now)
