@@ -1,8 +1,8 @@
 """A stream of jobs through one fault after another: nothing lost, nothing run twice at once (issue 11).
 
-At least 200 short jobs flow, a couple a second, through three agents (w3 reaches the proxy
-through a TCP relay the test can cut) while the test, one fault at a time, waiting for the jobs
-each one caught to end before the next:
+At least 200 short jobs flow (a new one every 0.3 s while fewer than 16 are unfinished) through
+three agents (w3 reaches the proxy through a TCP relay the test can cut) while the test, one fault
+at a time, waiting for the jobs each one caught to end before the next:
 - kills an agent with SIGKILL (its jobs' processes are not in its process group: they are left
   to the agent's parent-death signal and its next start, as on a host without systemd) and starts
   it again on the same state dir;
@@ -17,11 +17,13 @@ each one caught to end before the next:
 
 Each runbook stamps `start`, `alive` and `end` with its job, attempt, worker and the time into a
 file outside its work dir, from a background child that a killed agent leaves behind. Then:
-every job ends in a terminal phase with a reason; no two attempts of one job overlap in time; no
-job's side effect (`end`) happens twice unless the attempt that did it first was killed with its
-agent before it could report; every Succeeded job has its full output; no status message or
-Event names a ServiceAccount or an RBAC object. The table of faults, the jobs each caught, their
-outcomes and the time to recover is printed, and shown in pytest's summary.
+every job ends Succeeded with a reason (retried where a fault took its attempt); no two attempts
+of one job overlap in time; no job's side effect (`end`) happens twice unless the attempt that
+did it first ended while its worker could not report it (killed with its agent before the result
+was spooled, or cut off until its Lease lapsed: at-least-once, see README "Delivery guarantees");
+every Succeeded job has its full output; no status message or Event names a ServiceAccount or an
+RBAC object. The table of faults, the jobs each caught, their outcomes and the time to recover
+is printed, and shown in pytest's summary.
 """
 
 from __future__ import annotations
