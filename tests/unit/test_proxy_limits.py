@@ -128,3 +128,16 @@ def test_settings_from_flags_and_environment():
     assert settings.log_format == "json"
     with pytest.raises(SystemExit):
         parse_settings(["--listen", ":1", "--credential-cache-ttl", "60"], env)
+
+
+def test_the_agent_reads_retry_after_from_the_header_or_a_watch_errors_details():
+    from hrw_agent.backoff import Backoff
+    from hrw_agent.client import is_transient, retry_after
+    from hrw_api.errors import api_error
+
+    status = ProxyError(503, "x", reason="UpstreamUnavailable", retry_after=3).body()
+    from_header = api_error(503, {"kind": "Status", "code": 503}, 3.0)
+    from_event = api_error(503, status)  # an ERROR event of a watch carries no headers
+    assert retry_after(from_header) == retry_after(from_event) == 3.0
+    assert is_transient(from_event)
+    assert all(Backoff(initial=0.1).next_delay(retry_after(from_event)) >= 3.0 for _ in range(20))
