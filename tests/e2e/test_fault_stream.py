@@ -232,6 +232,9 @@ class Stream:
         self.measured.append(measured)
         await self.until(lambda: all(job in self.ended_at for job in caught), f"the jobs {name} caught end")
         measured.all_ended = max((self.ended_at[job] for job in caught), default=measured.healed)
+        # The stream flows again before the next fault, so that each row measures one fault only.
+        await self.until(lambda: any(at > measured.healed for at in self.ended_at.values()),
+                         f"a job ends after {name}")
 
 
 FAULTS: list[tuple[str, Callable[[Stream], Awaitable[None]]]] = [
