@@ -201,8 +201,16 @@ class Stream:
             return not lease.ready(datetime.now(UTC))
         return False
 
+    def just_started_on(self, worker: str, within: float = 0.4) -> bool:
+        """A job's attempt on `worker` stamped its start less than `within` seconds ago (it runs ~1.5 s)."""
+        rows = read_stamps(self.log) if self.log.exists() else []
+        ended = {(job, attempt) for what, job, attempt, _, _ in rows if what == "end"}
+        now = time.time()
+        return any(what == "start" and w == worker and now - at < within and (job, attempt) not in ended
+                   for what, job, attempt, w, at in rows)
+
     async def cut_off_a_worker(self) -> None:
-        await self.until(lambda: self.running_on("w3"), "w3 runs a job")
+        await self.until(lambda: self.just_started_on("w3"), "w3 starts a job")  # the cut catches it running
         self.relay.cut()
         cut = time.time()
         lapsed = False
