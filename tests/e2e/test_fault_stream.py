@@ -111,6 +111,7 @@ class Stream:
     """(worker, from, to) in wall time: a worker could not report then (killed, or cut off)."""
     measured: list[Measured] = field(default_factory=list)
     feeding: bool = True
+    began: tuple[dict[str, str], float] | None = None  # the jobs not yet ended, and when, as a fault strikes
 
     @property
     def agents(self) -> dict[str, ManagedProcess]:
@@ -144,14 +145,17 @@ class Stream:
         """List the jobs twice a second (an apiserver restart breaks any watch; a list just fails)."""
         while True:
             with contextlib.suppress(ApiError, httpx.HTTPError):
-                listing = await self.stack.admin.list(RUNBOOK_JOBS.path(self.stack.namespace))
-                now = time.monotonic()
-                for item in listing.get("items") or []:
-                    name, status = item["metadata"]["name"], item.get("status") or {}
-                    self.jobs[name] = status
-                    if status.get("phase") in TERMINAL:
-                        self.ended_at.setdefault(name, now)
+                await self.list_now()
             await asyncio.sleep(0.5)
+
+    async def list_now(self) -> None:
+        listing = await self.stack.admin.list(RUNBOOK_JOBS.path(self.stack.namespace))
+        now = time.monotonic()
+        for item in listing.get("items") or []:
+            name, status = item["metadata"]["name"], item.get("status") or {}
+            self.jobs[name] = status
+            if status.get("phase") in TERMINAL:
+                self.ended_at.setdefault(name, now)
 
     def unfinished(self) -> dict[str, str]:
         return {name: status.get("phase") or "Pending" for name, status in self.jobs.items()
@@ -174,6 +178,7 @@ class Stream:
     async def kill_an_agent(self) -> None:
         await self.until(lambda: self.running_on("w1"), "w1 runs a job")
         agent = self.agents["w1"]
+        self.strike()
         agent.kill()  # the agent's process group only: each job leads a session of its own
         killed = time.time()
         self.unreachable.append(("w1", killed - 5.0, killed))  # what ended just before may not be spooled yet
@@ -182,15 +187,18 @@ class Stream:
 
     async def kill_an_operator(self) -> None:
         operator = self.operators[0]  # with leader election: the leader, while the other replica runs on
+        self.strike()
         operator.kill()
         operator.start()
         await asyncio.to_thread(operator.wait_for_log, r"operator\.started", 60)
 
     async def restart_the_proxy(self) -> None:
+        self.strike()
         self.stack.proxy.process.kill()
         await asyncio.to_thread(self.stack.restart_proxy)
 
     async def restart_the_apiserver(self) -> None:
+        self.strike()
         self.cluster.kill_apiserver()
         await asyncio.to_thread(self.cluster.start_apiserver)
 
@@ -211,6 +219,8 @@ class Stream:
 
     async def cut_off_a_worker(self) -> None:
         await self.until(lambda: self.just_started_on("w3"), "w3 starts a job")  # the cut catches it running
+        await self.list_now()  # and the jobs caught include it
+        self.strike()
         self.relay.cut()
         cut = time.time()
         lapsed = False
@@ -231,11 +241,17 @@ class Stream:
             self.relay.restore()
             self.unreachable.append(("w3", cut - 1.0, time.time()))  # a report in flight at the cut is lost too
 
+    def strike(self) -> None:
+        """The fault begins now: the jobs it catches are those not ended yet."""
+        self.began = (self.unfinished(), time.monotonic())
+
     async def run(self, name: str, fault: Callable[[], Awaitable[None]]) -> None:
         await self.until(lambda: sum(1 for p in self.unfinished().values() if p == "Running") >= 3,
                          "jobs running before the fault")
-        caught, began = self.unfinished(), time.monotonic()
+        self.began = None
         await fault()
+        assert self.began is not None, f"{name} calls strike() as it strikes"
+        caught, began = self.began
         measured = Measured(name, caught, began, time.monotonic())
         self.measured.append(measured)
         await self.until(lambda: all(job in self.ended_at for job in caught), f"the jobs {name} caught end")
