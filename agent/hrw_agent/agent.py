@@ -249,8 +249,7 @@ class Agent:
         target = intent.transition.target
         log.warning("job.orphaned", job=job.meta.name, attempt=job.status.attempt, phase=phase.value,
                     to=target.value)
-        await asyncio.to_thread(self.spool.put_result, key, {"patch": intent.to_patch(), "phase": target.value})
-        self.delivery.wake()
+        await self.delivery.put_result(key, {"patch": intent.to_patch(), "phase": target.value})
 
     # ---------------------------------------------------------------------------------- claim
 

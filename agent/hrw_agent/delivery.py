@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 from hrw_api import OutputChunk
 from hrw_api.errors import ApiError, Conflict, InvalidObject, NotFound
@@ -60,6 +61,15 @@ class Delivery:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def put_result(self, key: AttemptKey, body: dict[str, Any]) -> None:
+        """Spool the last word of an attempt no task runs (an orphan the start found), under the lock of
+        the delivery pass: a pass that lists the attempt between the creation of its directory and the
+        rename of its record would take it for an attempt with nothing to say and remove it (the fault
+        stream test lost a restarted agent's give-back that way, and the job stayed Running)."""
+        async with self._lock:
+            await asyncio.to_thread(self._spool.put_result, key, body)
+        self.wake()
 
     async def run(self) -> None:
         while True:
