@@ -199,3 +199,17 @@ async def test_server_error_is_retried_not_dropped(tmp_path):
     spool.put_result(KEY, {"patch": [], "phase": "Failed"})
     assert not await delivery.deliver_all()
     assert spool.has_result(KEY)
+
+
+async def test_an_orphans_result_is_spooled_between_delivery_passes_never_inside_one(tmp_path):
+    """A pass that saw the attempt's directory made but not yet filled removed it as an attempt with
+    nothing to say: the restarted agent's give-back vanished and the job stayed Running."""
+    import asyncio
+
+    spool, delivery = _delivery(tmp_path, FakeProxy())
+    async with delivery._lock:  # a pass in progress
+        writing = asyncio.create_task(delivery.put_result(KEY, {"patch": [], "phase": "Queued"}))
+        await asyncio.sleep(0.05)
+        assert not spool.has_result(KEY) and not writing.done()
+    await writing
+    assert spool.has_result(KEY)
