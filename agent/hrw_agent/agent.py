@@ -46,7 +46,7 @@ from hrw_api.versions import outdated_reason
 
 from . import __version__, lease, orphans, rotation, runner
 from .backoff import Backoff
-from .client import CallError, ProxyClient, is_transient
+from .client import CallError, ProxyClient, is_transient, retry_after
 from .config import AgentConfig
 from .configuration import ConfigurationApplier
 from .delivery import Delivery
@@ -288,8 +288,7 @@ class Agent:
         target = intent.transition.target
         log.warning("job.orphaned", job=job.meta.name, attempt=job.status.attempt, phase=phase.value,
                     to=target.value)
-        await asyncio.to_thread(self.spool.put_result, key, {"patch": intent.to_patch(), "phase": target.value})
-        self.delivery.wake()
+        await self.delivery.put_result(key, {"patch": intent.to_patch(), "phase": target.value})
 
     # ---------------------------------------------------------------------------------- claim
 
@@ -395,7 +394,7 @@ class Agent:
             except CallError as exc:
                 if not is_transient(exc):
                     return  # 404: deleted; 403: not ours to read any more
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(backoff.next_delay(retry_after(exc)))
         mine = job.holder == self.config.worker and job.status.attempt == attempt
         if not mine or job.status.phase is not JobPhase.RUNNING or name in self.tasks:
             return  # the claim did not apply (or the job moved on): the watch has the rest

@@ -18,10 +18,14 @@ class Backoff:
     _failures: int = field(default=0, init=False)
     _random: random.Random = field(default_factory=random.Random, init=False, repr=False)
 
-    def next_delay(self) -> float:
+    def next_delay(self, at_least: float | None = None) -> float:
+        """The next delay; never less than `at_least` (an answer's Retry-After), jittered above it too."""
         step = min(self.maximum, self.initial * self.factor ** self._failures)
         self._failures += 1
-        return step / 2 + self._random.uniform(0, step / 2)
+        delay = step / 2 + self._random.uniform(0, step / 2)
+        if at_least is not None and delay < at_least:
+            delay = at_least + self._random.uniform(0, at_least / 2)
+        return delay
 
     def reset(self) -> None:
         self._failures = 0

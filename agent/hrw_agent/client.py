@@ -4,7 +4,10 @@ credential, over TLS verified against the configured CA bundle.
 All HTTP goes through `hrw_api.kubeclient.KubeClient`, so failures arrive as the contract's
 error tree (`Invalid` for a failed patch `test`, `Gone` for a stale watch, ...). Transport
 failures (proxy down, connection reset) surface as `httpx.TransportError`; callers treat both
-those and 5xx/429 answers as "try again later" (`is_transient`).
+those and 5xx/429 answers as "try again later" (`is_transient`), waiting at least what the
+answer's `Retry-After` asks (`retry_after`). The proxy answers upstream trouble (an apiserver
+restarting, its RBAC not ready) with 503 `UpstreamUnavailable`: never a reason to fail a job or
+drop a report. Everything else is the proxy's verdict on the request itself.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ class CredentialHolder:
 
     async def authorization(self) -> str | None:
         return f"Bearer {self.value}"
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The seconds the answer asked the agent to wait before retrying (its `Retry-After`), if any."""
+    return exc.retry_after if isinstance(exc, ApiError) else None
 
 
 def _kube(config: AgentConfig, token: str | None = None, *, credentials: CredentialHolder | None = None,

@@ -43,7 +43,7 @@ from hrw_api.phases import JobPhase, Reason
 
 from . import identity, orphans, runner, signing
 from .backoff import Backoff
-from .client import CallError, ProxyClient, is_transient
+from .client import CallError, ProxyClient, is_transient, retry_after
 from .identity import JobIdentity
 from .logs import log
 from .masking import Masker
@@ -126,7 +126,11 @@ class JobTask:
         self.execution.stop(StopReason.SHUTDOWN)
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Retry `call` through proxy outages until it answers, or the attempt is abandoned."""
+        """Retry `call` through proxy outages until it answers, or the attempt is abandoned or fenced.
+
+        A 401 is retried too: the proxy does not know the credential right now (it restarted beside an
+        apiserver that is not ready); a worker really revoked cannot renew its Lease either, and the
+        fence ends the attempt."""
         backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
             if self.superseded:
@@ -136,12 +140,22 @@ class JobTask:
             try:
                 return await call()
             except CallError as exc:
-                if not is_transient(exc):
+                if not is_transient(exc) and not (isinstance(exc, ApiError) and exc.code == 401):
                     raise
-                delay = backoff.next_delay()
+                delay = backoff.next_delay(retry_after(exc))
                 log.info("job.call.retry", job=self.name, attempt=self.attempt, call=what, error=type(exc).__name__,
                          retry_in=f"{delay:.2f}")
                 await asyncio.sleep(delay)
+
+    async def _still_held(self) -> bool:
+        """Does the job, read now, still show this attempt held by this worker? (A refusal is checked
+        against the job before the attempt is failed for it: the attempt may simply have moved on.)"""
+        try:
+            job = await self._call("get-job", lambda: self._client.get_job(self.name))
+        except ApiError:
+            return False  # 404: deleted; 403: not this worker's to read any more
+        status = job.status
+        return status.attempt == self.attempt and not status.phase.terminal and job.holder == self.worker
 
     async def run(self) -> None:
         try:
@@ -155,7 +169,10 @@ class JobTask:
         except Exception as exc:  # a bug must not take the agent down, and the job must still end
             log.error("job.crashed", job=self.name, attempt=self.attempt, error=repr(exc)[:300])
             if not self.reported and not self.superseded:
-                await self._report_setup_failure(SetupFailed(Reason.SETUP_FAILED, f"the agent failed: {exc!r}"[:500]))
+                # The status says what failed, not the agent's internals; its log has the details.
+                await self._report_setup_failure(SetupFailed(
+                    Reason.SETUP_FAILED, f"the agent on worker {self.worker} failed to run the job "
+                                         f"({type(exc).__name__}); its log says more"))
         finally:
             self._notify()
 
@@ -174,8 +191,11 @@ class JobTask:
         try:
             bundle = await self._call("get-bundle", lambda: self._client.get_bundle(self.name, self.attempt))
         except ApiError as exc:
+            if exc.code in (403, 404) and not await self._still_held():
+                raise Abandoned() from None
+            # The proxy's own verdict (never the apiserver's text: upstream trouble is a 503, retried above).
             raise SetupFailed(Reason.SETUP_FAILED, f"cannot read the job's runbook {self.job.spec.runbook!r} and "
-                                                   f"assets: {exc}") from None
+                                                   f"assets: {exc.message}") from None
         runbook = bundle.runbook
         content = runbook.spec.content
         if content is None:

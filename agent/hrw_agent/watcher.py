@@ -16,7 +16,7 @@ from hrw_api import RunbookJob
 from hrw_api.errors import Gone
 
 from .backoff import Backoff
-from .client import CallError, JobEvent, ProxyClient
+from .client import CallError, JobEvent, ProxyClient, retry_after
 from .logs import log
 
 OnSync = Callable[[list[RunbookJob]], Awaitable[None]]
@@ -65,7 +65,7 @@ class JobWatcher:
                 self.resource_version = ""
             except CallError as exc:
                 self.connected.clear()
-                delay = self._backoff.next_delay()
+                delay = self._backoff.next_delay(retry_after(exc))
                 log.warning("watch.error", error=type(exc).__name__, detail=str(exc)[:200],
                             retry_in=f"{delay:.2f}", failures=self._backoff.failures)
                 await asyncio.sleep(delay)

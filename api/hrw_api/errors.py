@@ -30,14 +30,17 @@ class InvalidObject(HrwError):
 
 
 class ApiError(HrwError):
-    """A Kubernetes `Status` failure (from the apiserver or the proxy)."""
+    """A Kubernetes `Status` failure (from the apiserver or the proxy); `retry_after` is the answer's
+    `Retry-After` in seconds, when it had one (a 429, or the proxy's 503 for upstream trouble)."""
 
-    def __init__(self, code: int, reason: str, message: str, status: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: int, reason: str, message: str, status: dict[str, Any] | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"{code} {reason}: {message}")
         self.code = code
         self.reason = reason
         self.message = message
         self.status = status or {}
+        self.retry_after = retry_after
 
 
 class NotFound(ApiError):
@@ -62,9 +65,8 @@ class Gone(ApiError):
 
 class TooManyRequests(ApiError):
     def __init__(self, code: int, reason: str, message: str, status: dict[str, Any] | None = None,
-                 retry_after: float = 1.0) -> None:
-        super().__init__(code, reason, message, status)
-        self.retry_after = retry_after
+                 retry_after: float | None = 1.0) -> None:
+        super().__init__(code, reason, message, status, retry_after if retry_after is not None else 1.0)
 
 
 _BY_CODE: dict[int, type[ApiError]] = {
@@ -82,7 +84,19 @@ def api_error(code: int, status: dict[str, Any] | None, retry_after: float | Non
     status = status if isinstance(status, dict) else {}
     reason = str(status.get("reason") or "Unknown")
     message = str(status.get("message") or f"HTTP {code}")
+    details = status.get("details")
+    if retry_after is None and isinstance(details, dict):  # a watch's ERROR event has no headers
+        seconds = details.get("retryAfterSeconds")
+        retry_after = float(seconds) if isinstance(seconds, int | float) and seconds > 0 else None
     cls = _BY_CODE.get(code, ApiError)
     if cls is TooManyRequests:
         return TooManyRequests(code, reason, message, status, retry_after=retry_after or 1.0)
-    return cls(code, reason, message, status)
+    return cls(code, reason, message, status, retry_after)
+
+
+def is_object_not_found(exc: ApiError) -> bool:
+    """A 404 about one object (its Status names it), not one for a whole resource the apiserver does not
+    serve (yet: a restarted apiserver answers "the server could not find the requested resource" until
+    its CRDs are served again). Only the former means the object is missing."""
+    details = exc.status.get("details")
+    return exc.code == 404 and isinstance(details, dict) and bool(details.get("name"))

@@ -164,8 +164,9 @@ class KubeClient:
             body = response.json()
         except ValueError:
             body = {"message": response.text[:500] or response.reason_phrase}
-        retry_after = response.headers.get("Retry-After")
-        raise api_error(response.status_code, body, float(retry_after) if retry_after else None)
+        retry_after = response.headers.get("Retry-After", "")
+        seconds = float(retry_after) if retry_after.isdigit() else None  # the HTTP-date form is not used by Kubernetes
+        raise api_error(response.status_code, body, seconds)
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json") -> JSON:

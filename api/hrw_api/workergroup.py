@@ -152,6 +152,8 @@ class WorkerGroupSpec:
     (opt-in; otherwise agents register only with tokens from `hrw get-token --ttl`, see regtokens)."""
     min_agent_version: str | None = None
     """Workers whose agent is older are shown outdated and claim nothing (`versions.outdated_reason`)."""
+    job_ttl_seconds_after_finished: int | None = None
+    """`spec.jobDefaults.ttlSecondsAfterFinished`: the TTL of the group's finished jobs that set none."""
 
     @property
     def self_fencing_margin(self) -> float:
@@ -207,6 +209,8 @@ class WorkerGroupSpec:
             group_token=f.boolean(f.obj(spec.get("registration"), "spec.registration"), "groupToken",
                                   "spec.registration"),
             min_agent_version=_min_agent_version(spec),
+            job_ttl_seconds_after_finished=f.opt_int(f.obj(spec.get("jobDefaults"), "spec.jobDefaults"),
+                                                     "ttlSecondsAfterFinished", "spec.jobDefaults", minimum=0),
         )
 
 

@@ -500,6 +500,32 @@ class ControlPlane(_KubectlMixin):
         if errors:
             raise ControlPlaneError("; ".join(errors))
 
+    def kill_apiserver(self) -> None:
+        """SIGKILL kube-apiserver, as a crash would; etcd and kcm keep running (`start_apiserver` brings it back)."""
+        process = self._process("kube-apiserver")
+        _signal_group(process.pid, signal.SIGKILL)
+        if not process._wait(5.0):
+            raise ControlPlaneError(f"kube-apiserver (pid {process.pid}) survived SIGKILL")
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again, on its port and the same etcd, after `kill_apiserver`; return once
+        its /readyz answers (its RBAC and CRD caches may still be filling: clients see that for a while)."""
+        old = self._process("kube-apiserver")
+        if old.alive():
+            raise ControlPlaneError(f"kube-apiserver (pid {old.pid}) is still running")
+        index = self._processes.index(old)
+        self._processes.remove(old)
+        binaries = self._binaries or ensure_built()
+        self._start_apiserver(binaries, time.monotonic() + self._start_timeout)
+        self._processes.insert(index, self._processes.pop())  # stop() still goes kcm, apiserver, etcd
+        self._write_state()
+
+    def _process(self, name: str) -> _Process:
+        for process in self._processes:
+            if process.name == name:
+                return process
+        raise ControlPlaneError(f"control plane {self._name} runs no {name}")
+
     @classmethod
     def attach(cls, root_dir: Path) -> ControlPlane:
         """Find again a detached control plane started with ``root_dir`` (by ``hrw-dev up``).

@@ -44,6 +44,7 @@ from .listing import JOB_SELECTOR_FIELD
 from .metrics import Metrics
 from .refusals import ProxyError
 from .upstream import Upstream
+from .upstream_errors import unavailable
 from .workers import UNKNOWN, WorkerState, WorkerView
 
 JSON = dict[str, Any]
@@ -434,7 +435,7 @@ class JobCaches:
         return iter(list(self._caches.values()))
 
     async def synced(self, namespace: str, group: str) -> GroupCache:
-        """The group's cache, started if need be and synced (504 if its LIST takes too long)."""
+        """The group's cache, started if need be and synced (503 UpstreamUnavailable if its LIST takes too long)."""
         cache = self._caches.get((namespace, group))
         if cache is None:
             cache = GroupCache(self.upstream, self.metrics, namespace, group, ring_size=self.ring_size,
@@ -450,10 +451,9 @@ class JobCaches:
         try:
             await asyncio.wait_for(cache.settled.wait(), self.sync_timeout)
         except TimeoutError:
-            raise ProxyError(504, f"the Kubernetes API did not list the group's jobs within "
-                                  f"{self.sync_timeout:g}s") from None
+            raise unavailable(f"it did not list the group's jobs within {self.sync_timeout:g}s") from None
         if not cache.synced.is_set():
-            raise cache.failure or ProxyError(503, "the group's jobs could not be listed")
+            raise cache.failure or unavailable("the group's jobs could not be listed")
         return cache
 
     def peek(self, namespace: str, group: str) -> GroupCache | None:

@@ -60,7 +60,7 @@ class Settings:
     new_credential_burst: int = 200
     """Burst of such lookups (a restarted replica meeting its whole fleet at once)."""
     upstream_timeout: float = 10.0
-    """Seconds to wait for the apiserver on a non-watch call (504 after)."""
+    """Seconds to wait for the apiserver on a non-watch call (503 UpstreamUnavailable after)."""
     max_watch_seconds: int = 300
     """Upper bound (and default) of a watch's timeoutSeconds."""
     watch_ring_size: int = 1000

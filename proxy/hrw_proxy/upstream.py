@@ -2,9 +2,11 @@
 
 It runs with the proxy's own ServiceAccount (deploy/rbac/proxy.yaml), never with anything the
 agent sent, and every Secret or Lease it writes passes writes.py first (what RBAC cannot say).
-Failures are mapped once, here: an apiserver `Status` error passes back to the agent as is
-(e.g. the 422 of a lost claim race), a timeout is a 504 and an unreachable apiserver a 503,
-both as `Status` objects.
+Failures are mapped once, here, by `upstream_errors`: an answer about the agent's
+request passes back as is (e.g. the 422 of a lost claim race, the 404 of a deleted job), and
+upstream trouble (an apiserver restarting, failing, unreachable or too slow, its RBAC not yet
+ready for the proxy's own account) is a 503 `UpstreamUnavailable` with `Retry-After`, whose
+message never carries the apiserver's text; that text goes to the proxy's log.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from hrw_api.kubeclient import (
 )
 
 from . import writes
+from .audit import log
 from .auth import WorkerIdentity, decode_secret_value
 from .credentials import CredentialRecord
 from .metrics import Metrics
 from .refusals import ProxyError
+from .upstream_errors import classify, is_upstream_trouble, unavailable
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -45,18 +49,31 @@ class Upstream:
         self.client = client
         self._timeout = timeout
         self._metrics = metrics
+        self._served: set[str] = set()  # namespaces whose Secrets this process has read
+
+    def _failed(self, exc: ApiError) -> ProxyError:
+        """The answer for an apiserver `Status` failure; upstream trouble is counted and logged here."""
+        if is_upstream_trouble(exc):
+            self._metrics.upstream_errors.labels(f"status-{exc.code}").inc()
+            log.warning("upstream.unavailable", code=exc.code, reason=exc.reason, detail=exc.message[:300])
+        return classify(exc)
 
     async def _call(self, call: Awaitable[T]) -> T:
         try:
-            return await asyncio.wait_for(call, self._timeout)
+            return await self._send(call)
         except ApiError as exc:
-            raise ProxyError(exc.code, exc.message, reason=exc.reason, status=exc.status or None) from None
+            raise self._failed(exc) from None
+
+    async def _send(self, call: Awaitable[T]) -> T:
+        """The call, its transport failures mapped; an apiserver `Status` failure raised as its ApiError."""
+        try:
+            return await asyncio.wait_for(call, self._timeout)
         except (TimeoutError, httpx.TimeoutException):
             self._metrics.upstream_errors.labels("timeout").inc()
-            raise ProxyError(504, f"the Kubernetes API did not answer within {self._timeout:g}s") from None
+            raise unavailable(f"it did not answer within {self._timeout:g}s") from None
         except httpx.HTTPError as exc:
             self._metrics.upstream_errors.labels("unreachable").inc()
-            raise ProxyError(503, f"the Kubernetes API is unreachable: {type(exc).__name__}") from None
+            raise unavailable(f"it is unreachable: {type(exc).__name__}") from None
 
     async def _get_or_none(self, path: str) -> JSON | None:
         try:
@@ -80,16 +97,23 @@ class Upstream:
     async def _credential_secret(self, namespace: str, name: str) -> JSON | None:
         """A Secret that proves who a caller is, or None when there is none we may read.
 
-        A 403 means the proxy does not serve that namespace (its Roles are granted only in the
-        namespaces that hold hrw objects): to the caller that is an unknown credential, answered
-        401 like any other, never the apiserver's message naming the proxy's ServiceAccount.
+        A 403 in a namespace whose Secrets this process has never read means the proxy does not
+        serve that namespace (its Roles are granted only in the namespaces that hold hrw objects):
+        to the caller that is an unknown credential, answered 401 like any other, never the
+        apiserver's message naming the proxy's ServiceAccount. In a namespace it has served, the
+        same 403 is an apiserver whose RBAC is not ready yet (a restart): upstream trouble, 503.
         """
         try:
-            return await self._get_or_none(SECRETS.path(namespace, name))
-        except ProxyError as exc:
-            if exc.code == 403:
+            secret = await self._send(self.client.get(SECRETS.path(namespace, name)))
+        except ApiError as exc:
+            if exc.code == 403 and namespace not in self._served:
                 return None
-            raise
+            if exc.code == 404 and not is_upstream_trouble(exc):
+                self._served.add(namespace)
+                return None
+            raise self._failed(exc) from None
+        self._served.add(namespace)
+        return secret
 
     async def registration_token(self, namespace: str, group: str) -> str | None:
         secret = await self._credential_secret(namespace, names.registration_secret_name(group))
@@ -163,10 +187,10 @@ class Upstream:
                 except StopAsyncIteration:
                     return
                 except ApiError as exc:
-                    raise ProxyError(exc.code, exc.message, reason=exc.reason, status=exc.status or None) from None
+                    raise self._failed(exc) from None
                 except httpx.HTTPError as exc:
                     self._metrics.upstream_errors.labels("watch").inc()
-                    raise ProxyError(503, f"the watch on the Kubernetes API broke: {type(exc).__name__}") from None
+                    raise unavailable(f"the watch broke: {type(exc).__name__}") from None
                 yield event
         finally:
             await stream.aclose()

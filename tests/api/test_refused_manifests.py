@@ -216,6 +216,14 @@ CASES: dict[str, Bad] = {
         WORKER_GROUP.format(name="dc", spec="  leaseDurationSeconds: 5"),
         ("spec.leaseDurationSeconds", "greater than or equal to 10"),
     ),
+    "worker_group_with_a_negative_default_job_ttl": Bad(
+        WORKER_GROUP.format(name="dc", spec="  jobDefaults: {ttlSecondsAfterFinished: -1}"),
+        ("spec.jobDefaults.ttlSecondsAfterFinished", "greater than or equal to 0"),
+    ),
+    "worker_group_with_an_unknown_job_default": Bad(
+        WORKER_GROUP.format(name="dc", spec="  jobDefaults: {ttlSeconds: 60}"),
+        ('unknown field "spec.jobDefaults.ttlSeconds"',),
+    ),
     "worker_group_running_its_jobs_as_root_without_allow_root": Bad(
         WORKER_GROUP.format(name="dc", spec="  runAs: {user: root}"),
         ("spec.runAs.user", "spec.runAs names root: set spec.allowRoot: true"),

@@ -111,6 +111,29 @@ async def test_finished_job_is_deleted_after_its_ttl(kit: Kit, operator) -> None
     await async_wait_until(gone, timeout=20, message="the finished job to be deleted by its TTL")
 
 
+async def test_a_groups_default_ttl_deletes_its_finished_jobs_without_one_and_a_jobs_own_ttl_wins(
+        kit: Kit, operator) -> None:
+    await kit.runbook("rb")
+    await kit.group("pool", jobDefaults={"ttlSecondsAfterFinished": 1})
+    await kit.lease("pool", "w1")
+    await _queued(kit, "own-ttl", ttlSecondsAfterFinished=3600)
+    await _queued(kit, "defaulted")
+    for name in ("own-ttl", "defaulted"):  # its own TTL's job ends first: the default would delete it first
+        await kit.claim_and_start(name, "w1")
+        await kit.succeed(name, "w1")
+
+    async def gone() -> bool:
+        try:
+            await kit.get_job("defaulted")
+        except NotFound:
+            return True
+        return False
+
+    await async_wait_until(gone, timeout=20, message="the finished job deleted by its group's default TTL")
+    kept = await kit.get_job("own-ttl")
+    assert kept["status"]["phase"] == "Succeeded", "a job's own TTL wins over its group's default"
+
+
 async def test_operator_writes_one_job_exactly_twice_from_create_to_succeeded(kit: Kit, operator) -> None:
     """Bookkeeping writes must not creep in: the queue patch and the Complete condition, nothing else,
     and no Event on the success path (its status shows each step)."""

@@ -58,11 +58,16 @@ class FakeProxy:
         self.down = False
         self.chunks: set[int] = set()
         self.patch_status = 200
+        self.job_status: dict | None = {"phase": "Succeeded", "attempt": 2}  # what a GET of the job shows
+        self.retry_after: str | None = None
+        self.output_status: int | None = None  # refuse every chunk with this code
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("proxy down", request=request)
         self.calls.append((request.method, request.url.path))
+        if request.url.path.endswith("/output") and self.output_status:
+            return httpx.Response(self.output_status, json={"kind": "Status", "code": self.output_status})
         if request.url.path.endswith("/output"):
             import json
             seq = json.loads(request.content)["seq"]
@@ -72,11 +77,16 @@ class FakeProxy:
             return httpx.Response(201, json={})
         if request.url.path.endswith("/status"):
             if self.patch_status != 200:
-                return httpx.Response(self.patch_status, json={"kind": "Status", "code": self.patch_status,
-                                                               "reason": "Invalid", "message": "test failed"})
+                headers = {"Retry-After": self.retry_after} if self.retry_after else None
+                return httpx.Response(self.patch_status, headers=headers, json={
+                    "kind": "Status", "code": self.patch_status, "reason": "Invalid", "message": "test failed"})
             return httpx.Response(200, json={"metadata": {"name": "job-a"}, "spec": {
                 "runbookRef": {"name": "r"}, "workerGroup": "g"}, "status": {"phase": "Succeeded", "attempt": 2}})
-        return httpx.Response(404, json={})
+        if request.method == "GET" and request.url.path.endswith("/runbookjobs/job-a") and self.job_status:
+            return httpx.Response(200, json={"metadata": {"name": "job-a"}, "spec": {
+                "runbookRef": {"name": "r"}, "workerGroup": "g"}, "status": self.job_status})
+        return httpx.Response(404, json={"kind": "Status", "code": 404, "reason": "NotFound",
+                                         "details": {"name": "job-a"}})
 
 
 def _delivery(tmp_path, proxy: FakeProxy) -> tuple[Spool, Delivery]:
@@ -134,6 +144,52 @@ async def test_result_refused_for_a_moved_on_attempt_is_dropped(tmp_path, code):
     spool.put_result(KEY, {"patch": [], "phase": "Failed"})
     assert await delivery.deliver_all()
     assert spool.attempts() == []
+    assert ("GET", "/apis/hrw.dev/v1alpha1/namespaces/ns/runbookjobs/job-a") in proxy.calls, "checked, not assumed"
+
+
+async def test_a_deleted_job_drops_its_reports(tmp_path):
+    proxy = FakeProxy()
+    proxy.patch_status, proxy.job_status = 404, None
+    spool, delivery = _delivery(tmp_path, proxy)
+    _fill(spool)
+    assert await delivery.deliver_all()
+    assert spool.attempts() == []
+
+
+@pytest.mark.parametrize("code", [401, 403, 404, 422])
+async def test_a_refusal_while_the_job_still_shows_the_attempt_held_keeps_the_result_and_its_output(tmp_path, code):
+    """Issue 11: an apiserver restarting answered 403, and the agent dropped a finished job's result."""
+    proxy = FakeProxy()
+    proxy.patch_status = code
+    proxy.job_status = {"phase": "Running", "attempt": 2, "claim": {"worker": "w", "attempt": 2}}
+    spool, delivery = _delivery(tmp_path, proxy)
+    _fill(spool)
+    assert not await delivery.deliver_all()
+    assert spool.has_result(KEY) and spool.pending() == 1, "the chunks were stored; the result waits"
+    proxy.patch_status = 200
+    assert await delivery.deliver_all()
+    assert spool.attempts() == []
+
+
+async def test_a_refused_chunk_holds_back_its_result_while_the_attempt_is_held(tmp_path):
+    proxy = FakeProxy()
+    proxy.job_status = {"phase": "Running", "attempt": 2, "claim": {"worker": "w", "attempt": 2}}
+    spool, delivery = _delivery(tmp_path, proxy)
+    _fill(spool)
+    proxy.output_status = 403
+    assert not await delivery.deliver_all()
+    assert spool.pending() == 4
+    assert not [path for _, path in proxy.calls if path.endswith("/status")], "the result never overtakes its output"
+
+
+async def test_an_upstream_unavailable_answer_is_retried_no_sooner_than_its_retry_after(tmp_path):
+    proxy = FakeProxy()
+    proxy.patch_status, proxy.retry_after = 503, "3"
+    spool, delivery = _delivery(tmp_path, proxy)
+    spool.put_result(KEY, {"patch": [], "phase": "Failed"})
+    assert not await delivery.deliver_all()
+    assert spool.has_result(KEY)
+    assert delivery._retry_after == 3.0
 
 
 async def test_server_error_is_retried_not_dropped(tmp_path):
@@ -142,4 +198,18 @@ async def test_server_error_is_retried_not_dropped(tmp_path):
     spool, delivery = _delivery(tmp_path, proxy)
     spool.put_result(KEY, {"patch": [], "phase": "Failed"})
     assert not await delivery.deliver_all()
+    assert spool.has_result(KEY)
+
+
+async def test_an_orphans_result_is_spooled_between_delivery_passes_never_inside_one(tmp_path):
+    """A pass that saw the attempt's directory made but not yet filled removed it as an attempt with
+    nothing to say: the restarted agent's give-back vanished and the job stayed Running."""
+    import asyncio
+
+    spool, delivery = _delivery(tmp_path, FakeProxy())
+    async with delivery._lock:  # a pass in progress
+        writing = asyncio.create_task(delivery.put_result(KEY, {"patch": [], "phase": "Queued"}))
+        await asyncio.sleep(0.05)
+        assert not spool.has_result(KEY) and not writing.done()
+    await writing
     assert spool.has_result(KEY)

@@ -111,6 +111,7 @@ def test_only_the_contracts_client_module_talks_http() -> None:
 OPERATOR_CONTROLLERS = ("hrw_operator.runbooks", "hrw_operator.assets", "hrw_operator.workergroups",
                         "hrw_operator.jobs", "hrw_operator.fanout")
 OPERATOR_SHARED = ("hrw_operator.frame", "hrw_operator.events", "hrw_operator.leases", "hrw_operator.logs",
+                   "hrw_operator.reachability",
                    "hrw_operator.settings", "hrw_operator.workers")
 
 

@@ -180,6 +180,18 @@ def test_expired_lease_requeues_while_the_retry_policy_allows_then_fails_with_wo
     assert isinstance(action, End) and action.reason == "WorkerLost"
 
 
+def test_after_an_apiserver_outage_a_worker_gets_a_whole_lease_to_renew_before_it_is_lost() -> None:
+    """Issue 11: a kube-apiserver restart stopped every renewal; judged by renewTime alone, every
+    worker was lost when it came back, and finished attempts whose reports waited ran again."""
+    back = NOW + timedelta(seconds=30)  # the Lease (10 s) lapsed at NOW + 10, during the outage
+    facts = JobFacts(lease=lease(NOW), lease_duration_seconds=10, reachable_since=back)
+    waiting = decide(job(running()), facts, back + timedelta(seconds=1))
+    assert waiting.action is None and waiting.wake_at == back + timedelta(seconds=10)
+    assert isinstance(decide(job(running()), facts, back + timedelta(seconds=10)).action, Requeue)
+    long_ago = JobFacts(lease=lease(NOW), lease_duration_seconds=10, reachable_since=NOW - timedelta(seconds=60))
+    assert isinstance(decide(job(running()), long_ago, NOW + timedelta(seconds=10)).action, Requeue)
+
+
 def test_missing_lease_counts_as_lost_only_after_the_groups_lease_duration_since_the_claim() -> None:
     facts = JobFacts(lease=None, lease_duration_seconds=30)
     early = decide(job(running()), facts, NOW + timedelta(seconds=29))
@@ -190,6 +202,19 @@ def test_missing_lease_counts_as_lost_only_after_the_groups_lease_duration_since
 def test_cancel_of_a_held_job_ends_it_as_cancelled() -> None:
     action = decide(job(running(), cancel=True), JobFacts(lease=lease(NOW)), NOW).action
     assert isinstance(action, End) and action.phase is JobPhase.CANCELLED and action.from_phase is JobPhase.RUNNING
+
+
+def test_a_finished_job_without_a_ttl_takes_its_groups_default_and_its_own_wins() -> None:
+    done = {"phase": "Succeeded", "attempt": 1, "reason": "Completed", "message": "ok",
+            "completionTime": T(NOW), "conditions": [
+                {"type": "Complete", "status": "True", "reason": "Completed", "message": "ok",
+                 "lastTransitionTime": T(NOW), "observedGeneration": 1}]}
+    defaulted = JobFacts(default_ttl_seconds_after_finished=60)
+    assert decide(job(done), defaulted, NOW + timedelta(seconds=59)).wake_at == NOW + timedelta(seconds=60)
+    assert isinstance(decide(job(done), defaulted, NOW + timedelta(seconds=60)).action, Delete)
+    own = decide(job(done, ttlSecondsAfterFinished=3600), defaulted, NOW + timedelta(seconds=60))
+    assert own.action is None and own.wake_at == NOW + timedelta(seconds=3600)
+    assert decide(job(done), JobFacts(), NOW + timedelta(days=400)).action is None  # no default: kept
 
 
 def test_agent_result_gets_its_condition_once_then_the_ttl_deletes_it() -> None:

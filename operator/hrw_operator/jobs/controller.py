@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from hrw_api import Asset, Runbook, RunbookJob, WorkerGroup, names
-from hrw_api.errors import ApiError, InvalidObject
+from hrw_api.errors import ApiError, InvalidObject, is_object_not_found
 from hrw_api.kubeclient import ASSETS, LEASES, RUNBOOK_JOBS, RUNBOOKS, WORKER_GROUPS, Resource
 from hrw_api.phases import JobPhase, Reason
 from hrw_api.times import now as utcnow
@@ -30,6 +30,7 @@ from hrw_api.times import now as utcnow
 from ..frame import Controller, Key, Model, Observed, Outcome, Pass, Store, Tools, View
 from ..leases import LeaseView, worker_lease
 from ..logs import kv
+from ..reachability import Reachability
 from .decide import DEFAULT_LEASE_DURATION_SECONDS, Action, Delete, End, JobFacts, Requeue, Tunables, decide
 from .writes import build_patch, events_for
 
@@ -69,6 +70,15 @@ class JobController(Controller[RunbookJob]):
         self._runbook_timeouts: dict[tuple[str, str, str], int | None] = {}  # (ns, job, uid)
         self.tunables = Tunables(tools.settings.pending_retry_seconds, tools.settings.pending_give_up_seconds)
         self.writes = 0
+        self.reachability = Reachability(tools.client)  # an apiserver outage does not lose workers
+
+    async def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.reachability.start()  # inside the event loop, from the first event on
+        await super().on_event(event_type, body)
+
+    async def close(self) -> None:
+        await self.reachability.stop()
+        await super().close()
 
     def forget(self, key: Key) -> None:
         super().forget(key)
@@ -165,10 +175,12 @@ class JobController(Controller[RunbookJob]):
     # -- facts
 
     async def _get(self, path: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist (a 404 for the whole resource, from an apiserver
+        still starting, is an error to retry: it must not fail a job `RunbookNotFound`)."""
         try:
             return await self.client.get(path)
         except ApiError as exc:
-            if exc.code == 404:
+            if is_object_not_found(exc):
                 return None
             raise
 
@@ -176,6 +188,11 @@ class JobController(Controller[RunbookJob]):
         phase = job.status.phase
         if phase is JobPhase.PENDING and not job.spec.cancel:
             return await self._pending_facts(job)
+        if phase.terminal and job.spec.ttl_seconds_after_finished is None:
+            group = await self._known(self.groups, WORKER_GROUPS, job.meta.namespace, job.spec.worker_group,
+                                      WorkerGroup.parse)
+            return JobFacts(default_ttl_seconds_after_finished=group.spec.job_ttl_seconds_after_finished
+                            if group is not None else None)
         if not phase.held:
             return JobFacts()
         ns = job.meta.namespace
@@ -187,7 +204,8 @@ class JobController(Controller[RunbookJob]):
         if job.status.claim is not None:
             lease = self.leases.get(ns, names.lease_name(job.spec.worker_group, job.status.claim.worker))
         return JobFacts(lease=lease, lease_duration_seconds=duration,
-                        runbook_timeout_seconds=await self._runbook_timeout(job))
+                        runbook_timeout_seconds=await self._runbook_timeout(job),
+                        reachable_since=self.reachability.since())
 
     async def _known(self, view: View[K], resource: Resource, namespace: str, name: str,
                      parse: Callable[[Mapping[str, Any]], K]) -> K | None:
@@ -253,4 +271,5 @@ class JobController(Controller[RunbookJob]):
         body = await self._get(LEASES.path(job.meta.namespace, names.lease_name(job.spec.worker_group, claim.worker)))
         lease = worker_lease(body) if body is not None else None
         return JobFacts(lease=lease, lease_duration_seconds=facts.lease_duration_seconds,
-                        runbook_timeout_seconds=facts.runbook_timeout_seconds)
+                        runbook_timeout_seconds=facts.runbook_timeout_seconds,
+                        reachable_since=self.reachability.since())

@@ -114,6 +114,11 @@ class JobFacts:
     lease: WorkerLease | None = None  # the claimer's Lease, None if there is none
     runbook_timeout_seconds: int | None = None  # for held jobs (the runbook may be gone by then)
     lease_duration_seconds: int = DEFAULT_LEASE_DURATION_SECONDS  # the group's, for held jobs
+    default_ttl_seconds_after_finished: int | None = None
+    """The group's `spec.jobDefaults.ttlSecondsAfterFinished`, for finished jobs that set no TTL."""
+    reachable_since: datetime | None = None
+    """When the API server became reachable again after an outage the operator saw (`reachability`): a
+    worker is lost only after a whole lease duration without renewal while it was reachable."""
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,11 @@ def _decide_held(job: RunbookJob, facts: JobFacts, now: datetime) -> Decision:
                 lost = f"worker {worker} lost: it has no Lease {facts.lease_duration_seconds}s after its claim"
             else:
                 wakes.append(grace)
+        if lost is not None and facts.reachable_since is not None:
+            settled = facts.reachable_since + timedelta(seconds=facts.lease_duration_seconds)
+            if now < settled:  # the outage stopped every renewal: give the worker a whole Lease to renew
+                lost = None
+                wakes.append(settled)
         if lost is not None:
             policy = job.spec.retry_policy
             if policy.allows(status.attempt, RetryOn.WORKER_LOST):
@@ -302,12 +312,14 @@ def _decide_held(job: RunbookJob, facts: JobFacts, now: datetime) -> Decision:
     return Decision(None, min(wakes) if wakes else None, "run deadline / claimer's Lease")
 
 
-def _decide_terminal(job: RunbookJob, now: datetime) -> Decision:
+def _decide_terminal(job: RunbookJob, facts: JobFacts, now: datetime) -> Decision:
     status = job.status
     if patches.finished_conditions(status.phase, status.reason or status.phase.value, status.message or "",
                                    job.meta.generation, status.conditions) is not None:
         return Decision(MarkFinished(status.phase, status.reason or status.phase.value, status.message or ""))
     ttl = job.spec.ttl_seconds_after_finished
+    if ttl is None:
+        ttl = facts.default_ttl_seconds_after_finished
     if ttl is None:
         return Decision(None, None, "finished")
     done = status.completion_time or job.meta.creation_timestamp or now
@@ -330,4 +342,4 @@ def decide(job: RunbookJob, facts: JobFacts, now: datetime, tunables: Tunables |
         return Decision(None, None, "a fan-out job: its children run it, and `fanout` ends it")
     if phase.held:
         return _decide_held(job, facts, now)
-    return _decide_terminal(job, now)
+    return _decide_terminal(job, facts, now)
