@@ -206,14 +206,17 @@ class Upstream:
         return await self._get_or_none(RUNBOOKS.path(namespace, name))
 
     async def find_webhook(self, namespace: str, name: str) -> JSON | None:
-        """A RunbookWebhook, or None when there is none the proxy may read (a 403: a namespace it does
-        not serve), so that a caller cannot tell a foreign namespace from a missing webhook."""
+        """A RunbookWebhook, or None when there is none the proxy may read, so that a caller cannot
+        tell a foreign namespace (a 403 where this process has never served) from a missing webhook;
+        in a namespace it serves, a 403 is upstream trouble (503), as for credentials."""
         try:
-            return await self._get_or_none(RUNBOOK_WEBHOOKS.path(namespace, name))
-        except ProxyError as exc:
-            if exc.code == 403:
+            return await self._send(self.client.get(RUNBOOK_WEBHOOKS.path(namespace, name)))
+        except ApiError as exc:
+            if exc.code == 403 and namespace not in self._served:
                 return None
-            raise
+            if exc.code == 404 and not is_upstream_trouble(exc):
+                return None
+            raise self._failed(exc) from None
 
     async def create_job(self, namespace: str, job: JSON) -> JSON:
         """Create a RunbookJob (a webhook's call); the only spec the proxy ever writes."""
