@@ -143,7 +143,8 @@ def test_schema_defaults_are_the_defaults_the_models_assume(
     ))
     group = json.loads(cluster.kubectl("get", "-n", namespace, "wg", "bare", "-o", "json"))
     assert set(group["spec"]) == {"maxJobsPerWorker", "leaseDurationSeconds", "requireSignedRunbooks",
-                                  "jobGracePeriodSeconds", "outputLimitBytes", "allowRoot"}
+                                  "jobGracePeriodSeconds", "outputLimitBytes", "allowRoot",
+                                  "registration"}  # {groupToken: false}: the long-lived token is opt-in
     assert WorkerGroup.parse(group).spec == WorkerGroupSpec()
     job = json.loads(cluster.kubectl("get", "-n", namespace, "rbj", "bare", "-o", "json"))
     assert job["spec"]["queueTimeoutSeconds"] == 3600
