@@ -6,8 +6,9 @@ at a time, waiting for the jobs each one caught to end before the next:
 - kills an agent with SIGKILL (its jobs' processes are not in its process group: they are left
   to the agent's parent-death signal and its next start, as on a host without systemd) and starts
   it again on the same state dir;
-- kills the operator with SIGKILL and starts it again (`operators` is a list: a second replica
-  joins it when the operator has leader election);
+- kills the leading one of two operator replicas with SIGKILL (the standby takes over when the
+  leader-election Lease lapses; the killed one is started again, as a Deployment would, and
+  stands by);
 - kills the proxy with SIGKILL and starts it again on its port;
 - kills kube-apiserver with SIGKILL and starts it again on the same etcd (on a control plane of
   this test's own: the session's shared one must not go down under other tests), whose RBAC and
@@ -186,11 +187,10 @@ class Stream:
         await asyncio.to_thread(agent.wait_for_log, r"event=agent\.ready", 60)
 
     async def kill_an_operator(self) -> None:
-        operator = self.operators[0]  # with leader election: the leader, while the other replica runs on
+        leader = await self.stack.leader()
         self.strike()
-        operator.kill()
-        operator.start()
-        await asyncio.to_thread(operator.wait_for_log, r"operator\.started", 60)
+        leader.kill()  # the standby takes over once the Lease lapses; the killed one comes back as a standby
+        await self.stack.leader(timeout=120)
 
     async def restart_the_proxy(self) -> None:
         self.strike()
@@ -263,7 +263,7 @@ class Stream:
 
 FAULTS: list[tuple[str, Callable[[Stream], Awaitable[None]]]] = [
     ("kill -9 agent w1, restart", Stream.kill_an_agent),
-    ("kill -9 operator, restart", Stream.kill_an_operator),
+    ("kill -9 the leading operator replica", Stream.kill_an_operator),
     ("kill -9 proxy, restart", Stream.restart_the_proxy),
     ("kill -9 kube-apiserver, restart", Stream.restart_the_apiserver),
     ("cut w3 off past its Lease", Stream.cut_off_a_worker),
@@ -372,7 +372,8 @@ async def test_a_stream_of_jobs_through_every_fault_loses_nothing_and_never_runs
     namespace = "fault-stream"
     cluster.kubectl("create", "namespace", namespace)
     stack = await Stack.create(cluster, namespace, processes, tmp_path,
-                               proxy_kubeconfig(cluster, tmp_path / "proxy-identity"), tls)
+                               proxy_kubeconfig(cluster, tmp_path / "proxy-identity"), tls,
+                               operator_replicas=2, restart_operators=True)
     relay = TcpRelay("127.0.0.1", int(stack.proxy.url.rsplit(":", 1)[1])).start()
     try:
         await stack.group(GROUP, maxJobsPerWorker=4, leaseDurationSeconds=LEASE_SECONDS, jobGracePeriodSeconds=2)
@@ -383,7 +384,7 @@ async def test_a_stream_of_jobs_through_every_fault_loses_nothing_and_never_runs
                                     stack.proxy.process)
         await asyncio.to_thread(stack.start_agent, GROUP, "w3", proxy=behind_relay)
 
-        stream = Stream(cluster, stack, relay, [stack.operator], scratch / "stamps.log")
+        stream = Stream(cluster, stack, relay, stack.operators, scratch / "stamps.log")
         feeder = asyncio.create_task(stream.feed())
         watcher = asyncio.create_task(stream.watch())
         try:
