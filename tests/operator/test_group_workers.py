@@ -56,7 +56,7 @@ async def test_a_bad_value_in_one_lease_marks_only_its_entry_and_the_others_beco
     operator = start_operator(processes, cluster, kit.namespace)
     await kit.group(GROUP, leaseDurationSeconds=10)
     path = WORKER_GROUPS.path(kit.namespace, GROUP)
-    await kit.wait_status(path, lambda s: s.get("registrationTokenSecret"))
+    await kit.wait_status(path, lambda s: s.get("observedGeneration"))  # the operator has seen the group
     await put_lease(kit, "w1", GOOD)
     # Values the proxy refuses, written straight to the Leases: out of range, ill-typed, a terminal
     # escape, and a Lease that names w1 but is not w1's.
@@ -91,7 +91,7 @@ async def test_workers_join_go_missing_come_back_turn_outdated_and_are_forgotten
     start_operator(processes, cluster, kit.namespace)
     await kit.group(GROUP, leaseDurationSeconds=10)
     path = WORKER_GROUPS.path(kit.namespace, GROUP)
-    await kit.wait_status(path, lambda s: s.get("registrationTokenSecret"))
+    await kit.wait_status(path, lambda s: s.get("observedGeneration"))  # the operator has seen the group
     await put_lease(kit, "steady", GOOD, duration=60)
     await put_lease(kit, "flaky", GOOD, duration=2)
     await kit.wait_status(path, lambda s: s.get("readyWorkers") == 2, message="two workers joined")
