@@ -131,12 +131,16 @@ class ConfigurationApplier:
         return before != self.may_claim()
 
     def may_claim(self) -> bool:
-        """False where the group requires compliance and its status does not show this worker
-        compliant with the current digest (the proxy would refuse the claim)."""
+        """False where the group requires compliance and either this agent's own last report is not
+        compliant or the group's status does not show it compliant with the current digest (the
+        proxy would refuse the claim)."""
         group = self._group
         ref = self.ref
         if group is None or ref is None or not ref.require_compliance:
             return True
+        own = self.report  # what this agent found last: fresher than the group's status it reads
+        if own is not None and (own.configuration != ref.name or not own.compliant):
+            return False
         summary = group.compliance
         entry = summary.worker(self._client.worker) if summary is not None else None
         return summary is not None and entry is not None and summary.digest is not None \
