@@ -108,10 +108,10 @@ async def test_registration_on_this_process_is_remembered():
 
 async def test_a_watch_outlives_a_credential_check_the_apiserver_did_not_answer_but_not_a_revocation():
     credential = new_credential(ME)
-    answers: list[str | ProxyError | None] = [credential_hash(credential)]
+    answers: list[CredentialRecord | ProxyError | None] = [CredentialRecord(credential_hash(credential))]
     now = [0.0]
 
-    async def fetch(_: WorkerIdentity) -> str | None:
+    async def fetch(_: WorkerIdentity) -> CredentialRecord | None:
         answer = answers[0]
         if isinstance(answer, ProxyError):
             raise answer
@@ -120,13 +120,13 @@ async def test_a_watch_outlives_a_credential_check_the_apiserver_did_not_answer_
     verifier = CredentialVerifier(fetch, ttl=2.0, clock=lambda: now[0])
     check = CredentialCheck(verifier, credential, ME, clock=lambda: now[0])
     await check.require()
-    answers[0] = ProxyError(504, "the Kubernetes API did not answer within 10s")
+    answers[0] = ProxyError(503, "the Kubernetes API cannot serve this request right now", reason="UpstreamUnavailable")
     now[0] = 10.0
     await check.require()  # not answered: the watch goes on (good 10 s ago)
     now[0] = 10.0 + UNVERIFIED_GRACE_SECONDS + 1
     with pytest.raises(ProxyError) as slow:
         await check.require()  # unchecked for too long
-    assert slow.value.code == 504
+    assert slow.value.code == 503
     answers[0] = None  # revoked
     with pytest.raises(ProxyError) as revoked:
         await check.require()
