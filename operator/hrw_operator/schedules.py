@@ -25,10 +25,10 @@ Semantics follow the Kubernetes CronJob controller, documented there:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
@@ -52,11 +52,10 @@ from hrw_api.times import now as utcnow
 from hrw_api.times import parse_time
 
 from . import events
-from .frame import Controller, Key, Model, Observed, Pass, Store, Tools, View
+from .frame import Controller, Key, Observed, Pass, Store, Tools, View
 from .logs import kv
 
 logger = logging.getLogger("hrw.operator.schedules")
-K = TypeVar("K", bound=Model)
 
 MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
@@ -359,32 +358,13 @@ class ScheduleController(Controller[RunbookSchedule]):
                                         labelSelector=f"{names.LABEL_SCHEDULE}={schedule.meta.name}")
         jobs = [OwnedJob.of(job) for job in _owned(listed.get("items") or [], schedule.meta.uid)]
         template = schedule.spec.job_template
-        runbook, runbook_problem = await self._model(self.runbooks, RUNBOOKS.path(ns, template.runbook),
+        runbook, runbook_problem = await self.referenced(self.runbooks, RUNBOOKS.path(ns, template.runbook),
                                                      ns, template.runbook, Runbook.parse, "spec.jobTemplate.runbookRef",
                                                      "Runbook")
-        _, group_problem = await self._model(self.groups, WORKER_GROUPS.path(ns, template.worker_group),
+        _, group_problem = await self.referenced(self.groups, WORKER_GROUPS.path(ns, template.worker_group),
                                                  ns, template.worker_group, WorkerGroup.parse,
                                                  "spec.jobTemplate.workerGroup", "WorkerGroup")
         return ScheduleFacts(jobs=jobs, runbook=runbook, runbook_problem=runbook_problem, group_problem=group_problem)
-
-    async def _model(self, view: View[K], path: str, namespace: str, name: str,
-                     parse: Callable[[Mapping[str, Any]], K], field_path: str,
-                     kind: str) -> tuple[K | None, str | None]:
-        """The model `view` holds, else the API server's; or why there is none (naming `field_path`)."""
-        held = view.get((namespace, name))
-        if held is not None and held.model is not None:
-            return held.model, None
-        try:
-            body = await self.client.get(path)
-        except ApiError as exc:
-            if exc.code == 404:
-                return None, f"{field_path}: {kind} {name!r} not found"
-            raise
-        try:
-            return parse(body), None
-        except InvalidObject as exc:
-            return None, f"{field_path}: {kind} {name!r} is invalid ({exc})"
-
 
 def _owned(items: Sequence[Any], uid: str) -> list[RunbookJob]:
     """The listed jobs this schedule controls, parsed; others (same label, another owner) are not ours."""

@@ -13,21 +13,18 @@ and group views, so a runbook created after its webhook is seen at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
 
 from hrw_api import Runbook, RunbookWebhook, RunbookWebhookStatus, WorkerGroup, conditions, params
-from hrw_api.errors import ApiError, InvalidObject
 from hrw_api.kubeclient import RUNBOOK_WEBHOOKS, RUNBOOKS, WORKER_GROUPS
 from hrw_api.times import format_time
 from hrw_api.times import now as utcnow
 
-from .frame import Controller, Model, Observed, Pass, Store, Tools, View
+from .frame import Controller, Observed, Pass, Store, Tools, View
 
 logger = logging.getLogger("hrw.operator.webhooks")
-K = TypeVar("K", bound=Model)
 
 
 @dataclass(frozen=True)
@@ -129,31 +126,12 @@ class WebhookController(Controller[RunbookWebhook]):
         if webhook.meta.deletion_timestamp is not None:
             return Pass()
         ns, template = webhook.meta.namespace, webhook.spec.job_template
-        runbook, runbook_problem = await self._model(self.runbooks, RUNBOOKS.path(ns, template.runbook), ns,
+        runbook, runbook_problem = await self.referenced(self.runbooks, RUNBOOKS.path(ns, template.runbook), ns,
                                                      template.runbook, Runbook.parse, "spec.jobTemplate.runbookRef",
                                                      "Runbook")
-        _, group_problem = await self._model(self.groups, WORKER_GROUPS.path(ns, template.worker_group), ns,
+        _, group_problem = await self.referenced(self.groups, WORKER_GROUPS.path(ns, template.worker_group), ns,
                                              template.worker_group, WorkerGroup.parse, "spec.jobTemplate.workerGroup",
                                              "WorkerGroup")
         decision = decide(webhook, WebhookFacts(runbook, runbook_problem, group_problem), self.clock())
         await self.write_status(observed, decision.status.to_dict())
         return Pass(wake_at=decision.wake_at)
-
-    async def _model(self, view: View[K], path: str, namespace: str, name: str,
-                     parse: Callable[[Mapping[str, Any]], K], field_path: str,
-                     kind: str) -> tuple[K | None, str | None]:
-        """The model `view` holds, else the API server's; or why there is none (naming `field_path`).
-        (The same look-up as the schedule controller's: controllers do not import each other.)"""
-        held = view.get((namespace, name))
-        if held is not None and held.model is not None:
-            return held.model, None
-        try:
-            body = await self.client.get(path)
-        except ApiError as exc:
-            if exc.code == 404:
-                return None, f"{field_path}: {kind} {name!r} not found"
-            raise
-        try:
-            return parse(body), None
-        except InvalidObject as exc:
-            return None, f"{field_path}: {kind} {name!r} is invalid ({exc})"

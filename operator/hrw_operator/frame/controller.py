@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, ClassVar, Generic
+from typing import Any, ClassVar, Generic, TypeVar
 
+from hrw_api.errors import ApiError, InvalidObject
 from hrw_api.kubeclient import KubeClient, Resource
 from hrw_api.times import now as utcnow
 
@@ -29,7 +30,7 @@ from ..logs import kv
 from ..settings import OperatorSettings
 from .retry import Backoff
 from .status import StatusWriter
-from .store import Key, M, Observed, Store, key_of
+from .store import Key, M, Model, Observed, Store, View, key_of
 from .timers import Timers
 
 
@@ -61,6 +62,9 @@ class Pass:
 
     outcome: Outcome = Outcome.SETTLED
     wake_at: datetime | None = None
+
+
+R = TypeVar("R", bound=Model)
 
 
 class Controller(Generic[M]):
@@ -145,6 +149,25 @@ class Controller(Generic[M]):
     async def reconcile_once(self, observed: Observed[M]) -> Pass:
         """Look at one object once. Raise (or return `Outcome.RETRY`) on a transient failure."""
         raise NotImplementedError
+
+    async def referenced(self, view: View[R], path: str, namespace: str, name: str,
+                         parse: Callable[[Mapping[str, Any]], R], field_path: str,
+                         kind: str) -> tuple[R | None, str | None]:
+        """An object another one names (a schedule's or webhook's runbook, its group): the model
+        `view` holds, else the API server's; or why there is none, naming `field_path`."""
+        held = view.get((namespace, name))
+        if held is not None and held.model is not None:
+            return held.model, None
+        try:
+            body = await self.client.get(path)
+        except ApiError as exc:
+            if exc.code == 404:
+                return None, f"{field_path}: {kind} {name!r} not found"
+            raise
+        try:
+            return parse(body), None
+        except InvalidObject as exc:
+            return None, f"{field_path}: {kind} {name!r} is invalid ({exc})"
 
     async def write_status(self, observed: Observed[M], desired: Mapping[str, Any]) -> bool:
         """Write `desired` if it changed anything, and keep the API server's answer. True if written."""
