@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import statistics
@@ -275,18 +274,7 @@ def start_agents(ctx: demo.DemoContext, workers: list[str], group: str = GROUP) 
     token = registration_token(ctx, group)
     run_all_as_agent_user = demo.prepare_job_user(ctx)
     for worker in workers:
-        directory = ctx.work_dir / "agents" / worker
-        directory.mkdir(parents=True, exist_ok=True)
-        token_file = directory / "registration-token"
-        token_file.write_text(token)
-        token_file.chmod(0o600)
-        config = directory / "agent.yaml"
-        config.write_text(json.dumps({
-            "proxyUrl": ctx.proxy_url, "caFile": str(ctx.proxy_ca), "namespace": ctx.namespace,
-            "group": group, "worker": worker, "registrationTokenFile": str(token_file),
-            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20,
-            "runAllJobsAsAgentUser": run_all_as_agent_user}, indent=2))
-        start_process(ctx, f"hrw-agent-{worker}", [*stack.process_command("hrw-agent"), "--config", str(config)])
+        demo.start_agent(ctx, group, worker, token, run_all_as_agent_user=run_all_as_agent_user)
     for worker in workers:
         wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready", timeout=180)
 

@@ -203,6 +203,23 @@ def issue_registration_token(ctx: DemoContext, group: str, *, uses: int | None =
     return done.stdout.strip()
 
 
+def start_agent(ctx: DemoContext, group: str, worker: str, token: str, *, run_all_as_agent_user: bool) -> None:
+    """One real `hrw-agent` process (`hrw-agent-<worker>`) with its own config, token file and
+    state dir under the context's work dir; wait for `event=agent.ready` with `wait_log`."""
+    directory = ctx.work_dir / "agents" / worker
+    directory.mkdir(parents=True, exist_ok=True)
+    token_file = directory / "registration-token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    config = directory / "agent.yaml"
+    config.write_text(json.dumps({
+        "proxyUrl": ctx.proxy_url, "caFile": str(ctx.proxy_ca), "namespace": ctx.namespace,
+        "group": group, "worker": worker, "registrationTokenFile": str(token_file),
+        "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20,
+        "runAllJobsAsAgentUser": run_all_as_agent_user}, indent=2))
+    start_process(ctx, f"hrw-agent-{worker}", [*_bin("hrw-agent"), "--config", str(config)])
+
+
 def start_agents(ctx: DemoContext) -> None:
     ctx.say(f"start two agents of worker group {DEMO_GROUP} (outbound HTTPS to the proxy only)")
     print(f"$ hrw get-token {DEMO_GROUP} -n {ctx.namespace} --ttl 1h --uses {len(DEMO_WORKERS)} "
@@ -210,18 +227,7 @@ def start_agents(ctx: DemoContext) -> None:
     token = issue_registration_token(ctx, DEMO_GROUP, uses=len(DEMO_WORKERS))
     run_all_as_agent_user = prepare_job_user(ctx)
     for worker in DEMO_WORKERS:
-        directory = ctx.work_dir / "agents" / worker
-        directory.mkdir(parents=True, exist_ok=True)
-        token_file = directory / "registration-token"
-        token_file.write_text(token)
-        token_file.chmod(0o600)
-        config = directory / "agent.yaml"
-        config.write_text(json.dumps({
-            "proxyUrl": ctx.proxy_url, "caFile": str(ctx.proxy_ca), "namespace": ctx.namespace,
-            "group": DEMO_GROUP, "worker": worker, "registrationTokenFile": str(token_file),
-            "stateDir": str(directory / "state"), "shutdownGraceSeconds": 20,
-            "runAllJobsAsAgentUser": run_all_as_agent_user}, indent=2))
-        start_process(ctx, f"hrw-agent-{worker}", [*_bin("hrw-agent"), "--config", str(config)])
+        start_agent(ctx, DEMO_GROUP, worker, token, run_all_as_agent_user=run_all_as_agent_user)
     for worker in DEMO_WORKERS:
         wait_log(ctx, f"hrw-agent-{worker}", "event=agent.ready")
     print("both agents registered and ready", flush=True)
